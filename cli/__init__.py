@@ -1,0 +1,1 @@
+"""The `aitrader` command line: database, data import and demo commands."""

@@ -1,0 +1,1 @@
+"""Engine, sessions, Alembic migrations and the query functions flows and routers share."""

@@ -1,0 +1,1 @@
+"""How AITrader runs: Prefect deployments, the local serve entry, container recipes."""

@@ -1,0 +1,120 @@
+"""Closed sets of values. Stored as strings (no native DB enums) so both databases migrate alike."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+
+
+class Timeframe(StrEnum):
+    """Bar interval. A bar is stamped with its interval start and is known at its end."""
+
+    M1 = "1m"
+    M5 = "5m"
+    M15 = "15m"
+    H1 = "1h"
+    D1 = "1d"
+
+    @property
+    def duration(self) -> timedelta:
+        """How long after its stamp the bar's close is known."""
+        return _DURATIONS[self]
+
+
+_DURATIONS = {
+    Timeframe.M1: timedelta(minutes=1),
+    Timeframe.M5: timedelta(minutes=5),
+    Timeframe.M15: timedelta(minutes=15),
+    Timeframe.H1: timedelta(hours=1),
+    Timeframe.D1: timedelta(days=1),
+}
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+
+
+class TimeInForce(StrEnum):
+    DAY = "day"
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+
+
+class OrderLeg(StrEnum):
+    """Role of an order inside a bracket: the entry and its two exits."""
+
+    ENTRY = "entry"
+    TAKE_PROFIT = "take_profit"
+    STOP_LOSS = "stop_loss"
+
+
+class OrderStatus(StrEnum):
+    NEW = "new"
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class IntentStatus(StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RISK_REJECTED = "risk_rejected"
+    SUBMITTED = "submitted"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    FAILED = "failed"
+
+
+class DecisionAction(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+    HOLD = "hold"
+
+
+class DecisionStatus(StrEnum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class RunStatus(StrEnum):
+    """Lifecycle shared by jobs, council runs and backtests."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class BrokerKind(StrEnum):
+    PAPER = "paper"
+    ALPACA = "alpaca"
+
+
+class ChatRole(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class LLMCallStatus(StrEnum):
+    OK = "ok"
+    REPAIRED = "repaired"
+    PARSE_ERROR = "parse_error"
+    ERROR = "error"

@@ -1,0 +1,68 @@
+"""Operational records: jobs, audit events and LLM calls.
+
+`llm_calls` is cache, audit record and debug trail in one: prompt hash,
+model, tokens, cost, latency, raw and parsed output.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import MONEY, BigId, Base, CreatedMixin, IdMixin, utcnow
+from models.enums import LLMCallStatus, RunStatus
+
+
+class Job(IdMixin, CreatedMixin, Base):
+    """A unit of background work a user asked for (import, backtest, council, training)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_type_status", "type", "status"),)
+
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[RunStatus] = mapped_column(default=RunStatus.PENDING)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class AuditEvent(IdMixin, Base):
+    """A past-tense fact about an entity (`intent.approved`), who caused it and with what."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_entity", "entity_type", "entity_id"),)
+
+    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    event: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class LLMCall(IdMixin, CreatedMixin, Base):
+    """One request to a language model and what came back, parsed or not."""
+
+    __tablename__ = "llm_calls"
+
+    run_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("council_runs.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(100))
+    prompt_hash: Mapped[str] = mapped_column(String(64), index=True)
+    messages: Mapped[list[Any]] = mapped_column(default=list)
+    raw_output: Mapped[str | None] = mapped_column(Text)
+    parsed_output: Mapped[dict[str, Any] | None]
+    status: Mapped[LLMCallStatus]
+    error: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(default=0)
+    completion_tokens: Mapped[int] = mapped_column(default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    latency_ms: Mapped[int] = mapped_column(default=0)

@@ -1,0 +1,1 @@
+"""The realtime engine: sources, PriceCache, pattern engine, bus hubs. No HTTP here."""

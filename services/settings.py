@@ -1,0 +1,115 @@
+"""The one place configuration is read: environment variables and `.env`.
+
+Everything has an embedded default, so a fresh clone runs with no setup;
+production swaps parts by setting variables. Invalid values fail at start-up
+with the variable's name (`load_settings` turns pydantic's error into a
+`ConfigurationError`). No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from models.errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "sqlite:///./data/aitrader.db"
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # console on a terminal, JSON otherwise
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """AITrader's configuration. Field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL. SQLite (default) or Postgres; postgresql:// is accepted.",
+    )
+    database_echo: bool = False
+    redis_url: str | None = Field(None, description="Redis Streams bus; in-process bus if unset.")
+    prefect_api_url: str | None = Field(None, description="Prefect server; ephemeral if unset.")
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.AUTO
+    alpaca_api_key: SecretStr | None = None
+    alpaca_secret_key: SecretStr | None = None
+    alpaca_paper: bool = True
+    llm_models: list[str] = Field(
+        default_factory=lambda: ["offline"],
+        description="litellm model names for the council; 'offline' is the built-in analyst.",
+    )
+    sample_data_dir: Path = Path("data/sample")
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+
+def normalise_database_url(url: str) -> str:
+    """Return `url` with the driver AITrader uses, or raise if it is not SQLite or Postgres.
+
+    SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3; we ship psycopg2,
+    so Postgres URLs always name it explicitly.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(f"not a database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
+    if backend in {"postgresql", "postgres"}:
+        return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    if backend == "sqlite":
+        return url
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+def load_settings() -> Settings:
+    """Read settings now; a bad value raises `ConfigurationError` naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once. Tests build `Settings(...)` directly instead."""
+    return load_settings()
