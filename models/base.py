@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
-
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Enum, Integer, MetaData, Numeric
 from sqlalchemy.dialects.postgresql import JSONB
@@ -80,7 +79,7 @@ class Base(DeclarativeBase):
     """Base of every table. The annotation map gives plain annotations their SQL types."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+    type_annotation_map = {
         datetime: UTCDateTime(),
         Decimal: PRICE,
         dict[str, Any]: JSONDoc,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import MONEY, PRICE, RATIO, BigId, Base, CreatedMixin, IdMixin
+from models.base import MONEY, PRICE, RATIO, Base, BigId, CreatedMixin, IdMixin
 from models.enums import DecisionAction, DecisionStatus, RunStatus, Side
 
 
@@ -60,9 +60,7 @@ class Pitch(IdMixin, CreatedMixin, Base):
     take_profit: Mapped[Decimal | None] = mapped_column(PRICE)
     stop_loss: Mapped[Decimal | None] = mapped_column(PRICE)
     horizon_days: Mapped[int | None]
-    research_report_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("research_reports.id")
-    )
+    research_report_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("research_reports.id"))
     llm_call_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("llm_calls.id"))
 
 

@@ -3,7 +3,7 @@
 * AITraderError
   x ConfigurationError          bad settings, caught at start-up
   x DataError
-    x BarFileError              missing file, unknown layout, unreadable content
+    x DataFileError             missing file, unknown layout, unreadable content
   x DatabaseUnavailableError    the database URL cannot be reached
   x NotFoundError
 """
@@ -23,8 +23,8 @@ class DataError(AITraderError):
     """Input data cannot be used as given."""
 
 
-class BarFileError(DataError):
-    """A bar file is missing, unreadable or in a layout we do not recognise."""
+class DataFileError(DataError):
+    """A data file (bars, instruments) is missing, unreadable or in an unknown layout."""
 
 
 class DatabaseUnavailableError(AITraderError):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import PRICE, QTY, BigId, Base, CreatedMixin, IdMixin, utcnow
+from models.base import PRICE, QTY, Base, BigId, CreatedMixin, IdMixin, utcnow
 from models.enums import Timeframe
 
 SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9.\-/_]{0,31}$"

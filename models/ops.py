@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import MONEY, BigId, Base, CreatedMixin, IdMixin, utcnow
+from models.base import MONEY, Base, BigId, CreatedMixin, IdMixin, utcnow
 from models.enums import LLMCallStatus, RunStatus
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import RATIO, BigId, Base, CreatedMixin, IdMixin
+from models.base import RATIO, Base, BigId, CreatedMixin, IdMixin
 from models.enums import RunStatus, Side, Timeframe
 
 

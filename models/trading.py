@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import MONEY, PRICE, QTY, BigId, Base, CreatedMixin, IdMixin, utcnow
+from models.base import MONEY, PRICE, QTY, Base, BigId, CreatedMixin, IdMixin, utcnow
 from models.enums import (
     BrokerKind,
     IntentStatus,
@@ -56,9 +56,7 @@ class TradeIntent(IdMixin, CreatedMixin, Base):
     take_profit: Mapped[Decimal | None] = mapped_column(PRICE)
     stop_loss: Mapped[Decimal | None] = mapped_column(PRICE)
     time_in_force: Mapped[TimeInForce] = mapped_column(default=TimeInForce.DAY)
-    status: Mapped[IntentStatus] = mapped_column(
-        default=IntentStatus.PENDING_APPROVAL
-    )
+    status: Mapped[IntentStatus] = mapped_column(default=IntentStatus.PENDING_APPROVAL)
     risk_checks: Mapped[dict[str, Any]] = mapped_column(default=dict)
     reject_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import BigId, Base, CreatedMixin, IdMixin, utcnow
+from models.base import Base, BigId, CreatedMixin, IdMixin, utcnow
 from models.enums import ChatRole
 
 

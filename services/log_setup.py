@@ -49,7 +49,9 @@ class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
         fields = " ".join(f"{k}={v}" for k, v in record_fields(record).items())
-        line = f"{ts} {record.levelname:<5} {record.getMessage()}" + (f" {fields}" if fields else "")
+        line = f"{ts} {record.levelname:<5} {record.getMessage()}" + (
+            f" {fields}" if fields else ""
+        )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -1,0 +1,76 @@
+"""What every command needs: settings, logging, an engine, and one error edge."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.engine import check_connection, make_engine, make_session_factory, unit_of_work
+from db.migrate import current_revision, head_revision
+from models.errors import AITraderError, ConfigurationError
+from services.log_setup import configure_logging
+from services.settings import Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+logger = logging.getLogger("cli")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class CommandContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with unit_of_work(self.sessions) as session:
+            yield session
+
+    def require_schema(self) -> None:
+        """Refuse to work on a database that is not at the migration head."""
+        current, head = current_revision(self.engine), head_revision(self.engine)
+        if current != head:
+            raise ConfigurationError(
+                f"database is at revision {current or 'none'}, code expects {head}: "
+                "run `aitrader db upgrade`"
+            )
+
+
+def open_context() -> CommandContext:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the CLI prints its own summary
+    engine = make_engine(settings.database_url, echo=settings.database_echo)
+    check_connection(engine)
+    return CommandContext(settings=settings, engine=engine, sessions=make_session_factory(engine))
+
+
+def run_command(fn: Callable[P, R]) -> Callable[P, R]:
+    """The process edge: turn expected failures into one line and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except AITraderError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            err_console.print(f"[bold red]error:[/] database: {reason}", highlight=False)
+        raise typer.Exit(code=1)
+
+    return wrapper

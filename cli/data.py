@@ -1,0 +1,138 @@
+"""`aitrader data ...`: import bar and instrument files, list what is stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.context import console, open_context, run_command
+from db.queries.bars import bar_coverage
+from models.enums import Timeframe
+from models.market import ImportReport
+from tasks.bar_validation import ConflictRule
+from tasks.import_bars import import_bar_file
+from tasks.import_instruments import import_instrument_file
+
+app = typer.Typer(help="Market data: import, instruments, list.", no_args_is_help=True)
+
+
+@app.command("import")
+@run_command
+def import_cmd(
+    path: Path = typer.Argument(..., help="CSV, CSV.GZ or Parquet file of bars."),
+    timeframe: Timeframe = typer.Option(Timeframe.D1, "--timeframe", "-t"),
+    symbol_column: str = typer.Option("symbol", help="Column holding the symbol."),
+    symbol: str | None = typer.Option(None, help="Symbol of a file with no symbol column."),
+    tz: str = typer.Option("UTC", help="Timezone of naive timestamps in the file."),
+    on_conflict: ConflictRule = typer.Option(
+        ConflictRule.REJECT, help="Duplicates that disagree: reject all copies, or keep first/last."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and report; write nothing."),
+) -> None:
+    """Import bars; every row is validated, rejects are counted with reasons and examples.
+
+    The whole file is one transaction: it lands completely or not at all.
+    """
+    ctx = open_context()
+    ctx.require_schema()
+    with _progress() as bar, ctx.transaction() as session:
+        tasks: dict[str, TaskID] = {}
+
+        def step(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        report = import_bar_file(
+            session,
+            path,
+            timeframe=timeframe,
+            symbol_column=symbol_column,
+            symbol=symbol,
+            tz=tz,
+            on_conflict=on_conflict,
+            dry_run=dry_run,
+            progress=step,
+        )
+        for task in tasks.values():
+            bar.update(task, completed=bar.tasks[task].total)
+    print_report(report, dry_run=dry_run)
+
+
+@app.command("instruments")
+@run_command
+def instruments_cmd(
+    path: Path = typer.Argument(
+        ..., help="CSV with a symbol column and any of name, exchange, sector."
+    ),
+) -> None:
+    """Load instrument reference data, such as sectors."""
+    ctx = open_context()
+    ctx.require_schema()
+    with ctx.transaction() as session:
+        counts = import_instrument_file(session, path)
+    console.print(
+        f"instruments from {path}: {counts.created} created, {counts.updated} updated, "
+        f"{counts.unchanged} unchanged"
+    )
+
+
+@app.command("list")
+@run_command
+def list_cmd(
+    symbol: list[str] = typer.Option([], "--symbol", "-s", help="Only these symbols."),
+    timeframe: Timeframe | None = typer.Option(None, "--timeframe", "-t"),
+) -> None:
+    """Symbols with their first and last bar and bar count."""
+    ctx = open_context()
+    ctx.require_schema()
+    with ctx.transaction() as session:
+        rows = bar_coverage(session, symbol or None, timeframe)
+    table = Table("symbol", "timeframe", "first", "last", "bars", title=f"{len(rows)} series")
+    for r in rows:
+        fmt = "%Y-%m-%d" if r.timeframe is Timeframe.D1 else "%Y-%m-%d %H:%M"
+        table.add_row(
+            r.symbol, r.timeframe, r.first.strftime(fmt), r.last.strftime(fmt), f"{r.bars:,}"
+        )
+    console.print(table)
+
+
+def print_report(report: ImportReport, *, dry_run: bool = False) -> None:
+    """The import receipt a person reads: totals, rejects by reason, first examples."""
+    console.print(
+        f"[bold]{report.path}[/] ({report.timeframe}): {report.rows_read:,} rows read, "
+        f"{report.rows_valid:,} valid, {report.rows_rejected:,} rejected, "
+        f"{report.duplicates_collapsed:,} identical duplicates collapsed, "
+        f"{report.symbols:,} symbols, {report.seconds:.1f} s"
+    )
+    if report.rejected:
+        table = Table("reason", "rows", title="rejected rows")
+        for reason, n in sorted(report.rejected.items(), key=lambda kv: -kv[1]):
+            table.add_row(reason, f"{n:,}")
+        console.print(table)
+        examples = Table("line", "symbol", "ts", "reason", title="first rejected rows")
+        for ex in report.examples:
+            examples.add_row(str(ex.line), ex.symbol or "", ex.ts or "", ex.reason)
+        console.print(examples)
+    if dry_run:
+        console.print("dry run: nothing written")
+        return
+    console.print(
+        f"changes: {report.changes:,} ({report.inserted:,} bars inserted, {report.updated:,} "
+        f"updated, {report.instruments_created:,} instruments created); "
+        f"{report.unchanged:,} bars unchanged"
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.completed:>9,}/{task.total:,}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )

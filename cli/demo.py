@@ -1,0 +1,62 @@
+"""`aitrader demo`: the product on the embedded defaults, from an empty machine.
+
+For now: migrate the configured database, import the bundled sample and its
+sectors, and summarise what is stored. Later issues extend it until it runs
+the council, the backtest and the realtime process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from cli.context import console, open_context, run_command
+from cli.data import print_report
+from db.migrate import upgrade
+from db.queries.bars import bar_coverage, bars_as_of
+from models.enums import Timeframe
+from tasks.import_bars import import_bar_file
+from tasks.import_instruments import import_instrument_file
+
+SAMPLE_BARS = "sp500_daily_sample.csv.gz"
+SAMPLE_SECTORS = "sp500_sectors_sample.csv"
+
+
+@run_command
+def demo(
+    sample_dir: Path | None = typer.Option(None, help="Folder with the sample files."),
+) -> None:
+    """Migrate, import the bundled sample, and print a summary."""
+    ctx = open_context()
+    folder = sample_dir or ctx.settings.sample_data_dir
+    console.rule("AITrader demo")
+    console.print(f"database: {ctx.engine.url.render_as_string(hide_password=True)}")
+    upgrade(ctx.engine)
+    with ctx.transaction() as session:
+        counts = import_instrument_file(session, folder / SAMPLE_SECTORS)
+        console.print(f"instruments: {counts.created} created, {counts.updated} updated")
+        report = import_bar_file(session, folder / SAMPLE_BARS, timeframe=Timeframe.D1)
+    print_report(report)
+    with ctx.transaction() as session:
+        coverage = bar_coverage(session, timeframe=Timeframe.D1)
+        last = max(c.last for c in coverage)
+        symbols = [c.symbol for c in coverage]
+        recent = bars_as_of(session, symbols, last.date(), lookback=21)
+    table = Table("symbol", "first", "last", "bars", "close", "21-bar return", title="summary")
+    by_symbol: dict[str, list[float]] = {}
+    for b in recent:
+        by_symbol.setdefault(b.symbol, []).append(float(b.close))
+    for c in coverage:
+        closes = by_symbol.get(c.symbol, [])
+        ret = f"{closes[-1] / closes[0] - 1:+.1%}" if len(closes) > 1 else "-"
+        close = f"{closes[-1]:.2f}" if closes else "-"
+        table.add_row(
+            c.symbol, f"{c.first:%Y-%m-%d}", f"{c.last:%Y-%m-%d}", f"{c.bars:,}", close, ret
+        )
+    console.print(table)
+    console.print(
+        f"{len(coverage)} symbols, {sum(c.bars for c in coverage):,} daily bars, "
+        f"as of {last:%Y-%m-%d}. Next: `aitrader data list`, `aitrader data import PATH`."
+    )

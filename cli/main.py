@@ -1,0 +1,27 @@
+"""The `aitrader` command: settings and logging set up once, errors reported in one line.
+
+Every command runs under `run_command`, the process edge: an `AITraderError`
+or a database error becomes `error: <cause>` on stderr and exit code 1, with
+no traceback (pass `--debug` for one).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cli import data, database, demo
+
+app = typer.Typer(
+    name="aitrader",
+    help="AITrader: an LLM-driven trading backend.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(database.app, name="db")
+app.add_typer(data.app, name="data")
+app.command("demo")(demo.demo)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,210 @@
+"""Reading and writing bars. Every stage reads history through `bars_as_of`.
+
+Point in time: a bar is stamped with its interval start and is known only at
+its end, so "as of T" returns bars with `ts + timeframe.duration <= T`. A date
+means the end of that day: as of 2019-06-07 includes that day's daily bar, as
+of 2019-06-07 15:00 UTC does not (its close is not known yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from io import StringIO
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Column, ColumnElement, MetaData, Table, and_, func, or_, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+
+from models.base import PRICE, QTY, UTCDateTime
+from models.enums import Timeframe
+from models.market import Bar, BarOut, SymbolCoverage
+
+Progress = Callable[[int, int], None]
+"""Called with (rows done, rows total) while a long write runs."""
+
+BATCH_ROWS = 50_000
+_VALUES = ("open", "high", "low", "close", "adj_close", "volume")
+_KEY = ("symbol", "timeframe", "ts")
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+def upsert_bars(
+    session: Session, frame: pd.DataFrame, timeframe: Timeframe, progress: Progress | None = None
+) -> UpsertCounts:
+    """Write validated bars; new keys are inserted, changed values updated, equal rows untouched.
+
+    The rows go to a temporary staging table first (COPY on Postgres, batched
+    executemany on SQLite); counting and merging are then two set-based
+    statements. Runs inside the caller's transaction and does not commit.
+    """
+    stage = _staging_table()
+    conn = session.connection()
+    stage.create(conn)
+    try:
+        _load_stage(session, stage, frame, timeframe, progress)
+        bars = Bar.__table__
+        on_key = and_(*(stage.c[k] == bars.c[k] for k in _KEY))
+        total = len(frame)
+        existing = session.scalar(select(func.count()).select_from(stage.join(bars, on_key)))
+        changed = session.scalar(
+            select(func.count())
+            .select_from(stage.join(bars, on_key))
+            .where(_any_distinct(bars.c, stage.c))
+        )
+        insert_fn = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert_fn(bars).from_select(
+            [*_KEY, *_VALUES], select(*(stage.c[k] for k in (*_KEY, *_VALUES))).where(true())
+        )
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(_KEY),
+            set_={k: excluded[k] for k in _VALUES},
+            where=_any_distinct(bars.c, excluded),
+        )
+        session.execute(stmt)
+    finally:
+        stage.drop(conn)
+    existing = int(existing or 0)
+    changed = int(changed or 0)
+    return UpsertCounts(inserted=total - existing, updated=changed, unchanged=existing - changed)
+
+
+def bars_as_of(
+    session: Session,
+    symbols: Sequence[str],
+    as_of: datetime | date,
+    lookback: int | timedelta,
+    timeframe: Timeframe = Timeframe.D1,
+) -> list[BarOut]:
+    """Bars of `symbols` known at `as_of`, oldest first per symbol.
+
+    `lookback` is a bar count per symbol (the last N known bars) or a time
+    window ending at `as_of`. `adj_close` is deliberately absent: it embeds
+    corporate actions from after the bar, which would leak the future.
+    """
+    cutoff = knowledge_cutoff(as_of, timeframe)
+    cols = [Bar.symbol, Bar.timeframe, Bar.ts, Bar.open, Bar.high, Bar.low, Bar.close, Bar.volume]
+    known = (Bar.symbol.in_(list(symbols)), Bar.timeframe == timeframe, Bar.ts <= cutoff)
+    if isinstance(lookback, timedelta):
+        window_start = cutoff + timeframe.duration - lookback
+        stmt = select(*cols).where(*known, Bar.ts >= window_start)
+    else:
+        if lookback < 1:
+            raise ValueError(f"lookback must be at least one bar, got {lookback}")
+        rank = func.row_number().over(partition_by=Bar.symbol, order_by=Bar.ts.desc()).label("rank")
+        ranked = select(*cols, rank).where(*known).subquery()
+        stmt = select(*(ranked.c[c.key] for c in cols)).where(ranked.c.rank <= lookback)
+    rows = session.execute(stmt).all()
+    bars = [BarOut.model_validate(row._mapping) for row in rows]
+    return sorted(bars, key=lambda b: (b.symbol, b.ts))
+
+
+def knowledge_cutoff(as_of: datetime | date, timeframe: Timeframe) -> datetime:
+    """The latest bar stamp whose bar is complete at `as_of`."""
+    if isinstance(as_of, datetime):
+        if as_of.tzinfo is None or as_of.utcoffset() is None:
+            raise ValueError(f"as_of {as_of!r} is naive; pass an aware datetime or a date")
+        instant = as_of.astimezone(UTC)
+    else:
+        instant = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC) + timedelta(days=1)
+    return instant - timeframe.duration
+
+
+def bar_coverage(
+    session: Session, symbols: Sequence[str] | None = None, timeframe: Timeframe | None = None
+) -> list[SymbolCoverage]:
+    """First and last bar and bar count per symbol and timeframe."""
+    stmt = (
+        select(
+            Bar.symbol,
+            Bar.timeframe,
+            func.min(Bar.ts).label("first"),
+            func.max(Bar.ts).label("last"),
+            func.count().label("bars"),
+        )
+        .group_by(Bar.symbol, Bar.timeframe)
+        .order_by(Bar.symbol, Bar.timeframe)
+    )
+    if symbols:
+        stmt = stmt.where(Bar.symbol.in_([s.upper() for s in symbols]))
+    if timeframe is not None:
+        stmt = stmt.where(Bar.timeframe == timeframe)
+    return [SymbolCoverage.model_validate(row._mapping) for row in session.execute(stmt)]
+
+
+def _staging_table() -> Table:
+    # Same column types as `bars`, so values are stored and compared identically.
+    return Table(
+        "bar_stage",
+        MetaData(),
+        Column("symbol", Bar.__table__.c.symbol.type),
+        Column("timeframe", Bar.__table__.c.timeframe.type),
+        Column("ts", UTCDateTime()),
+        *(Column(k, PRICE) for k in ("open", "high", "low", "close", "adj_close")),
+        Column("volume", QTY),
+        prefixes=["TEMPORARY"],
+    )
+
+
+def _load_stage(
+    session: Session,
+    stage: Table,
+    frame: pd.DataFrame,
+    timeframe: Timeframe,
+    progress: Progress | None,
+) -> None:
+    total = len(frame)
+    postgres = session.connection().dialect.name == "postgresql"
+    for start in range(0, total, BATCH_ROWS):
+        chunk = frame.iloc[start : start + BATCH_ROWS]
+        if postgres:
+            _copy_chunk(session, stage, chunk, timeframe)
+        else:
+            session.execute(stage.insert(), _records(chunk, timeframe))
+        if progress:
+            progress(min(start + BATCH_ROWS, total), total)
+
+
+def _records(chunk: pd.DataFrame, timeframe: Timeframe) -> list[dict[str, object]]:
+    out = chunk[["symbol", "ts", *_VALUES]].astype(object)
+    out = out.where(out.notna(), None)
+    records: list[dict[str, object]] = out.to_dict("records")  # type: ignore[assignment]
+    for rec in records:
+        rec["timeframe"] = timeframe
+        rec["ts"] = rec["ts"].to_pydatetime()  # type: ignore[attr-defined]
+    return records
+
+
+def _copy_chunk(session: Session, stage: Table, chunk: pd.DataFrame, tf: Timeframe) -> None:
+    """COPY a chunk into the staging table: about 10x faster than INSERT on Postgres."""
+    buf = StringIO()
+    out = chunk[["symbol", "ts", *_VALUES]].copy()
+    out.insert(1, "timeframe", tf.value)
+    out["ts"] = out["ts"].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
+    out.to_csv(buf, index=False, header=False, na_rep="")
+    buf.seek(0)
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        cur.copy_expert(
+            f"COPY {stage.name} (symbol, timeframe, ts, {', '.join(_VALUES)}) "
+            "FROM STDIN WITH (FORMAT csv)",
+            buf,
+        )
+
+
+def _any_distinct(
+    left: ReadOnlyColumnCollection[str, Any], right: ReadOnlyColumnCollection[str, Any]
+) -> ColumnElement[bool]:
+    """True where any value column differs, NULL-safe (adj_close may be NULL)."""
+    return or_(*(left[k].is_distinct_from(right[k]) for k in _VALUES))
