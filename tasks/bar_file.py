@@ -16,6 +16,7 @@ changes) becomes NaT and is rejected, never guessed.
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -71,7 +72,9 @@ def _load(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         if name.endswith((".csv", ".csv.gz", ".txt", ".txt.gz")):
             return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
-    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except EOFError:
+        raise DataFileError(f"{path}: cannot read: truncated gzip (incomplete download?)") from None
+    except (OSError, ValueError, zlib.error, pd.errors.ParserError, UnicodeDecodeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataFileError(f"{path}: cannot read: {reason}") from None
     raise DataFileError(f"{path}: unsupported file type (use .csv, .csv.gz or .parquet)")

@@ -1,1 +1,4 @@
-"""Shared query functions. They take a Session and never commit: the caller owns the unit of work."""
+"""Query functions shared by flows and routers.
+
+They take a Session and never commit: the caller owns the unit of work.
+"""

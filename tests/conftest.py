@@ -1,0 +1,152 @@
+"""Test resources: databases on SQLite and Postgres, a loopback-only network.
+
+Postgres is used when reachable on 127.0.0.1:5432; each test session (each
+xdist worker) creates its own uniquely named database and drops it at the
+end. When it is unreachable its tests are skipped with the reason, except
+under CI=true, where the run fails: CI must not pass by skipping.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from db.engine import make_engine
+from db.migrate import upgrade
+
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="aitrader-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLE_DATA = REPO / "data" / "sample"
+
+
+# --- network: loopback only ---------------------------------------------------
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address: object) -> object:
+    if self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
+        host = str(address[0])
+        try:
+            allowed = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            allowed = host == "localhost"
+        if not allowed:
+            raise ConnectionRefusedError(f"tests may only reach loopback, not {host}")
+    return _real_connect(self, address)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _refuse_real_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+# --- Postgres -----------------------------------------------------------------
+
+
+def _service_missing(what: str, reason: str) -> None:
+    message = f"{what} unreachable: {reason}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: services are required, not optional)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        engine.dispose()
+        _service_missing("Postgres at 127.0.0.1:5432", str(exc.orig).strip().splitlines()[0])
+    yield engine
+    engine.dispose()
+
+
+def create_postgres_database(admin: Engine) -> str:
+    name = f"aitrader_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return admin.url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(admin: Engine, url: str) -> None:
+    name = url.rsplit("/", 1)[-1]
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin: Engine) -> Iterator[str]:
+    """A database created for this test session, dropped at its end."""
+    url = create_postgres_database(postgres_admin)
+    yield url
+    drop_postgres_database(postgres_admin, url)
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def db_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A migrated database, shared by the session; tests isolate through `session`."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/test.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(db_engine: Engine) -> Iterator[Session]:
+    """A session whose work is rolled back after the test, even if the code under test commits."""
+    with db_engine.connect() as conn:
+        outer = conn.begin()
+        s = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        try:
+            yield s
+        finally:
+            s.close()
+            outer.rollback()
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a brand-new, empty database, for code that opens its own connections."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/fresh.db"
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    url = create_postgres_database(admin)
+    yield url
+    drop_postgres_database(admin, url)
+
+
+@pytest.fixture(scope="session")
+def shared_daily_file() -> Path:
+    path = SHARED_DATA / "sp500_daily_2015_2020.csv.gz"
+    if not path.exists():
+        pytest.skip(f"{path} not present (shared data lives beside the checkout)")
+    return path
