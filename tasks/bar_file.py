@@ -117,4 +117,5 @@ def _timestamps(raw: pd.DataFrame, path: Path, timeframe: Timeframe, tz: str) ->
     if timeframe is Timeframe.D1:
         # A daily bar is labelled by its session date, stamped at 00:00 UTC of that date.
         parsed = parsed.dt.tz_localize(None).dt.normalize().dt.tz_localize("UTC")
-    return parsed.astype("datetime64[us, UTC]")
+    stamps: pd.Series = parsed.astype("datetime64[us, UTC]")
+    return stamps

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 import pandas as pd
 
@@ -83,21 +84,30 @@ def validate_bars(
             reason.loc[ok.index[clash]] = "conflicting_duplicate"
             ok = ok[~clash]
         else:
-            keep = "first" if on_conflict is ConflictRule.FIRST else "last"
+            keep: Literal["first", "last"] = (
+                "first" if on_conflict is ConflictRule.FIRST else "last"
+            )
             loser = ok.duplicated(subset=keys, keep=keep)
             reason.loc[ok.index[loser]] = "conflicting_duplicate"
             ok = ok[~loser]
 
     bad = frame[reason.notna()]
     counts = reason.dropna().value_counts()
+    first_bad = bad.head(MAX_EXAMPLES)
     examples = [
         RejectedRow(
-            line=int(row.line),
-            symbol=None if pd.isna(row.symbol) else str(row.symbol),
-            ts=None if pd.isna(row.ts) else row.ts.isoformat(),
-            reason=str(reason.loc[idx]),
+            line=int(line),
+            symbol=None if pd.isna(symbol) else str(symbol),
+            ts=None if pd.isna(ts) else ts.isoformat(),
+            reason=str(why),
         )
-        for idx, row in bad.head(MAX_EXAMPLES).iterrows()
+        for line, symbol, ts, why in zip(
+            first_bad["line"],
+            first_bad["symbol"],
+            first_bad["ts"],
+            reason[first_bad.index],
+            strict=True,
+        )
     ]
     return ValidatedBars(
         valid=ok.reset_index(drop=True),

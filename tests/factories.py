@@ -23,10 +23,15 @@ def bar_row(
     return [date, symbol, open, high, low, close, adj_close, volume]
 
 
-def write_bar_csv(path: Path, rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) -> Path:
+def write_bar_csv(
+    path: Path, rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER
+) -> Path:
     """Write a daily-shape CSV (gzipped if the name ends in .gz)."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "wt", newline="") as fh:  # type: ignore[operator]
+    with (
+        gzip.open(path, "wt", newline="")
+        if path.name.endswith(".gz")
+        else path.open("w", newline="")
+    ) as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(rows)

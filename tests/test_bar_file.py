@@ -20,13 +20,22 @@ def test_daily_shape_reads_symbol_time_and_prices(tmp_path: Path) -> None:
     row = frame.iloc[0]
     assert row.symbol == "AAPL"
     assert row.ts == pd.Timestamp("2019-06-07", tz="UTC")
-    assert (row.open, row.high, row.low, row.close, row.adj_close, row.volume) == (10, 11, 9, 10.5, 10.4, 1000)
+    assert (row.open, row.high, row.low, row.close, row.adj_close, row.volume) == (
+        10,
+        11,
+        9,
+        10.5,
+        10.4,
+        1000,
+    )
     assert row.line == 2
 
 
 def test_minute_shape_takes_fixed_symbol_and_converts_local_time(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
-    path.write_text("date,time,open,high,low,close,volume,open_interest\n2006-01-02,09:01:00,3602,3603,3597,3599,5699,0\n")
+    path.write_text(
+        "date,time,open,high,low,close,volume,open_interest\n2006-01-02,09:01:00,3602,3603,3597,3599,5699,0\n"
+    )
     frame = read_bar_file(path, timeframe=Timeframe.M1, symbol="fdax", tz="Europe/Berlin")
     assert frame.iloc[0].symbol == "FDAX"
     assert frame.iloc[0].ts == pd.Timestamp("2006-01-02 08:01", tz="UTC")
@@ -36,7 +45,9 @@ def test_minute_shape_takes_fixed_symbol_and_converts_local_time(tmp_path: Path)
 def test_nonexistent_local_time_becomes_missing_not_guessed(tmp_path: Path) -> None:
     path = tmp_path / "dst.csv"
     # 02:30 on 2021-03-28 does not exist in Berlin (clocks jump 02:00 -> 03:00).
-    path.write_text("timestamp,open,high,low,close\n2021-03-28 02:30:00,1,1,1,1\n2021-03-28 03:30:00,1,1,1,1\n")
+    path.write_text(
+        "timestamp,open,high,low,close\n2021-03-28 02:30:00,1,1,1,1\n2021-03-28 03:30:00,1,1,1,1\n"
+    )
     frame = read_bar_file(path, timeframe=Timeframe.M1, symbol="X", tz="Europe/Berlin")
     assert frame.ts.isna().tolist() == [True, False]
 
@@ -47,7 +58,11 @@ def test_parquet_with_typed_timestamps(tmp_path: Path) -> None:
         {
             "Symbol": ["msft"],
             "Timestamp": pd.to_datetime(["2020-01-02 14:30"]).tz_localize("UTC"),
-            "Open": [1.0], "High": [2.0], "Low": [0.5], "Close": [1.5], "Volume": [7],
+            "Open": [1.0],
+            "High": [2.0],
+            "Low": [0.5],
+            "Close": [1.5],
+            "Volume": [7],
         }
     ).to_parquet(path)
     frame = read_bar_file(path, timeframe=Timeframe.M1)
@@ -56,8 +71,14 @@ def test_parquet_with_typed_timestamps(tmp_path: Path) -> None:
 
 
 def test_custom_symbol_column(tmp_path: Path) -> None:
-    path = write_bar_csv(tmp_path / "t.csv", [bar_row(symbol="KO")], header=["date", "ticker", "open", "high", "low", "close", "adj_close", "volume"])
-    assert read_bar_file(path, timeframe=Timeframe.D1, symbol_column="Ticker").iloc[0].symbol == "KO"
+    path = write_bar_csv(
+        tmp_path / "t.csv",
+        [bar_row(symbol="KO")],
+        header=["date", "ticker", "open", "high", "low", "close", "adj_close", "volume"],
+    )
+    assert (
+        read_bar_file(path, timeframe=Timeframe.D1, symbol_column="Ticker").iloc[0].symbol == "KO"
+    )
 
 
 @pytest.mark.parametrize(

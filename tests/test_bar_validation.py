@@ -12,7 +12,12 @@ from tasks.bar_validation import MAX_EXAMPLES, ConflictRule, ValidatedBars, vali
 from tests.factories import bar_row, write_bar_csv
 
 
-def _validate(tmp_path: Path, rows: list[list[str]], rule: ConflictRule = ConflictRule.REJECT, timeframe: Timeframe = Timeframe.D1) -> ValidatedBars:
+def _validate(
+    tmp_path: Path,
+    rows: list[list[str]],
+    rule: ConflictRule = ConflictRule.REJECT,
+    timeframe: Timeframe = Timeframe.D1,
+) -> ValidatedBars:
     frame = read_bar_file(write_bar_csv(tmp_path / "b.csv", rows), timeframe=timeframe)
     return validate_bars(frame, timeframe, rule)
 
@@ -45,7 +50,11 @@ def test_each_rule_rejects_with_its_reason(tmp_path: Path, row: list[str], reaso
 
 def test_intraday_stamp_off_the_grid_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
-    path.write_text("timestamp,symbol,open,high,low,close,volume\n2020-01-02 10:00:00,A,1,1,1,1,1\n2020-01-02 10:00:30,A,1,1,1,1,1\n")
+    path.write_text(
+        "timestamp,symbol,open,high,low,close,volume\n"
+        "2020-01-02 10:00:00,A,1,1,1,1,1\n"
+        "2020-01-02 10:00:30,A,1,1,1,1,1\n"
+    )
     result = validate_bars(read_bar_file(path, timeframe=Timeframe.M1), Timeframe.M1)
     assert result.rejected == {"misaligned_timestamp": 1}
 
@@ -65,15 +74,21 @@ def test_conflicting_duplicates_are_all_rejected_by_default(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(("rule", "kept_volume"), [(ConflictRule.FIRST, 1), (ConflictRule.LAST, 3)])
-def test_first_or_last_rule_keeps_that_copy(tmp_path: Path, rule: ConflictRule, kept_volume: int) -> None:
-    result = _validate(tmp_path, [bar_row(volume="1"), bar_row(volume="2"), bar_row(volume="3")], rule)
+def test_first_or_last_rule_keeps_that_copy(
+    tmp_path: Path, rule: ConflictRule, kept_volume: int
+) -> None:
+    result = _validate(
+        tmp_path, [bar_row(volume="1"), bar_row(volume="2"), bar_row(volume="3")], rule
+    )
     assert result.valid["volume"].tolist() == [kept_volume]
     assert result.rejected == {"conflicting_duplicate": 2}
 
 
 def test_an_invalid_copy_does_not_make_a_conflict(tmp_path: Path) -> None:
     # The shared S&P file has exactly this: a real CBS bar and a zero-price twin.
-    result = _validate(tmp_path, [bar_row(), bar_row(open="0", high="0", low="0", close="0", volume="0")])
+    result = _validate(
+        tmp_path, [bar_row(), bar_row(open="0", high="0", low="0", close="0", volume="0")]
+    )
     assert len(result.valid) == 1
     assert result.rejected == {"non_positive_price": 1}
 

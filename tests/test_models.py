@@ -42,7 +42,9 @@ def test_timestamps_come_back_aware_utc_whatever_zone_went_in(session: Session) 
     session.flush()
     berlin = timezone(timedelta(hours=1))
     ts = datetime(2020, 1, 2, 15, 30, 0, 123456, tzinfo=berlin)
-    session.add(Bar(symbol="AAPL", timeframe=Timeframe.M1, ts=ts, open=1, high=2, low=1, close=2, volume=5))
+    session.add(
+        Bar(symbol="AAPL", timeframe=Timeframe.M1, ts=ts, open=1, high=2, low=1, close=2, volume=5)
+    )
     session.flush()
     session.expunge_all()
     bar = session.scalars(select(Bar)).one()
@@ -53,7 +55,18 @@ def test_timestamps_come_back_aware_utc_whatever_zone_went_in(session: Session) 
 
 def test_naive_timestamps_are_refused(session: Session) -> None:
     session.add(Instrument(symbol="AAPL"))
-    session.add(Bar(symbol="AAPL", timeframe=Timeframe.D1, ts=datetime(2020, 1, 2), open=1, high=1, low=1, close=1, volume=0))
+    session.add(
+        Bar(
+            symbol="AAPL",
+            timeframe=Timeframe.D1,
+            ts=datetime(2020, 1, 2),
+            open=1,
+            high=1,
+            low=1,
+            close=1,
+            volume=0,
+        )
+    )
     with pytest.raises(StatementError, match="naive datetime"):
         session.flush()
 
@@ -84,7 +97,9 @@ def test_one_order_per_intent_account_and_leg(session: Session) -> None:
     from models.trading import TradeIntent
 
     account = _account(session)
-    intent = TradeIntent(idempotency_key="k1", account_id=account.id, symbol="AAPL", side=Side.BUY, qty=Decimal(1))
+    intent = TradeIntent(
+        idempotency_key="k1", account_id=account.id, symbol="AAPL", side=Side.BUY, qty=Decimal(1)
+    )
     session.add(intent)
     session.flush()
     first, second = _order(account, "a"), _order(account, "b")
@@ -97,14 +112,34 @@ def test_one_order_per_intent_account_and_leg(session: Session) -> None:
 
 
 def test_bars_reject_unknown_symbols(session: Session) -> None:
-    session.add(Bar(symbol="NOPE", timeframe=Timeframe.D1, ts=datetime(2020, 1, 2, tzinfo=UTC), open=1, high=1, low=1, close=1, volume=0))
+    session.add(
+        Bar(
+            symbol="NOPE",
+            timeframe=Timeframe.D1,
+            ts=datetime(2020, 1, 2, tzinfo=UTC),
+            open=1,
+            high=1,
+            low=1,
+            close=1,
+            volume=0,
+        )
+    )
     with pytest.raises(IntegrityError):
         session.flush()
 
 
 def test_json_columns_round_trip_nested_documents(session: Session) -> None:
     doc = {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 3}}
-    session.add(LLMCall(stage="pitch", model="offline", prompt_hash="h" * 64, messages=[{"role": "user", "content": "x"}], parsed_output=doc, status="ok"))
+    session.add(
+        LLMCall(
+            stage="pitch",
+            model="offline",
+            prompt_hash="h" * 64,
+            messages=[{"role": "user", "content": "x"}],
+            parsed_output=doc,
+            status="ok",
+        )
+    )
     session.flush()
     session.expunge_all()
     call = session.scalars(select(LLMCall)).one()

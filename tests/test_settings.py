@@ -68,5 +68,7 @@ def test_invalid_setting_fails_naming_the_variable(
 
 def test_env_example_documents_every_setting() -> None:
     example = (Path(__file__).parent.parent / ".env.example").read_text()
-    documented = {line.split("=", 1)[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line}
+    documented = {
+        line.split("=", 1)[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line
+    }
     assert {name.upper() for name in Settings.model_fields} <= documented

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from io import StringIO
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy import Column, ColumnElement, MetaData, Table, and_, func, or_, select, true
@@ -53,7 +53,7 @@ def upsert_bars(
     stage.create(conn)
     try:
         _load_stage(session, stage, frame, timeframe, progress)
-        bars = Bar.__table__
+        bars = cast(Table, Bar.__table__)
         on_key = and_(*(stage.c[k] == bars.c[k] for k in _KEY))
         total = len(frame)
         existing = session.scalar(select(func.count()).select_from(stage.join(bars, on_key)))

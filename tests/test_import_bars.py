@@ -1,0 +1,157 @@
+"""Importing into the database: counts, idempotency, updates, and all-or-nothing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.queries.bars import bar_coverage
+from models.enums import Timeframe
+from models.market import Bar, Instrument
+from models.ops import AuditEvent
+from tasks.import_bars import import_bar_file
+from tasks.import_instruments import import_instrument_file
+from tests.conftest import SAMPLE_DATA
+from tests.factories import bar_row, write_bar_csv
+
+
+def _bars(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Bar)) or 0
+
+
+def test_import_counts_rejects_and_writes_the_rest(session: Session, tmp_path: Path) -> None:
+    path = write_bar_csv(
+        tmp_path / "b.csv",
+        [
+            bar_row(symbol="AAA"),
+            bar_row(symbol="BBB", date="2020-01-03"),
+            bar_row(symbol="CCC", close="0"),
+        ],
+    )
+    report = import_bar_file(session, path)
+    assert (report.rows_read, report.rows_valid, report.inserted) == (3, 2, 2)
+    assert report.rejected == {"non_positive_price": 1}
+    assert report.instruments_created == 2
+    assert _bars(session) == 2
+    bar = session.scalars(select(Bar).where(Bar.symbol == "AAA")).one()
+    assert (bar.open, bar.close, bar.adj_close, bar.volume) == (
+        Decimal(10),
+        Decimal("10.5"),
+        Decimal("10.4"),
+        Decimal(1000),
+    )
+    assert session.scalars(select(AuditEvent)).one().event == "bars.imported"
+
+
+def test_reimport_changes_nothing_and_edits_are_updates(session: Session, tmp_path: Path) -> None:
+    rows = [bar_row(date=f"2020-01-{d:02d}") for d in range(2, 9)]
+    path = write_bar_csv(tmp_path / "b.csv", rows)
+    import_bar_file(session, path)
+    again = import_bar_file(session, path)
+    assert (again.inserted, again.updated, again.unchanged, again.changes) == (0, 0, 7, 0)
+
+    rows[3] = bar_row(date="2020-01-05", close="10.75")
+    rows.append(bar_row(date="2020-01-09"))
+    edited = import_bar_file(session, write_bar_csv(tmp_path / "b2.csv", rows))
+    assert (edited.inserted, edited.updated, edited.unchanged) == (1, 1, 6)
+    changed = session.scalars(select(Bar).where(Bar.close == Decimal("10.75"))).one()
+    assert changed.ts.day == 5
+
+
+def test_missing_adj_close_counts_as_a_change_when_it_appears(
+    session: Session, tmp_path: Path
+) -> None:
+    header = ["date", "symbol", "open", "high", "low", "close", "volume"]
+    write_bar_csv(
+        tmp_path / "a.csv", [["2020-01-02", "AAA", "10", "11", "9", "10.5", "5"]], header=header
+    )
+    import_bar_file(session, tmp_path / "a.csv")
+    report = import_bar_file(session, write_bar_csv(tmp_path / "b.csv", [bar_row()]))
+    assert report.updated == 1  # NULL -> 10.4 is a change (NULL-safe comparison)
+
+
+def test_dry_run_writes_nothing(session: Session, tmp_path: Path) -> None:
+    report = import_bar_file(session, write_bar_csv(tmp_path / "b.csv", [bar_row()]), dry_run=True)
+    assert report.rows_valid == 1
+    assert report.inserted == 0
+    assert _bars(session) == 0
+    assert session.scalar(select(func.count()).select_from(Instrument)) == 0
+
+
+def test_failure_mid_write_leaves_nothing_behind(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One file is one transaction: an interruption after the first batch rolls all of it back."""
+    monkeypatch.setattr("db.queries.bars.BATCH_ROWS", 3)
+    path = write_bar_csv(
+        tmp_path / "b.csv", [bar_row(date=f"2020-01-{d:02d}") for d in range(1, 11)]
+    )
+
+    def interrupt(stage: str, done: int, _total: int) -> None:
+        if stage == "writing" and done >= 3:
+            raise KeyboardInterrupt
+
+    nested = session.begin_nested()
+    with pytest.raises(KeyboardInterrupt):
+        import_bar_file(session, path, progress=interrupt)
+    nested.rollback()
+    assert _bars(session) == 0
+    assert session.scalar(select(func.count()).select_from(Instrument)) == 0
+    # and the staging table is gone, so the next import works
+    assert import_bar_file(session, path).inserted == 10
+
+
+def test_minute_file_with_fixed_symbol(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "date,time,open,high,low,close,volume,open_interest\n"
+        "2006-01-02,09:01:00,3602.00,3603.00,3597.00,3599.00,5699,0\n"
+        "2006-01-02,09:02:00,3600.00,3601.00,3598.00,3599.00,894,0\n"
+    )
+    report = import_bar_file(
+        session, path, timeframe=Timeframe.M1, symbol="FDAX", tz="Europe/Berlin"
+    )
+    assert report.inserted == 2
+    (cov,) = bar_coverage(session, ["FDAX"])
+    assert cov.timeframe is Timeframe.M1
+    assert (cov.first.hour, cov.first.minute, cov.bars) == (8, 1, 2)
+
+
+def test_bundled_sample_imports_with_its_real_defects(session: Session) -> None:
+    counts = import_instrument_file(session, SAMPLE_DATA / "sp500_sectors_sample.csv")
+    assert counts.created == 28
+    report = import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
+    assert report.symbols == 30
+    assert report.rejected == {
+        "conflicting_duplicate": 2,
+        "non_positive_price": 1,
+        "open_outside_range": 1,
+    }
+    assert report.inserted == report.rows_valid == report.rows_read - 4
+    aapl = session.scalars(select(Instrument).where(Instrument.symbol == "AAPL")).one()
+    assert aapl.sector == "Information Technology"
+    again = import_instrument_file(session, SAMPLE_DATA / "sp500_sectors_sample.csv")
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 28)
+
+
+@pytest.mark.slow
+def test_whole_shared_file_imports_and_reimports_with_zero_changes(
+    session: Session, shared_daily_file: Path
+) -> None:
+    first = import_bar_file(session, shared_daily_file)
+    assert first.rows_read == 592_358
+    assert first.rejected == {
+        "conflicting_duplicate": 4,  # VIAB 2019-12-04 and STI 2019-12-06, two copies each
+        "open_outside_range": 2,  # CBOE and DIS on 2020-01-10
+        "close_outside_range": 1,  # DXC 2018-06-01
+        "non_positive_price": 1,  # the all-zero CBS twin on 2019-12-04
+    }
+    assert first.inserted == 592_350
+    assert first.symbols == 482
+    second = import_bar_file(session, shared_daily_file)
+    assert second.changes == 0
+    assert second.unchanged == 592_350
