@@ -77,7 +77,8 @@ def postgres_admin() -> Iterator[Engine]:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         engine.dispose()
-        _service_missing("Postgres at 127.0.0.1:5432", str(exc.orig).strip().splitlines()[0])
+        where = engine.url.render_as_string(hide_password=True)
+        _service_missing(f"Postgres at {where}", str(exc.orig).strip().splitlines()[0])
     yield engine
     engine.dispose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -72,6 +73,30 @@ def test_missing_adj_close_counts_as_a_change_when_it_appears(
     import_bar_file(session, tmp_path / "a.csv")
     report = import_bar_file(session, write_bar_csv(tmp_path / "b.csv", [bar_row()]))
     assert report.updated == 1  # NULL -> 10.4 is a change (NULL-safe comparison)
+
+
+def test_a_bar_written_through_the_orm_matches_the_same_bar_imported(
+    session: Session, tmp_path: Path
+) -> None:
+    """The bulk path formats values itself; they must equal what the ORM stores."""
+    session.add(Instrument(symbol="AAA"))
+    session.flush()
+    session.add(
+        Bar(
+            symbol="AAA",
+            timeframe=Timeframe.D1,
+            ts=datetime(2020, 1, 2, tzinfo=UTC),
+            open=Decimal(10),
+            high=Decimal(11),
+            low=Decimal(9),
+            close=Decimal("10.5"),
+            adj_close=Decimal("10.4"),
+            volume=Decimal(1000),
+        )
+    )
+    session.flush()
+    report = import_bar_file(session, write_bar_csv(tmp_path / "b.csv", [bar_row()]))
+    assert (report.inserted, report.updated, report.unchanged) == (0, 0, 1)
 
 
 def test_dry_run_writes_nothing(session: Session, tmp_path: Path) -> None:
