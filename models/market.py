@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,8 +21,16 @@ from models.base import PRICE, QTY, Base, BigId, CreatedMixin, IdMixin, utcnow
 from models.enums import Timeframe
 
 SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9.\-/_]{0,31}$"
-Symbol = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN, to_upper=True)]
-"""A ticker: upper case letters, digits and . - / _, at most 32 characters."""
+
+
+def _normalise_symbol(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+Symbol = Annotated[
+    str, StringConstraints(pattern=SYMBOL_PATTERN), BeforeValidator(_normalise_symbol)
+]
+"""A ticker: upper case letters, digits and . - / _, at most 32 characters; input is upper-cased."""
 
 
 class Instrument(IdMixin, Base):

@@ -1,0 +1,143 @@
+"""What each council stage must get back from a language model, as pydantic schemas.
+
+A model's answer is parsed into one of these or it is not used: "nothing
+invalid executes". The validators encode what a sane answer looks like, so a
+malformed or incoherent one fails here and the stage can repair, retry or
+record the failure. Prices here are proposals; deterministic code sizes and
+places orders, never the model.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from itertools import pairwise
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from models.enums import DecisionAction, Side
+from models.market import Symbol
+
+Probability = Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6)]
+PositivePrice = Annotated[Decimal, Field(gt=0, max_digits=24, decimal_places=8)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+PitchLabel = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,2}$")]
+"""Pitches are shown to reviewers as A, B, C...: reviewers never see who wrote them."""
+
+
+class LLMOutput(BaseModel):
+    """Strict about shape, forgiving about nothing: unknown keys are refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class Stance(StrEnum):
+    BULLISH = "bullish"
+    BEARISH = "bearish"
+    NEUTRAL = "neutral"
+
+
+class ResearchNote(LLMOutput):
+    """An analyst's reading of one symbol from the data it was given."""
+
+    symbol: Symbol
+    stance: Stance
+    confidence: Probability
+    summary: Text
+    evidence: list[Short] = Field(min_length=1, max_length=12)
+    risks: list[Short] = Field(default_factory=list, max_length=12)
+
+
+class PitchProposal(LLMOutput):
+    """A portfolio manager's trade idea with its bracket.
+
+    Prices are optional (the sizing step can derive them from volatility), but
+    those given must form a coherent bracket: for a buy, stop < entry < target;
+    for a sell, target < entry < stop.
+    """
+
+    symbol: Symbol
+    side: Side
+    conviction: Probability
+    thesis: Text
+    entry_price: PositivePrice | None = None
+    take_profit: PositivePrice | None = None
+    stop_loss: PositivePrice | None = None
+    horizon_days: int = Field(ge=1, le=90)
+
+    @model_validator(mode="after")
+    def _bracket_is_coherent(self) -> Self:
+        levels = [
+            ("stop_loss", self.stop_loss),
+            ("entry_price", self.entry_price),
+            ("take_profit", self.take_profit),
+        ]
+        if self.side is Side.SELL:
+            levels.reverse()
+        given = [(name, price) for name, price in levels if price is not None]
+        for (low_name, low), (high_name, high) in pairwise(given):
+            if not low < high:
+                raise ValueError(
+                    f"{self.side} bracket needs {low_name} < {high_name}, got {low} >= {high}"
+                )
+        return self
+
+
+class PeerReviewOutput(LLMOutput):
+    """One reviewer's anonymous verdict on one pitch."""
+
+    pitch: PitchLabel
+    score: Probability
+    critique: Text
+    flaws: list[Short] = Field(default_factory=list, max_length=10)
+
+
+class PeerReviewBatch(LLMOutput):
+    """A reviewer's verdicts on the pitches it was shown, one per pitch."""
+
+    reviews: list[PeerReviewOutput] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_review_per_pitch(self) -> Self:
+        labels = [r.pitch for r in self.reviews]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"pitches reviewed more than once: {sorted(labels)}")
+        return self
+
+
+class ChairmanCall(LLMOutput):
+    """The chairman's call on one symbol. `target_weight` is a fraction of equity."""
+
+    symbol: Symbol
+    action: DecisionAction
+    conviction: Probability
+    target_weight: Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6)]
+    rationale: Text
+    pitch: PitchLabel | None = None
+
+    @model_validator(mode="after")
+    def _hold_has_no_weight(self) -> Self:
+        if self.action is DecisionAction.HOLD and self.target_weight != 0:
+            raise ValueError("a hold must have target_weight 0")
+        if self.action is not DecisionAction.HOLD and self.target_weight == 0:
+            raise ValueError(f"a {self.action} needs a positive target_weight")
+        return self
+
+
+class ChairmanVerdict(LLMOutput):
+    """The chairman's decisions for a run: at most one per symbol, weights summing to <= 1."""
+
+    calls: list[ChairmanCall] = Field(max_length=50)
+    summary: Text
+
+    @model_validator(mode="after")
+    def _coherent_book(self) -> Self:
+        symbols = [c.symbol for c in self.calls]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"more than one call for a symbol: {sorted(symbols)}")
+        total = sum((c.target_weight for c in self.calls), Decimal(0))
+        if total > 1:
+            raise ValueError(f"target weights sum to {total}, above 1 (no leverage)")
+        return self
