@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.queries.bars import bar_coverage
+from db.queries.bars import bar_coverage, upsert_bars
 from models.enums import Timeframe
 from models.market import Bar, Instrument
 from models.ops import AuditEvent
+from tasks.bar_file import read_bar_file
 from tasks.import_bars import import_bar_file
 from tasks.import_instruments import import_instrument_file
 from tests.conftest import SAMPLE_DATA
@@ -180,3 +182,16 @@ def test_whole_shared_file_imports_and_reimports_with_zero_changes(
     second = import_bar_file(session, shared_daily_file)
     assert second.changes == 0
     assert second.unchanged == 592_350
+
+
+def test_a_database_error_mid_merge_surfaces_as_itself(session: Session, tmp_path: Path) -> None:
+    """The merge fails (no instrument for the symbol); the FK error must not be masked."""
+    frame = read_bar_file(
+        write_bar_csv(tmp_path / "b.csv", [bar_row(symbol="ZZZ")]), timeframe=Timeframe.D1
+    )
+    nested = session.begin_nested()
+    with pytest.raises(IntegrityError) as caught:
+        upsert_bars(session, frame, Timeframe.D1)
+    assert "foreign key" in str(caught.value).lower()
+    nested.rollback()
+    assert import_bar_file(session, tmp_path / "b.csv").inserted == 1

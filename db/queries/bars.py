@@ -15,7 +15,18 @@ from io import StringIO
 from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import Column, ColumnElement, MetaData, Table, and_, func, or_, select, true
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    MetaData,
+    Table,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -46,38 +57,36 @@ def upsert_bars(
     """Write validated bars; new keys are inserted, changed values updated, equal rows untouched.
 
     The rows go to a temporary staging table first (COPY on Postgres, batched
-    executemany on SQLite); counting and merging are then two set-based
-    statements. Runs inside the caller's transaction and does not commit.
+    executemany on SQLite); one join counts what is new and what changed, and one
+    INSERT .. ON CONFLICT merges. Runs inside the caller's transaction and does
+    not commit. `frame` must hold each (symbol, ts) once, as `validate_bars` ensures.
     """
     stage = _staging_table()
     conn = session.connection()
+    # CREATE TEMPORARY is transactional on both databases: if anything below raises,
+    # the caller's rollback removes the table. Dropping it in a `finally` would run
+    # inside an aborted Postgres transaction and hide the original error.
     stage.create(conn)
-    try:
-        _load_stage(session, stage, frame, timeframe, progress)
-        bars = cast(Table, Bar.__table__)
-        on_key = and_(*(stage.c[k] == bars.c[k] for k in _KEY))
-        total = len(frame)
-        existing = session.scalar(select(func.count()).select_from(stage.join(bars, on_key)))
-        changed = session.scalar(
-            select(func.count())
-            .select_from(stage.join(bars, on_key))
-            .where(_any_distinct(bars.c, stage.c))
+    _load_stage(session, stage, frame, timeframe, progress)
+    bars = cast(Table, Bar.__table__)
+    on_key = and_(*(stage.c[k] == bars.c[k] for k in _KEY))
+    existing, changed = session.execute(
+        select(func.count(), func.count(case((_any_distinct(bars.c, stage.c), 1)))).select_from(
+            stage.join(bars, on_key)
         )
-        insert_fn = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert_fn(bars).from_select(
-            [*_KEY, *_VALUES], select(*(stage.c[k] for k in (*_KEY, *_VALUES))).where(true())
-        )
-        excluded = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(_KEY),
-            set_={k: excluded[k] for k in _VALUES},
-            where=_any_distinct(bars.c, excluded),
-        )
-        session.execute(stmt)
-    finally:
-        stage.drop(conn)
-    existing = int(existing or 0)
-    changed = int(changed or 0)
+    ).one()
+    insert_fn = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert_fn(bars).from_select(
+        [*_KEY, *_VALUES], select(*(stage.c[k] for k in (*_KEY, *_VALUES))).where(true())
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(_KEY),
+        set_={k: stmt.excluded[k] for k in _VALUES},
+        where=_any_distinct(bars.c, stmt.excluded),
+    )
+    session.execute(stmt)
+    stage.drop(conn)
+    total = len(frame)
     return UpsertCounts(inserted=total - existing, updated=changed, unchanged=existing - changed)
 
 
