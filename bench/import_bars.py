@@ -32,7 +32,7 @@ from db.migrate import upgrade
 from db.queries.bars import upsert_bars
 from models.enums import Timeframe
 from models.market import Bar, ImportReport
-from tasks.bar_file import read_bar_file
+from services.vendors.bar_file import read_bar_file
 from tasks.bar_validation import validate_bars
 from tasks.import_bars import import_bar_file
 

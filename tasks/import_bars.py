@@ -20,7 +20,7 @@ from db.queries.instruments import ensure_instruments
 from models.enums import Timeframe
 from models.market import ImportReport
 from models.ops import AuditEvent
-from tasks.bar_file import read_bar_file
+from services.vendors.bar_file import read_bar_file
 from tasks.bar_validation import ConflictRule, validate_bars
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import pytest
 
 from models.enums import Timeframe
 from models.errors import DataFileError
-from tasks.bar_file import read_bar_file
+from services.vendors.bar_file import read_bar_file
 from tests.factories import bar_row, write_bar_csv
 
 

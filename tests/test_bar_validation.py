@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from models.enums import Timeframe
-from tasks.bar_file import read_bar_file
+from services.vendors.bar_file import read_bar_file
 from tasks.bar_validation import MAX_EXAMPLES, ConflictRule, ValidatedBars, validate_bars
 from tests.factories import bar_row, write_bar_csv
 

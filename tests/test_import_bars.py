@@ -15,7 +15,7 @@ from db.queries.bars import bar_coverage, upsert_bars
 from models.enums import Timeframe
 from models.market import Bar, Instrument
 from models.ops import AuditEvent
-from tasks.bar_file import read_bar_file
+from services.vendors.bar_file import read_bar_file
 from tasks.import_bars import import_bar_file
 from tasks.import_instruments import import_instrument_file
 from tests.conftest import SAMPLE_DATA

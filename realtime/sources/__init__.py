@@ -1,0 +1,1 @@
+"""Market data sources: simulator (default), replay, Alpaca. One protocol, chosen by settings."""

@@ -1,0 +1,1 @@
+"""Market-data vendors: bar files (CSV/Parquet), Alpaca data."""
