@@ -28,6 +28,12 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+class MarketDataSourceKind(StrEnum):
+    SIMULATOR = "simulator"
+    REPLAY = "replay"
+    ALPACA = "alpaca"
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -58,6 +64,22 @@ class Settings(BaseSettings):
         description="litellm model names for the council; 'offline' is the built-in analyst.",
     )
     sample_data_dir: Path = Path("data/sample")
+
+    # --- realtime process ------------------------------------------------------
+    market_data_source: MarketDataSourceKind = MarketDataSourceKind.SIMULATOR
+    realtime_symbols: list[str] = Field(
+        default_factory=list,
+        description="Symbols to stream; empty means every symbol with bars, else a default set.",
+    )
+    sim_interval_ms: int = Field(500, ge=10, description="Simulator step, wall-clock ms.")
+    replay_path: Path | None = Field(None, description="Replay this bar file; unset: the DB.")
+    replay_symbol: str | None = Field(None, description="Symbol of a replay file without one.")
+    replay_timeframe: str = "1m"
+    replay_speed: float = Field(60.0, gt=0, description="Replay speed; 60 = a minute a second.")
+    sse_interval_ms: int = Field(500, ge=10, description="Most frequent SSE price push, ms.")
+    sse_heartbeat_s: float = Field(15.0, gt=0)
+    sse_retry_ms: int = Field(3000, ge=0, description="Reconnect delay advertised to clients.")
+    ws_queue_size: int = Field(256, ge=1, description="Per-client WebSocket queue; oldest dropped.")
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,116 @@
+"""The latest price of every symbol, shared by the sources, the hubs and the API.
+
+Thread-safe: sources may call `update` from any thread. A global `version`
+moves on every update and every entry remembers the version that last touched
+it, so a reader can ask "what changed since version v" and fan-out can
+coalesce: a slow reader skips intermediate states and gets the latest one.
+The lock guards only copying plain tuples; building schemas and serialising
+happen outside it, so a reader never holds up a writer.
+
+Not here: persistence (bars are rolled up elsewhere) and fan-out (the hubs).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from models.market_data import PriceSnapshot, Tick
+
+
+@dataclass(slots=True)
+class _Entry:
+    price: float
+    prev_price: float | None
+    day_open: float
+    day: date
+    ts: datetime
+    version: int
+
+
+_Row = tuple[str, float, float | None, float, datetime, int]
+
+
+class PriceCache:
+    """Latest price, previous price and day open per symbol, with a change version."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Moves on every update; equal versions mean nothing changed."""
+        return self._version
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def update(self, tick: Tick) -> int:
+        """Record a tick and return the new version. A tick older than the entry is ignored."""
+        day = tick.ts.date()
+        with self._lock:
+            entry = self._entries.get(tick.symbol)
+            if entry is not None and tick.ts < entry.ts:
+                return self._version  # out of order: keep the newer state
+            self._version += 1
+            if entry is None:
+                self._entries[tick.symbol] = _Entry(
+                    tick.price, None, tick.price, day, tick.ts, self._version
+                )
+            else:
+                if day != entry.day:
+                    entry.day_open, entry.day = tick.price, day
+                entry.prev_price, entry.price = entry.price, tick.price
+                entry.ts, entry.version = tick.ts, self._version
+            return self._version
+
+    def snapshot(self, symbols: Iterable[str] | None = None) -> tuple[int, list[PriceSnapshot]]:
+        """Everything (or `symbols`), with the version it is consistent with."""
+        return self.changed_since(0, symbols)
+
+    def changed_since(
+        self, version: int, symbols: Iterable[str] | None = None
+    ) -> tuple[int, list[PriceSnapshot]]:
+        """Entries updated after `version`, and the version this answer is current to."""
+        wanted = None if symbols is None else set(symbols)
+        with self._lock:
+            current = self._version
+            rows: list[_Row] = [
+                (s, e.price, e.prev_price, e.day_open, e.ts, e.version)
+                for s, e in self._entries.items()
+                if e.version > version and (wanted is None or s in wanted)
+            ]
+        return current, [_snapshot(row) for row in sorted(rows)]
+
+    def get(self, symbol: str) -> PriceSnapshot | None:
+        with self._lock:
+            e = self._entries.get(symbol)
+            row = (
+                None if e is None else (symbol, e.price, e.prev_price, e.day_open, e.ts, e.version)
+            )
+        return None if row is None else _snapshot(row)
+
+    def symbols(self) -> list[str]:
+        with self._lock:
+            return sorted(self._entries)
+
+
+def _snapshot(row: _Row) -> PriceSnapshot:
+    symbol, price, prev, day_open, ts, version = row
+    change = price - day_open
+    direction = 0 if prev is None or price == prev else (1 if price > prev else -1)
+    return PriceSnapshot(
+        symbol=symbol,
+        price=price,
+        prev_price=prev,
+        day_open=day_open,
+        change=change,
+        change_pct=change / day_open * 100 if day_open else 0.0,
+        direction=direction,
+        ts=ts,
+        version=version,
+    )
