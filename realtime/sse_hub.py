@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
+from functools import partial
 
 from realtime.price_cache import PriceCache
 
@@ -74,9 +75,7 @@ class SSEHub:
             yield {"event": "snapshot", "id": version, "data": data, "retry": self._retry}
             while not self._closed:
                 async with self._cond:
-                    await self._cond.wait_for(
-                        lambda seen=version: self._closed or self._frame.to_version > seen
-                    )
+                    await self._cond.wait_for(partial(self._has_news, version))
                 if self._closed:
                     return
                 frame = self._frame
@@ -92,6 +91,9 @@ class SSEHub:
                     yield {"event": "prices", "id": version, "data": "[" + ",".join(parts) + "]"}
         finally:
             self.clients -= 1
+
+    def _has_news(self, seen: int) -> bool:
+        return self._closed or self._frame.to_version > seen
 
     async def _publish_loop(self) -> None:
         loop = asyncio.get_running_loop()
