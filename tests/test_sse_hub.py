@@ -1,0 +1,99 @@
+"""SSEHub: a snapshot first, shared diffs for clients that keep up, coalescing for the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import UTC, datetime, timedelta
+
+from models.market_data import Tick
+from realtime.price_cache import PriceCache
+from realtime.sse_hub import SSEHub
+
+T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+
+
+def _tick(symbol: str, price: float, n: int) -> Tick:
+    return Tick(symbol=symbol, price=price, size=1, ts=T0 + timedelta(milliseconds=n))
+
+
+def _prices(event: dict[str, str | int]) -> dict[str, float]:
+    return {row["symbol"]: row["price"] for row in json.loads(str(event["data"]))}
+
+
+def test_snapshot_then_only_changes_and_filters() -> None:
+    async def scenario() -> None:
+        cache = PriceCache()
+        for i, s in enumerate(("AAA", "BBB", "CCC")):
+            cache.update(_tick(s, 10 + i, 0))
+        hub = SSEHub(cache, interval_s=0.01)
+        await hub.start()
+        everything = hub.stream()
+        only_b = hub.stream({"BBB"})
+        first = await anext(everything)
+        assert first["event"] == "snapshot"
+        assert _prices(first) == {"AAA": 10, "BBB": 11, "CCC": 12}
+        assert _prices(await anext(only_b)) == {"BBB": 11}
+        cache.update(_tick("AAA", 20, 1))
+        cache.update(_tick("BBB", 21, 1))
+        update = await asyncio.wait_for(anext(everything), 1)
+        assert update["event"] == "prices"
+        assert _prices(update) == {"AAA": 20, "BBB": 21}
+        assert _prices(await asyncio.wait_for(anext(only_b), 1)) == {"BBB": 21}
+        cache.update(_tick("AAA", 30, 2))  # nothing for the BBB client
+        assert _prices(await asyncio.wait_for(anext(everything), 1)) == {"AAA": 30}
+        cache.update(_tick("BBB", 31, 3))
+        assert _prices(await asyncio.wait_for(anext(only_b), 1)) == {
+            "BBB": 31
+        }  # skipped AAA-only frame
+        assert hub.clients == 2
+        await everything.aclose()
+        await only_b.aclose()
+        assert hub.clients == 0
+        await hub.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_stalled_client_gets_the_latest_state_and_never_delays_a_live_one() -> None:
+    async def scenario() -> None:
+        cache = PriceCache()
+        cache.update(_tick("AAA", 1, 0))
+        hub = SSEHub(cache, interval_s=0.005)
+        await hub.start()
+        live, stalled = hub.stream(), hub.stream()
+        await anext(live)
+        await anext(stalled)
+        received = 0
+        for n in range(1, 40):  # 40 changes while `stalled` reads nothing
+            cache.update(_tick("AAA", n + 1, n))
+            event = await asyncio.wait_for(anext(live), 1)
+            received += 1
+            assert _prices(event) == {"AAA": n + 1}
+        caught_up = await asyncio.wait_for(anext(stalled), 1)
+        assert _prices(caught_up) == {"AAA": 40}  # one event with the current price, no backlog
+        assert int(caught_up["id"]) == cache.version
+        assert received == 39
+        await live.aclose()
+        await stalled.aclose()
+        await hub.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stop_releases_waiting_clients() -> None:
+    async def scenario() -> None:
+        cache = PriceCache()
+        hub = SSEHub(cache, interval_s=0.01)
+        await hub.start()
+        stream = hub.stream()
+        await anext(stream)
+        waiter = asyncio.create_task(anext(stream))
+        await asyncio.sleep(0.02)
+        await hub.stop()
+        with contextlib.suppress(StopAsyncIteration):
+            await asyncio.wait_for(waiter, 1)
+        assert hub.clients == 0
+
+    asyncio.run(scenario())
