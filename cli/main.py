@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import data, database, demo
+from cli import data, database, demo, serve
 
 app = typer.Typer(
     name="aitrader",
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(database.app, name="db")
 app.add_typer(data.app, name="data")
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 
 
 if __name__ == "__main__":

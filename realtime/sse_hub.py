@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncGenerator, Collection
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -48,6 +48,10 @@ class SSEHub:
         self.clients = 0
         self.frames_published = 0
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("SSEHub already started")
@@ -65,14 +69,14 @@ class SSEHub:
         async with self._cond:
             self._cond.notify_all()
 
-    async def stream(self, symbols: Collection[str] | None = None) -> AsyncIterator[Event]:
+    async def stream(self, symbols: Collection[str] | None = None) -> AsyncGenerator[Event, None]:
         """A snapshot event, then a `prices` event per published change that concerns us."""
         wanted = None if symbols is None else frozenset(symbols)
         self.clients += 1
         try:
             version, snaps = self._cache.snapshot(wanted)
             data = "[" + ",".join(s.model_dump_json() for s in snaps) + "]"
-            yield {"event": "snapshot", "id": version, "data": data, "retry": self._retry}
+            yield {"event": "snapshot", "id": str(version), "data": data, "retry": self._retry}
             while not self._closed:
                 async with self._cond:
                     await self._cond.wait_for(partial(self._has_news, version))
@@ -88,7 +92,11 @@ class SSEHub:
                     version, changed = self._cache.changed_since(version, wanted)
                     parts = [s.model_dump_json() for s in changed]
                 if parts:
-                    yield {"event": "prices", "id": version, "data": "[" + ",".join(parts) + "]"}
+                    yield {
+                        "event": "prices",
+                        "id": str(version),
+                        "data": "[" + ",".join(parts) + "]",
+                    }
         finally:
             self.clients -= 1
 

@@ -89,7 +89,11 @@ def test_stop_releases_waiting_clients() -> None:
         await hub.start()
         stream = hub.stream()
         await anext(stream)
-        waiter = asyncio.create_task(anext(stream))
+
+        async def next_event() -> dict[str, str | int]:
+            return await anext(stream)
+
+        waiter = asyncio.create_task(next_event())
         await asyncio.sleep(0.02)
         await hub.stop()
         with contextlib.suppress(StopAsyncIteration):

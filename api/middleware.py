@@ -1,0 +1,65 @@
+"""Request ids, timing headers, latency metrics and one JSON access-log line per request."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.metrics import Metrics
+
+logger = logging.getLogger("api.access")
+
+_STREAMING = ("/api/stream/", "/ws")
+
+
+class RequestContextMiddleware:
+    """Pure ASGI (not BaseHTTPMiddleware), so streaming responses pass through untouched."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        request_id = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                elapsed = time.perf_counter() - started
+                extra = [
+                    (b"x-request-id", request_id.encode()),
+                    (b"x-process-time", f"{elapsed:.6f}".encode()),
+                ]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            elapsed = time.perf_counter() - started
+            path: str = scope["path"]
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            if not path.startswith(_STREAMING):  # a stream's duration is not a latency
+                self.metrics.request_seconds.labels(scope["method"], route, str(status)).observe(
+                    elapsed
+                )
+            logger.info(
+                "http.request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": path,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                },
+            )

@@ -1,0 +1,26 @@
+"""`aitrader serve`: the realtime process (prices, streams, health) under uvicorn."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+from api.app import create_app
+from cli.context import console, open_context, run_command
+
+
+@run_command
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+) -> None:
+    """Serve the REST API, the SSE price stream and the WebSocket feed."""
+    ctx = open_context()
+    ctx.require_schema()
+    base = f"http://{host}:{port}"
+    console.print(
+        f"AITrader realtime on {base}  docs: {base}/docs  prices: {base}/api/stream/prices  "
+        f"ws: ws://{host}:{port}/ws  source: {ctx.settings.market_data_source}"
+    )
+    ctx.engine.dispose()  # the app builds its own engine in its lifespan
+    uvicorn.run(create_app(ctx.settings), host=host, port=port, log_config=None, access_log=False)

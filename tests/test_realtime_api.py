@@ -1,0 +1,138 @@
+"""The realtime process end to end: a real uvicorn server, real HTTP and SSE clients."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from httpx_sse import connect_sse
+
+from api.app import create_app
+from db.engine import make_engine
+from db.migrate import upgrade
+from services.settings import Settings
+from tests.live_server import serve_in_thread
+
+SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
+
+
+@pytest.fixture
+def settings(fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    monkeypatch.chdir(tmp_path)
+    engine = make_engine(fresh_db_url)
+    upgrade(engine)
+    engine.dispose()
+    return Settings(
+        database_url=fresh_db_url,
+        realtime_symbols=SYMBOLS,
+        sim_interval_ms=20,
+        sse_interval_ms=50,
+        sse_heartbeat_s=0.5,
+    )
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[tuple[str, FastAPI]]:
+    app = create_app(settings)
+    with serve_in_thread(app) as url:
+        yield url, app
+
+
+def _events(url: str, path: str, n: int, timeout: float = 10.0) -> list[tuple[str, str, object]]:
+    out: list[tuple[str, str, object]] = []
+    with (
+        httpx.Client(base_url=url, timeout=timeout) as client,
+        connect_sse(client, "GET", path) as source,
+    ):
+        for sse in source.iter_sse():
+            out.append((sse.event, sse.id, json.loads(sse.data)))
+            if len(out) >= n:
+                break
+    return out
+
+
+def test_sse_sends_a_snapshot_then_moving_prices(server: tuple[str, FastAPI]) -> None:
+    url, _ = server
+    events = _events(url, "/api/stream/prices", 4)
+    kind, _, snapshot = events[0]
+    assert kind == "snapshot"
+    assert sorted(row["symbol"] for row in snapshot) == SYMBOLS  # type: ignore[attr-defined]
+    assert [e[0] for e in events[1:]] == ["prices"] * 3
+    ids = [int(e[1]) for e in events]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 4
+    assert all(row["price"] > 0 for _, _, rows in events for row in rows)  # type: ignore[attr-defined]
+
+
+def test_sse_symbol_filter_and_resume_is_a_new_snapshot(server: tuple[str, FastAPI]) -> None:
+    url, _ = server
+    events = _events(url, "/api/stream/prices?symbols=bbb,CCC", 3)
+    assert {row["symbol"] for _, _, rows in events for row in rows} <= {"BBB", "CCC"}  # type: ignore[attr-defined]
+    with (
+        httpx.Client(base_url=url, timeout=10) as client,
+        connect_sse(
+            client, "GET", "/api/stream/prices", headers={"Last-Event-ID": events[-1][1]}
+        ) as source,
+    ):
+        assert next(iter(source.iter_sse())).event == "snapshot"
+
+
+def test_a_paused_client_does_not_delay_another(server: tuple[str, FastAPI]) -> None:
+    url, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    paused = socket.create_connection((host, int(port)))
+    paused.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    paused.sendall(
+        b"GET /api/stream/prices HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    try:
+        time.sleep(1.0)  # the paused client reads nothing while prices keep moving
+        started = time.monotonic()
+        events = _events(url, "/api/stream/prices", 6)
+        elapsed = time.monotonic() - started
+        assert len(events) == 6
+        assert elapsed < 5  # six events at 50 ms cadence; generous bound, not a benchmark
+        assert b"event: snapshot" in paused.recv(65536)  # and it is still served when it reads
+    finally:
+        paused.close()
+
+
+def test_health_ready_metrics_and_request_ids(server: tuple[str, FastAPI]) -> None:
+    url, _ = server
+    with httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        ready = client.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["source"]["ok"] is True
+        assert client.get("/health/db").json()["ok"] is True
+        redis = client.get("/health/redis").json()
+        assert redis["bus"] == "InProcessBus"
+        assert client.get("/health/services").json()["prefect"]["ok"] is True
+        echoed = client.get("/health", headers={"X-Request-ID": "abc-123"})
+        assert echoed.headers["x-request-id"] == "abc-123"
+        assert float(echoed.headers["x-process-time"]) >= 0
+        assert len(client.get("/health").headers["x-request-id"]) == 32
+        time.sleep(0.2)
+        metrics = client.get("/metrics").text
+    ticks = next(
+        line for line in metrics.splitlines() if line.startswith("aitrader_ticks_processed_total")
+    )
+    assert float(ticks.split()[-1]) > 0
+    assert (
+        'aitrader_http_request_seconds_count{method="GET",route="/health",status="200"}' in metrics
+    )
+
+
+def test_shutdown_stops_the_source_and_the_hub(settings: Settings) -> None:
+    app = create_app(settings)
+    with serve_in_thread(app) as url:
+        assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
+        runtime = app.state.runtime
+    assert runtime.source.running is False
+    assert runtime.hub.running is False
