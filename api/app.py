@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.errors import register_error_handlers
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
-from api.routers import health, stream
+from api.routers import health, stream, ws
 from api.runtime import start_runtime
 from realtime.sources.base import MarketDataSource
 from services.settings import Settings, get_settings
@@ -44,9 +44,11 @@ def create_app(
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(stream.router)
+    app.include_router(ws.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
+        metrics.refresh()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -6,14 +6,17 @@ one process, and two apps must not share (or collide on) counters.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._refreshers: list[Callable[[], None]] = []
         r = self.registry
         self.ticks = Counter(
             "aitrader_ticks_processed", "Ticks written to the PriceCache", registry=r
@@ -21,12 +24,6 @@ class Metrics:
         self.cache_version = Gauge("aitrader_price_cache_version", "PriceCache version", registry=r)
         self.sse_clients = Gauge("aitrader_sse_clients", "Connected SSE clients", registry=r)
         self.ws_clients = Gauge("aitrader_ws_clients", "Connected WebSocket clients", registry=r)
-        self.dropped = Counter(
-            "aitrader_dropped_messages",
-            "Messages dropped for slow clients",
-            ["channel"],
-            registry=r,
-        )
         self.bus_lag = Gauge(
             "aitrader_bus_pending",
             "Bus entries delivered but not acknowledged",
@@ -44,3 +41,35 @@ class Metrics:
     def watch(self, gauge: Gauge, read: Callable[[], float]) -> None:
         """Let a gauge read its value at scrape time (no bookkeeping on the hot path)."""
         gauge.set_function(read)
+
+    def watch_labelled(self, gauge: Gauge, read: Callable[[], Mapping[str, float]]) -> None:
+        """Refresh a labelled gauge from a component's own dict at scrape time."""
+
+        def refresh() -> None:
+            for label, value in read().items():
+                gauge.labels(label).set(value)
+
+        self._refreshers.append(refresh)
+
+    def refresh(self) -> None:
+        for refresh in self._refreshers:
+            refresh()
+
+    def count_from(
+        self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """A counter whose values a component keeps itself (plain ints), read at scrape time."""
+        self.registry.register(_ReadCounter(name, doc, label, read))
+
+
+class _ReadCounter(Collector):
+    def __init__(
+        self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        self._name, self._doc, self._label, self._read = name, doc, label, read
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self._name, self._doc, labels=[self._label])
+        for value_label, value in self._read().items():
+            family.add_metric([value_label], value)
+        yield family

@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.metrics import Metrics
 from db.engine import make_engine, make_session_factory
 from models.market_data import Tick
+from realtime.bus_bridge import BusBridge, JobPoller
 from realtime.price_cache import PriceCache
 from realtime.sources.base import MarketDataSource
 from realtime.sources.factory import make_source
 from realtime.sse_hub import SSEHub
+from realtime.ws_hub import WSHub
 from services.bus import Bus, make_bus
 from services.settings import Settings
 
@@ -34,7 +36,10 @@ class Runtime:
     cache: PriceCache
     source: MarketDataSource
     hub: SSEHub
+    ws_hub: WSHub
     bus: Bus
+    bridge: BusBridge
+    job_poller: JobPoller | None  # only without Redis: flows cannot reach an in-process bus
 
     def on_tick(self, tick: Tick) -> None:
         """The one path every tick takes: into the cache, counted."""
@@ -43,7 +48,11 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.source.stop()
+        if self.job_poller is not None:
+            await self.job_poller.stop()
+        await self.bridge.stop()
         await self.hub.stop()
+        await self.ws_hub.stop()
         await self.bus.close()
         self.engine.dispose()
         logger.info("realtime.stopped")
@@ -55,6 +64,10 @@ async def start_runtime(
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     cache = PriceCache()
+    ws_hub = WSHub(
+        cache, interval_s=settings.sse_interval_ms / 1000, queue_size=settings.ws_queue_size
+    )
+    bus = make_bus(settings.redis_url)
     runtime = Runtime(
         settings=settings,
         metrics=metrics,
@@ -65,11 +78,28 @@ async def start_runtime(
         hub=SSEHub(
             cache, interval_s=settings.sse_interval_ms / 1000, retry_ms=settings.sse_retry_ms
         ),
-        bus=make_bus(settings.redis_url),
+        ws_hub=ws_hub,
+        bus=bus,
+        bridge=BusBridge(bus, ws_hub),
+        job_poller=None
+        if settings.redis_url
+        else JobPoller(sessions, ws_hub, interval_s=settings.job_poll_interval_ms / 1000),
     )
     metrics.watch(metrics.cache_version, lambda: cache.version)
     metrics.watch(metrics.sse_clients, lambda: runtime.hub.clients)
+    metrics.watch(metrics.ws_clients, lambda: runtime.ws_hub.clients)
+    metrics.count_from(
+        "aitrader_dropped_messages",
+        "Messages dropped for slow clients",
+        "channel",
+        lambda: {"ws": runtime.ws_hub.dropped},
+    )
+    metrics.watch_labelled(metrics.bus_lag, lambda: runtime.bridge.lag_s)
     await runtime.hub.start()
+    await runtime.ws_hub.start()
+    await runtime.bridge.start()
+    if runtime.job_poller is not None:
+        await runtime.job_poller.start()
     await runtime.source.start(runtime.on_tick)
     logger.info(
         "realtime.started",

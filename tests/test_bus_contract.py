@@ -211,6 +211,20 @@ async def test_tail_from_an_id_gives_every_reader_what_followed_it(bus: Bus, str
     assert await bus.tail(stream, last_id=ids[-1], block_ms=0) == []
 
 
+async def test_a_tail_started_at_latest_id_misses_nothing_published_between_reads(
+    bus: Bus, stream: str
+) -> None:
+    assert await bus.latest_id(stream) == "0-0"  # a stream nobody wrote to
+    await bus.publish(stream, _message(-1))  # history: not for a reader starting now
+    position = await bus.latest_id(stream)
+    ids = await _publish(bus, stream, 3)  # published while "no read is in flight"
+    assert await bus.latest_id(stream) == ids[-1]
+
+    seen = await bus.tail(stream, last_id=position, block_ms=0)
+
+    assert [d.id for d in seen] == ids
+
+
 async def test_trimming_keeps_the_stream_near_maxlen(
     make_test_bus: BusFactory, stream: str
 ) -> None:

@@ -7,11 +7,14 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from httpx_sse import connect_sse
+from websockets.sync.client import connect
+from websockets.sync.connection import Connection
 
 from api.app import create_app
 from db.engine import make_engine
@@ -136,3 +139,57 @@ def test_shutdown_stops_the_source_and_the_hub(settings: Settings) -> None:
         runtime = app.state.runtime
     assert runtime.source.running is False
     assert runtime.hub.running is False
+
+
+def _ws_url(url: str) -> str:
+    return url.replace("http://", "ws://") + "/ws"
+
+
+def _recv(ws: Connection) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(ws.recv(timeout=5))
+    return message
+
+
+def test_websocket_subscribe_filters_and_streams_prices(server: tuple[str, FastAPI]) -> None:
+    url, _ = server
+    with connect(_ws_url(url)) as ws:
+        ws.send(json.dumps({"action": "subscribe", "topics": ["market_data"], "symbols": ["bbb"]}))
+        assert _recv(ws)["type"] == "subscribed"
+        snapshot = _recv(ws)
+        assert snapshot["type"] == "market_data"
+        assert [row["symbol"] for row in snapshot["data"]] == ["BBB"]
+        for _ in range(3):
+            update = _recv(ws)
+            assert update["type"] == "market_data"
+            assert {row["symbol"] for row in update["data"]} == {"BBB"}
+        ws.send(json.dumps({"action": "ping"}))
+        while (msg := _recv(ws))["type"] != "pong":
+            assert msg["type"] == "market_data"
+
+
+@pytest.mark.parametrize(
+    ("command", "detail"),
+    [
+        ("{not json", "invalid JSON"),
+        ('{"action": "dance"}', "invalid command"),
+        ('{"action": "subscribe", "topics": ["gossip"]}', "invalid command"),
+        (
+            '{"action": "subscribe", "topics": ["orders"], "symbols": ["not a ticker"]}',
+            "invalid command",
+        ),
+        ('{"action": "subscribe"}', "needs at least one topic"),
+        ('{"action": "ping", "extra": 1}', "invalid command"),
+        ("x" * 20_000, "longer than"),
+    ],
+)
+def test_websocket_bad_commands_get_an_error_and_the_connection_survives(
+    server: tuple[str, FastAPI], command: str, detail: str
+) -> None:
+    url, _ = server
+    with connect(_ws_url(url)) as ws:
+        ws.send(command)
+        error = _recv(ws)
+        assert error["type"] == "error"
+        assert detail in error["data"]["detail"]
+        ws.send(json.dumps({"action": "ping"}))
+        assert _recv(ws)["type"] == "pong"

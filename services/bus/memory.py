@@ -51,6 +51,10 @@ class InProcessBus:
         log.wake_readers()
         return _format_id(log.last_seq)
 
+    async def latest_id(self, stream: str) -> str:
+        self._refuse_if_closed("latest_id")
+        return _format_id(self._stream(stream).last_seq)
+
     async def read_group(
         self,
         stream: str,

@@ -110,6 +110,15 @@ class Bus(Protocol):
         """Entries delivered to `group` and not acked yet; 0 for an unknown group."""
         ...
 
+    async def latest_id(self, stream: str) -> str:
+        """Id of the newest entry ever added to `stream` ("0-0" if none): where a tail starts.
+
+        Start a fan-out reader at `latest_id()` rather than "$", so nothing
+        published between its first two reads is missed. Raises
+        `BusUnavailableError` on an outage.
+        """
+        ...
+
     async def tail(
         self,
         stream: str,

@@ -131,6 +131,19 @@ class RedisStreamsBus:
 
         return await self._guard.call("pending_count", count_pending)
 
+    async def latest_id(self, stream: str) -> str:
+        async def last_generated() -> str:
+            try:
+                info = await self._commands.xinfo_stream(stream)
+            except ResponseError as exc:
+                if "no such key" in str(exc).lower():
+                    return "0-0"
+                raise
+            value = info["last-generated-id"]
+            return value.decode() if isinstance(value, bytes) else str(value)
+
+        return await self._guard.call("latest_id", last_generated)
+
     async def tail(
         self,
         stream: str,

@@ -1,0 +1,122 @@
+"""Flow results reach dashboards: over Redis Streams, or by polling the jobs table without it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import update
+from websockets.sync.client import connect
+from websockets.sync.connection import Connection
+
+from api.app import create_app
+from db.engine import make_engine, make_session_factory, unit_of_work
+from db.migrate import upgrade
+from models.bus import FILLS_GLOBAL, BusMessage
+from models.enums import RunStatus
+from models.ops import Job
+from services.bus import RedisStreamsBus
+from services.settings import Settings
+from tests.conftest import IN_CI
+from tests.live_server import serve_in_thread
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _migrated(url: str) -> str:
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def _subscribe(ws: Connection, topics: list[str], symbols: list[str] | None = None) -> None:
+    ws.send(json.dumps({"action": "subscribe", "topics": topics, "symbols": symbols or []}))
+    assert json.loads(ws.recv(timeout=5))["type"] == "subscribed"
+
+
+def _next_of(ws: Connection, type_: str) -> dict[str, Any]:
+    while True:
+        message: dict[str, Any] = json.loads(ws.recv(timeout=10))
+        if message["type"] == type_:
+            return message
+
+
+def test_without_redis_job_changes_are_polled_from_the_database(
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(
+        database_url=_migrated(fresh_db_url),
+        realtime_symbols=["AAA"],
+        job_poll_interval_ms=100,
+    )
+    sessions = make_session_factory(make_engine(fresh_db_url))
+    with (
+        serve_in_thread(create_app(settings)) as url,
+        connect(url.replace("http", "ws") + "/ws") as ws,
+    ):
+        _subscribe(ws, ["job_updates"])
+        with unit_of_work(sessions) as s:  # what a flow in another process does
+            job = Job(type="backtest", params={"symbols": ["AAA"]})
+            s.add(job)
+        created = _next_of(ws, "job_updates")["data"]
+        assert (created["event"], created["id"], created["status"]) == (
+            "job.updated",
+            job.id,
+            "pending",
+        )
+        with unit_of_work(sessions) as s:
+            s.execute(update(Job).where(Job.id == job.id).values(status=RunStatus.COMPLETED))
+        done = _next_of(ws, "job_updates")["data"]
+        assert (done["id"], done["status"]) == (job.id, "completed")
+
+
+@pytest.fixture
+def redis_up() -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.ConnectionError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis at {REDIS_URL} unreachable: {exc} (CI=true)", pytrace=False)
+        pytest.skip(f"Redis at {REDIS_URL} unreachable: {exc}")
+
+
+@pytest.mark.redis
+@pytest.mark.usefixtures("redis_up")
+def test_with_redis_bus_messages_reach_websocket_subscribers_by_symbol(
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(
+        database_url=_migrated(fresh_db_url), realtime_symbols=["AAA"], redis_url=REDIS_URL
+    )
+    marker = uuid.uuid4().hex  # other test runs may share fills:global
+
+    async def publish_fills() -> None:
+        bus = RedisStreamsBus(REDIS_URL)
+        try:
+            for symbol in ("MSFT", "AAPL"):
+                await bus.publish(
+                    FILLS_GLOBAL, BusMessage(type="fill", data={"symbol": symbol, "run": marker})
+                )
+        finally:
+            await bus.close()
+
+    with (
+        serve_in_thread(create_app(settings)) as url,
+        connect(url.replace("http", "ws") + "/ws") as ws,
+    ):
+        _subscribe(ws, ["fills"], ["AAPL"])
+        asyncio.run(publish_fills())
+        while (fill := _next_of(ws, "fills")["data"])["run"] != marker:
+            pass
+        assert (fill["event"], fill["symbol"]) == ("fill", "AAPL")  # MSFT was filtered out
+        health = httpx.get(f"{url}/health/redis", timeout=5).json()
+        assert health == {"ok": True, "bus": "RedisStreamsBus", "status": "ok"}
