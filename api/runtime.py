@@ -6,6 +6,8 @@ market data source, the SSE hub, the bus. `stop` leaves nothing running.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -20,11 +22,13 @@ from realtime.price_cache import PriceCache
 from realtime.sources.base import MarketDataSource
 from realtime.sources.factory import make_source
 from realtime.sse_hub import SSEHub
-from realtime.ws_hub import WSHub
+from realtime.ws_hub import Topic, WSHub
 from services.bus import Bus, make_bus
 from services.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 5.0
 
 
 @dataclass
@@ -40,6 +44,25 @@ class Runtime:
     bus: Bus
     bridge: BusBridge
     job_poller: JobPoller | None  # only without Redis: flows cannot reach an in-process bus
+    status_task: asyncio.Task[None] | None = None
+
+    def status(self) -> dict[str, object]:
+        """What `system_status` subscribers and operators see."""
+        return {
+            "source": self.source.name,
+            "source_running": self.source.running,
+            "symbols": len(self.source.symbols),
+            "bus": type(self.bus).__name__,
+            "bus_status": self.bus.status,
+            "sse_clients": self.hub.clients,
+            "ws_clients": self.ws_hub.clients,
+            "cache_version": self.cache.version,
+        }
+
+    async def publish_status(self, every_s: float = STATUS_EVERY_S) -> None:
+        while True:
+            self.ws_hub.publish(Topic.SYSTEM_STATUS, self.status())
+            await asyncio.sleep(every_s)
 
     def on_tick(self, tick: Tick) -> None:
         """The one path every tick takes: into the cache, counted."""
@@ -47,6 +70,10 @@ class Runtime:
         self.metrics.ticks.inc()
 
     async def stop(self) -> None:
+        if self.status_task is not None:
+            self.status_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.status_task
         await self.source.stop()
         if self.job_poller is not None:
             await self.job_poller.stop()
@@ -100,6 +127,7 @@ async def start_runtime(
     await runtime.bridge.start()
     if runtime.job_poller is not None:
         await runtime.job_poller.start()
+    runtime.status_task = asyncio.create_task(runtime.publish_status(), name="system-status")
     await runtime.source.start(runtime.on_tick)
     logger.info(
         "realtime.started",

@@ -167,6 +167,18 @@ def test_websocket_subscribe_filters_and_streams_prices(server: tuple[str, FastA
             assert msg["type"] == "market_data"
 
 
+def test_websocket_system_status_says_what_runs(server: tuple[str, FastAPI]) -> None:
+    url, _ = server
+    with connect(_ws_url(url)) as ws:
+        ws.send(json.dumps({"action": "subscribe", "topics": ["system_status"]}))
+        assert _recv(ws)["type"] == "subscribed"
+        status = _recv(ws)
+        assert status["type"] == "system_status"
+        assert status["data"]["source"] == "simulator"
+        assert status["data"]["source_running"] is True
+        assert status["data"]["ws_clients"] == 1
+
+
 @pytest.mark.parametrize(
     ("command", "detail"),
     [

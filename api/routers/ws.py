@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Literal
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -43,7 +44,7 @@ async def websocket_feed(websocket: WebSocket) -> None:
     try:
         while True:
             raw = await websocket.receive_text()
-            _handle(hub, client, raw)
+            _handle(hub, client, raw, runtime.status)
     except WebSocketDisconnect:
         pass
     finally:
@@ -58,7 +59,7 @@ async def _write(websocket: WebSocket, client: WSClient) -> None:
         await websocket.send_text(await client.queue.get())
 
 
-def _handle(hub: WSHub, client: WSClient, raw: str) -> None:
+def _handle(hub: WSHub, client: WSClient, raw: str, status: Callable[[], object]) -> None:
     if len(raw) > MAX_COMMAND_BYTES:
         hub.send(client, "error", {"detail": f"command longer than {MAX_COMMAND_BYTES} bytes"})
         return
@@ -87,6 +88,8 @@ def _handle(hub: WSHub, client: WSClient, raw: str) -> None:
             {"topics": sorted(command.topics), "symbols": sorted(symbols or [])},
         )
         hub.subscribe(client, command.topics, symbols)
+        if Topic.SYSTEM_STATUS in command.topics:
+            hub.send(client, Topic.SYSTEM_STATUS.value, status())
     else:
         hub.unsubscribe(client, command.topics)
         hub.send(client, "unsubscribed", {"topics": sorted(command.topics)})
