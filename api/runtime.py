@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.metrics import Metrics
 from db.engine import make_engine, make_session_factory
 from models.market_data import Tick
+from realtime.bar_aggregator import MinuteBarAggregator
 from realtime.bus_bridge import BusBridge, JobPoller
 from realtime.price_cache import PriceCache
 from realtime.sources.base import MarketDataSource
@@ -29,6 +30,7 @@ from services.settings import Settings
 logger = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 5.0
+LIVE_SOURCES = frozenset({"alpaca"})  # whose ticks are real trades worth keeping as bars
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Runtime:
     bus: Bus
     bridge: BusBridge
     job_poller: JobPoller | None  # only without Redis: flows cannot reach an in-process bus
+    bars: MinuteBarAggregator | None = None  # live sources only
     status_task: asyncio.Task[None] | None = None
 
     def status(self) -> dict[str, object]:
@@ -67,6 +70,8 @@ class Runtime:
     def on_tick(self, tick: Tick) -> None:
         """The one path every tick takes: into the cache, counted."""
         self.cache.update(tick)
+        if self.bars is not None:
+            self.bars.add(tick)
         self.metrics.ticks.inc()
 
     async def stop(self) -> None:
@@ -75,6 +80,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.status_task
         await self.source.stop()
+        if self.bars is not None:
+            await self.bars.stop()
         if self.job_poller is not None:
             await self.job_poller.stop()
         await self.bridge.stop()
@@ -121,6 +128,9 @@ async def start_runtime(
         "channel",
         lambda: {"ws": runtime.ws_hub.dropped},
     )
+    if settings.persist_live_bars and runtime.source.name in LIVE_SOURCES:
+        runtime.bars = MinuteBarAggregator(sessions)
+        await runtime.bars.start()
     metrics.watch_labelled(metrics.bus_lag, lambda: runtime.bridge.lag_s)
     await runtime.hub.start()
     await runtime.ws_hub.start()

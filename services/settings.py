@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     sse_heartbeat_s: float = Field(15.0, gt=0)
     sse_retry_ms: int = Field(3000, ge=0, description="Reconnect delay advertised to clients.")
     ws_queue_size: int = Field(256, ge=1, description="Per-client WebSocket queue; oldest dropped.")
+    persist_live_bars: bool = Field(
+        True, description="Roll live (Alpaca) ticks into 1-minute bars in the database."
+    )
     job_poll_interval_ms: int = Field(
         2000, ge=50, description="Without Redis: how often the realtime process polls jobs."
     )
