@@ -3,11 +3,20 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+SERVE  ?= 1
 
-.PHONY: demo test lint format install clean
+.PHONY: demo serve test lint format install clean
 
-demo: $(STAMP) ## set up, migrate the embedded SQLite database, import the sample, summarise
+demo: $(STAMP) ## set up, migrate and import the sample, summarise, then serve (Ctrl-C stops)
 	$(BIN)/aitrader demo
+ifneq ($(SERVE),0)
+	$(BIN)/aitrader serve --host $(HOST) --port $(PORT)
+endif
+
+serve: $(STAMP) ## the realtime process alone
+	$(BIN)/aitrader serve --host $(HOST) --port $(PORT)
 
 test: lint ## lint, type-check, then the whole suite (SQLite and Postgres)
 	$(BIN)/pytest -n 2

@@ -19,7 +19,7 @@ from services.settings import LogFormat
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
-) | {"message", "asctime", "taskName"}
+) | {"message", "asctime", "taskName", "color_message"}  # uvicorn's ANSI copy of the message
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -33,8 +33,8 @@ def test_ticks_roll_into_bars_and_only_finished_minutes_close() -> None:
     ]
     assert agg.late_ticks == 1
     assert agg.close_finished(T0 + timedelta(seconds=119)) == []  # minute 2 not over (+grace)
-    (second,) = agg.close_finished(T0 + timedelta(seconds=123))
-    assert (second.start, second.close) == (T0 + timedelta(minutes=1), 20)
+    (next_bar,) = agg.close_finished(T0 + timedelta(seconds=123))
+    assert (next_bar.start, next_bar.close) == (T0 + timedelta(minutes=1), 20)
 
 
 def test_complete_bars_are_written_once_whatever_the_retries(fresh_db_url: str) -> None:

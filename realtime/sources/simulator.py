@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 TRADING_SECONDS_PER_YEAR = TRADING_DAYS_PER_YEAR * 6.5 * 3600
 DEFAULT_TIME_SCALE = 78.0  # 6.5 h of trading per 5 wall minutes
+PRICE_DECIMALS = 4  # quoted like the source data; the path itself keeps full precision
 _MEDIAN_TRADE_SIZE = 200.0  # shares; sizes are log-normal around it
 
 
@@ -146,7 +147,7 @@ class GBMSimulator:
         self._prices = self._prices * np.exp(self._drift + self._vol * shocks + jumps)
         now = datetime.now(UTC)
         return [
-            Tick(symbol=s, price=float(p), size=float(q), ts=now)
+            Tick(symbol=s, price=round(float(p), PRICE_DECIMALS), size=float(q), ts=now)
             for s, p, q in zip(self._symbols, self._prices, sizes, strict=True)
         ]
 
