@@ -45,6 +45,10 @@ class BusBridge:
         self.lag_s: dict[str, float] = {}  # now - ts of the newest message seen, per stream
         self.forwarded = 0
 
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks)
+
     async def start(self) -> None:
         for stream, topic in STREAM_TOPICS.items():
             self._tasks.append(asyncio.create_task(self._pump(stream, topic), name=f"bus:{stream}"))
@@ -93,6 +97,10 @@ class JobPoller:
         self._after_id = 0
         self._watching: dict[int, str] = {}  # unfinished job id -> last status seen
         self.polls = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
         self._after_id = await asyncio.to_thread(self._newest)

@@ -132,13 +132,41 @@ def test_health_ready_metrics_and_request_ids(server: tuple[str, FastAPI]) -> No
     )
 
 
-def test_shutdown_stops_the_source_and_the_hub(settings: Settings) -> None:
+def test_shutdown_stops_everything_the_lifespan_started(settings: Settings) -> None:
     app = create_app(settings)
     with serve_in_thread(app) as url:
         assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
         runtime = app.state.runtime
+        assert runtime.bridge.running
+        assert runtime.job_poller is not None
+        assert runtime.job_poller.running
     assert runtime.source.running is False
     assert runtime.hub.running is False
+    assert runtime.ws_hub.running is False
+    assert runtime.bridge.running is False
+    assert runtime.job_poller.running is False
+    assert runtime.status_task is not None
+    assert runtime.status_task.done()
+
+
+def _gauge(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return float(
+        next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " "))
+    )
+
+
+def test_disconnected_clients_are_forgotten(server: tuple[str, FastAPI]) -> None:
+    url, _ = server
+    _events(url, "/api/stream/prices", 2)
+    with connect(_ws_url(url)) as ws:
+        ws.send(json.dumps({"action": "subscribe", "topics": ["market_data"]}))
+        _recv(ws)
+        assert _gauge(url, "aitrader_ws_clients") == 1
+    deadline = time.monotonic() + 5
+    while (_gauge(url, "aitrader_sse_clients"), _gauge(url, "aitrader_ws_clients")) != (0, 0):
+        assert time.monotonic() < deadline, "a disconnected client is still registered"
+        time.sleep(0.05)
 
 
 def _ws_url(url: str) -> str:
