@@ -24,7 +24,7 @@ from models.ops import Job
 from services.bus import RedisStreamsBus
 from services.settings import Settings
 from tests.conftest import IN_CI
-from tests.live_server import serve_in_thread
+from tests.live_server import free_port, serve_in_thread
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -120,3 +120,33 @@ def test_with_redis_bus_messages_reach_websocket_subscribers_by_symbol(
         assert (fill["event"], fill["symbol"]) == ("fill", "AAPL")  # MSFT was filtered out
         health = httpx.get(f"{url}/health/redis", timeout=5).json()
         assert health == {"ok": True, "bus": "RedisStreamsBus", "status": "ok"}
+
+
+def test_with_redis_unreachable_prices_still_flow_and_health_says_why(
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    settings = Settings(
+        database_url=_migrated(fresh_db_url),
+        realtime_symbols=["AAA"],
+        redis_url=dead,
+        sim_interval_ms=20,
+        sse_interval_ms=50,
+    )
+    with serve_in_thread(create_app(settings)) as url:
+        assert httpx.get(f"{url}/ready", timeout=5).status_code == 200
+        health = httpx.get(f"{url}/health/redis", timeout=5)
+        assert health.status_code == 503
+        assert health.json()["status"].startswith("degraded")
+        with (
+            httpx.Client(base_url=url, timeout=10) as client,
+            client.stream("GET", "/api/stream/prices") as response,
+        ):
+            seen = 0
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    seen += 1
+                    if seen == 3:
+                        break
+        assert seen == 3
