@@ -28,6 +28,11 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+class AlpacaFeed(StrEnum):
+    IEX = "iex"  # free
+    SIP = "sip"  # paid, all exchanges
+
+
 class MarketDataSourceKind(StrEnum):
     SIMULATOR = "simulator"
     REPLAY = "replay"
@@ -59,6 +64,10 @@ class Settings(BaseSettings):
     alpaca_api_key: SecretStr | None = None
     alpaca_secret_key: SecretStr | None = None
     alpaca_paper: bool = True
+    alpaca_data_feed: AlpacaFeed = AlpacaFeed.IEX
+    alpaca_stream_url: str | None = Field(
+        None, description="Full market-data stream URL (with /v2/iex); unset: Alpaca's."
+    )
     llm_models: list[str] = Field(
         default_factory=lambda: ["offline"],
         description="litellm model names for the council; 'offline' is the built-in analyst.",

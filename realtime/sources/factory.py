@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.queries.bars import bar_coverage
 from models.enums import Timeframe
 from models.errors import ConfigurationError
+from realtime.sources.alpaca import AlpacaSource
 from realtime.sources.base import MarketDataSource
 from realtime.sources.replay import ReplaySource
 from realtime.sources.simulator import GBMSimulator
@@ -34,9 +35,7 @@ def make_source(settings: Settings, sessions: sessionmaker[Session]) -> MarketDa
             )
         if kind is MarketDataSourceKind.REPLAY:
             return _replay(settings, session)
-    raise ConfigurationError(
-        f"MARKET_DATA_SOURCE={kind}: not available in this release (use simulator or replay)"
-    )
+        return AlpacaSource.from_settings(settings, stream_symbols(settings, session))
 
 
 def stream_symbols(settings: Settings, session: Session) -> list[str]:
