@@ -73,7 +73,7 @@ def test_alpaca_trades_stream_to_dashboards_and_become_minute_bars(
         (Timeframe.M1, minute),
         (Timeframe.M1, minute + timedelta(minutes=1)),
     ]
-    first, second = bars
+    first, later = bars
     assert (first.open, first.high, first.low, first.close, first.volume) == (
         Decimal("190.25"),
         Decimal("191.5"),
@@ -81,4 +81,4 @@ def test_alpaca_trades_stream_to_dashboards_and_become_minute_bars(
         Decimal("189.75"),
         Decimal(300),
     )
-    assert (second.open, second.close, second.volume) == (Decimal(192), Decimal(192), Decimal(50))
+    assert (later.open, later.close, later.volume) == (Decimal(192), Decimal(192), Decimal(50))
