@@ -70,6 +70,8 @@ class Runtime:
     def on_tick(self, tick: Tick) -> None:
         """The one path every tick takes: into the cache, counted."""
         self.cache.update(tick)
+        self.hub.notify()
+        self.ws_hub.notify()
         if self.bars is not None:
             self.bars.add(tick)
         self.metrics.ticks.inc()

@@ -1,14 +1,16 @@
 """Fan-out of price changes to server-sent-event clients.
 
-Once per interval the hub asks the PriceCache what changed, serialises each
-changed symbol once, and wakes every client. A client that kept up takes the
-shared fragments (filtered by its symbols); a client that fell behind (its
-socket was slow, so its generator was not resumed) asks the cache for
-everything since *its* version: it skips the intermediate states and never
-builds a backlog, and it never delays anyone else.
+Publishing: a frame goes out as soon as the cache changes (`notify`, called
+on every tick), at most once per interval; a timer fallback also catches
+changes nobody announced. Each frame is serialised *and SSE-encoded* once per
+distinct symbol filter, and every client that kept up sends the very same
+bytes: with 2,000 clients, per-client encoding was most of the server's CPU.
 
-The hub yields plain event dicts (`event`, `id`, `data`, `retry`); the HTTP
-part (sse-starlette, heartbeats) lives in `api/`.
+Coalescing: a client that fell behind (its socket was slow, so its generator
+was not resumed) asks the cache for everything since *its* version. It skips
+intermediate states, never builds a backlog, and never delays anyone else.
+
+The HTTP part (sse-starlette, heartbeats) lives in `api/`.
 """
 
 from __future__ import annotations
@@ -18,30 +20,48 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Collection
 from dataclasses import dataclass, field
-from functools import partial
 
+from realtime.pacer import ChangePacer
 from realtime.price_cache import PriceCache
 
 logger = logging.getLogger(__name__)
 
-Event = dict[str, str | int]
+SymbolFilter = frozenset[str] | None
 
 
-@dataclass(frozen=True)
+def encode_event(event: str, event_id: int, data: str, retry_ms: int | None = None) -> bytes:
+    """One SSE event on the wire. `data` is single-line JSON, so one `data:` line suffices."""
+    retry = f"retry: {retry_ms}\r\n" if retry_ms is not None else ""
+    return f"event: {event}\r\nid: {event_id}\r\n{retry}data: {data}\r\n\r\n".encode()
+
+
+@dataclass
 class _Frame:
-    """The change from one published version to the next, serialised once."""
+    """The change from one published version to the next, encoded once per filter."""
 
     from_version: int
     to_version: int
     fragments: dict[str, str] = field(default_factory=dict)  # symbol -> PriceSnapshot JSON
+    encoded: dict[SymbolFilter, bytes | None] = field(default_factory=dict)
+
+    def bytes_for(self, wanted: SymbolFilter) -> bytes | None:
+        """The `prices` event for this filter, or None if nothing it wants changed."""
+        if wanted not in self.encoded:
+            parts = [js for s, js in self.fragments.items() if wanted is None or s in wanted]
+            self.encoded[wanted] = (
+                encode_event("prices", self.to_version, "[" + ",".join(parts) + "]")
+                if parts
+                else None
+            )
+        return self.encoded[wanted]
 
 
 class SSEHub:
     def __init__(self, cache: PriceCache, *, interval_s: float = 0.5, retry_ms: int = 3000) -> None:
         self._cache = cache
-        self._interval = interval_s
         self._retry = retry_ms
-        self._cond = asyncio.Condition()
+        self._pacer = ChangePacer(interval_s)
+        self._published = asyncio.Event()  # replaced by a fresh one at every frame
         self._frame = _Frame(0, 0)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -51,6 +71,10 @@ class SSEHub:
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    def notify(self) -> None:
+        """The cache changed: publish soon. Cheap enough to call on every tick."""
+        self._pacer.notify()
 
     async def start(self) -> None:
         if self._task is not None:
@@ -66,55 +90,49 @@ class SSEHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        async with self._cond:
-            self._cond.notify_all()
+        self._published.set()
 
-    async def stream(self, symbols: Collection[str] | None = None) -> AsyncGenerator[Event, None]:
-        """A snapshot event, then a `prices` event per published change that concerns us."""
-        wanted = None if symbols is None else frozenset(symbols)
+    async def stream(self, symbols: Collection[str] | None = None) -> AsyncGenerator[bytes, None]:
+        """SSE bytes: a `snapshot` event, then a `prices` event per change that concerns us."""
+        wanted: SymbolFilter = None if symbols is None else frozenset(symbols)
         self.clients += 1
         try:
             version, snaps = self._cache.snapshot(wanted)
             data = "[" + ",".join(s.model_dump_json() for s in snaps) + "]"
-            yield {"event": "snapshot", "id": str(version), "data": data, "retry": self._retry}
+            yield encode_event("snapshot", version, data, self._retry)
             while not self._closed:
-                async with self._cond:
-                    await self._cond.wait_for(partial(self._has_news, version))
+                while self._frame.to_version <= version and not self._closed:
+                    await self._published.wait()
                 if self._closed:
                     return
                 frame = self._frame
                 if frame.from_version == version:
-                    parts = [
-                        js for sym, js in frame.fragments.items() if wanted is None or sym in wanted
-                    ]
+                    payload = frame.bytes_for(wanted)
                     version = frame.to_version
                 else:  # fell behind (or joined mid-frame): catch up from our own version
                     version, changed = self._cache.changed_since(version, wanted)
                     parts = [s.model_dump_json() for s in changed]
-                if parts:
-                    yield {
-                        "event": "prices",
-                        "id": str(version),
-                        "data": "[" + ",".join(parts) + "]",
-                    }
+                    payload = (
+                        encode_event("prices", version, "[" + ",".join(parts) + "]")
+                        if parts
+                        else None
+                    )
+                if payload is not None:
+                    yield payload
         finally:
             self.clients -= 1
 
-    def _has_news(self, seen: int) -> bool:
-        return self._closed or self._frame.to_version > seen
-
     async def _publish_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
         while True:
-            next_at += self._interval
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            last = self._frame.to_version
-            if self._cache.version == last:
-                continue
-            current, changed = self._cache.changed_since(last)
-            frame = _Frame(last, current, {s.symbol: s.model_dump_json() for s in changed})
-            async with self._cond:
-                self._frame = frame
-                self._cond.notify_all()
-            self.frames_published += 1
+            await self._pacer.wait()
+            if self._cache.version != self._frame.to_version:
+                self._publish()
+                self._pacer.published()
+
+    def _publish(self) -> None:
+        start = self._frame.to_version
+        current, changed = self._cache.changed_since(start)
+        self._frame = _Frame(start, current, {s.symbol: s.model_dump_json() for s in changed})
+        waiters, self._published = self._published, asyncio.Event()
+        waiters.set()  # wakes every waiting client in one loop iteration
+        self.frames_published += 1

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from models.market_data import PriceSnapshot
+from realtime.pacer import ChangePacer
 from realtime.price_cache import PriceCache
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class WSHub:
         self, cache: PriceCache, *, interval_s: float = 0.5, queue_size: int = 256
     ) -> None:
         self._cache = cache
-        self._interval = interval_s
+        self._pacer = ChangePacer(interval_s)
         self.queue_size = queue_size
         self._clients: dict[int, WSClient] = {}
         self._task: asyncio.Task[None] | None = None
@@ -94,6 +95,10 @@ class WSHub:
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    def notify(self) -> None:
+        """The cache changed: push prices soon (at most once per interval)."""
+        self._pacer.notify()
 
     async def start(self) -> None:
         if self._task is not None:
@@ -149,15 +154,13 @@ class WSHub:
             self.dropped += 1
 
     async def _market_data_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
         while True:
-            next_at += self._interval
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            await self._pacer.wait()
             if self._cache.version == self._version:
                 continue
             self._version, changed = self._cache.changed_since(self._version)
             self._fan_out_prices(changed)
+            self._pacer.published()
 
     def _fan_out_prices(self, changed: list[PriceSnapshot]) -> None:
         by_filter: dict[SymbolFilter, str | None] = {}

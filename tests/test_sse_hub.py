@@ -18,8 +18,15 @@ def _tick(symbol: str, price: float, n: int) -> Tick:
     return Tick(symbol=symbol, price=price, size=1, ts=T0 + timedelta(milliseconds=n))
 
 
-def _prices(event: dict[str, str | int]) -> dict[str, float]:
-    return {row["symbol"]: row["price"] for row in json.loads(str(event["data"]))}
+def _parse(raw: bytes) -> dict[str, str]:
+    """One SSE event as sent on the wire, back into its fields."""
+    text = raw.decode()
+    assert text.endswith("\r\n\r\n")
+    return dict(line.split(": ", 1) for line in text.strip().split("\r\n"))
+
+
+def _prices(raw: bytes) -> dict[str, float]:
+    return {row["symbol"]: row["price"] for row in json.loads(_parse(raw)["data"])}
 
 
 def test_snapshot_then_only_changes_and_filters() -> None:
@@ -32,13 +39,14 @@ def test_snapshot_then_only_changes_and_filters() -> None:
         everything = hub.stream()
         only_b = hub.stream({"BBB"})
         first = await anext(everything)
-        assert first["event"] == "snapshot"
+        assert _parse(first)["event"] == "snapshot"
+        assert _parse(first)["retry"] == "3000"
         assert _prices(first) == {"AAA": 10, "BBB": 11, "CCC": 12}
         assert _prices(await anext(only_b)) == {"BBB": 11}
         cache.update(_tick("AAA", 20, 1))
         cache.update(_tick("BBB", 21, 1))
         update = await asyncio.wait_for(anext(everything), 1)
-        assert update["event"] == "prices"
+        assert _parse(update)["event"] == "prices"
         assert _prices(update) == {"AAA": 20, "BBB": 21}
         assert _prices(await asyncio.wait_for(anext(only_b), 1)) == {"BBB": 21}
         cache.update(_tick("AAA", 30, 2))  # nothing for the BBB client
@@ -73,10 +81,53 @@ def test_a_stalled_client_gets_the_latest_state_and_never_delays_a_live_one() ->
             assert _prices(event) == {"AAA": n + 1}
         caught_up = await asyncio.wait_for(anext(stalled), 1)
         assert _prices(caught_up) == {"AAA": 40}  # one event with the current price, no backlog
-        assert int(caught_up["id"]) == cache.version
+        assert int(_parse(caught_up)["id"]) == cache.version
         assert received == 39
         await live.aclose()
         await stalled.aclose()
+        await hub.stop()
+
+    asyncio.run(scenario())
+
+
+def test_clients_that_keep_up_share_the_same_encoded_bytes() -> None:
+    async def scenario() -> None:
+        cache = PriceCache()
+        cache.update(_tick("AAA", 1, 0))
+        hub = SSEHub(cache, interval_s=0.005)
+        await hub.start()
+        one, two, filtered = hub.stream(), hub.stream(), hub.stream({"AAA"})
+        for stream in (one, two, filtered):
+            await anext(stream)
+        cache.update(_tick("AAA", 2, 1))
+        hub.notify()
+        a, b, c = [await asyncio.wait_for(anext(s), 1) for s in (one, two, filtered)]
+        assert a is b  # one encoding per frame and filter, not per client
+        assert a == c
+        assert a is not c
+        for stream in (one, two, filtered):
+            await stream.aclose()
+        await hub.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_notified_change_goes_out_without_waiting_for_the_interval() -> None:
+    async def scenario() -> None:
+        cache = PriceCache()
+        cache.update(_tick("AAA", 1, 0))
+        hub = SSEHub(cache, interval_s=0.5)
+        await hub.start()
+        stream = hub.stream()
+        await anext(stream)
+        await asyncio.sleep(0.6)  # past one interval, so the rate limit does not apply
+        loop = asyncio.get_running_loop()
+        cache.update(_tick("AAA", 2, 1))
+        hub.notify()
+        started = loop.time()
+        assert _prices(await asyncio.wait_for(anext(stream), 1)) == {"AAA": 2}
+        assert loop.time() - started < 0.1  # not the up-to-500 ms a fixed timer would add
+        await stream.aclose()
         await hub.stop()
 
     asyncio.run(scenario())
@@ -90,7 +141,7 @@ def test_stop_releases_waiting_clients() -> None:
         stream = hub.stream()
         await anext(stream)
 
-        async def next_event() -> dict[str, str | int]:
+        async def next_event() -> bytes:
             return await anext(stream)
 
         waiter = asyncio.create_task(next_event())

@@ -30,5 +30,4 @@ async def stream_prices(
     return EventSourceResponse(
         runtime.hub.stream(wanted),
         ping=runtime.settings.sse_heartbeat_s,
-        send_timeout=30,
     )
