@@ -1,25 +1,34 @@
-"""Pace a publisher: wake when something changed, at most once per interval.
+"""Pace a publisher: wake when something changed, at most about once per interval.
 
 Publishing on a fixed timer is out of phase with the source: a tick that
 lands just after the timer fired waits a whole interval. A pacer wakes as
-soon as `notify` is called, unless the previous publish became due less than
-an interval ago, and also wakes after an interval without any notice, so a
-change nobody announced is still published.
+soon as `notify` is called and also after an interval without any notice, so
+a change nobody announced is still published.
 
-Spacing is measured between the moments publishes became *due*, not when
-they finished: otherwise each publish's own duration (80 ms for a 2,000-client
-frame) is added to the next wait and the lag behind the source grows frame
-by frame.
+The rate limit is a minimum spacing of `(1 - slack) * interval` between the
+moments publishes became *due*:
+
+* measured between due times, not finish times, so a slow publish (80 ms
+  for a 2,000-client frame) is not added to the next wait;
+* with slack (10 % by default), because the default source ticks at exactly
+  the push interval: with an exact minimum gap (or a token bucket), one late
+  publish would fix the phase at that lag forever. With slack, a lag shrinks
+  by a tenth of the interval per tick until publishes follow ticks again.
+
+So `SSE_INTERVAL_MS=500` means at most one push per 450 ms, and under normal
+conditions one push per source tick.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 
 class ChangePacer:
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, *, slack: float = 0.1) -> None:
         self.interval_s = interval_s
+        self.min_gap_s = interval_s * (1 - slack)
         self._changed = asyncio.Event()
         self._changed_at = 0.0  # loop time of the first notice since the last wait
         self._last_due = float("-inf")
@@ -32,22 +41,20 @@ class ChangePacer:
             self._changed.set()
 
     async def wait(self) -> None:
-        """Return when it may be time to publish: a change was announced or an interval passed.
-
-        Never sooner than one interval after the previous publish became due.
-        """
+        """Return when a change (or an interval without notice) may be published."""
         loop = asyncio.get_running_loop()
-        try:
+        trigger = None
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout=self.interval_s)
             trigger = self._changed_at
-        except TimeoutError:
-            trigger = loop.time()
-        self._due = max(trigger, self._last_due + self.interval_s)
+        self._due = max(
+            loop.time() if trigger is None else trigger, self._last_due + self.min_gap_s
+        )
         delay = self._due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         self._changed.clear()
 
     def published(self) -> None:
-        """The publish that the last `wait` allowed happened; the next is an interval later."""
+        """The publish that the last `wait` allowed happened; the next is due a gap later."""
         self._last_due = self._due

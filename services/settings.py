@@ -85,7 +85,9 @@ class Settings(BaseSettings):
     replay_symbol: str | None = Field(None, description="Symbol of a replay file without one.")
     replay_timeframe: str = "1m"
     replay_speed: float = Field(60.0, gt=0, description="Replay speed; 60 = a minute a second.")
-    sse_interval_ms: int = Field(500, ge=10, description="Most frequent SSE price push, ms.")
+    sse_interval_ms: int = Field(
+        500, ge=10, description="Price push interval (ms): at most one per 0.9 x this."
+    )
     sse_heartbeat_s: float = Field(15.0, gt=0)
     sse_retry_ms: int = Field(3000, ge=0, description="Reconnect delay advertised to clients.")
     ws_queue_size: int = Field(256, ge=1, description="Per-client WebSocket queue; oldest dropped.")
