@@ -1,0 +1,599 @@
+"""Benchmark: fan-out of prices to many SSE (and WebSocket) clients, against plain sse-starlette.
+
+Each server runs in its own uvicorn process (so client CPU never counts as
+server CPU) on a free loopback port; the clients run in `--client-procs`
+processes (`_fanout_clients.py`), thousands of asyncio streams each. Rows:
+
+* aitrader SSE: the real app (`api.app.create_app`) with the GBM simulator
+  stepping `--symbols` symbols every `--sim-interval-ms` (default: the same
+  as `--interval-ms`), the SSE hub publishing every `--interval-ms`;
+  clients read `GET /api/stream/prices`.
+* aitrader WS (`--ws N`): the same app, clients on `/ws` subscribed to
+  `market_data`. Skipped with a note if `/ws` answers 404.
+* baseline sse-starlette: the simplest fan-out, measured in the same run:
+  every client's generator sleeps one interval, builds and serialises its
+  own array of `--symbols` snapshot-like dicts with a fresh `ts`.
+
+Measured over `--duration` seconds after all clients connected and
+`--warmup` seconds passed:
+
+* receive time: for SSE, when the kernel queued the data on the client's
+  socket (`SO_TIMESTAMPNS`; on loopback that is when the server sent it), so
+  a busy client loop does not count ("read delay" says how long the loop
+  took to get there); for WS, when the client loop got the message.
+* lag = receive time - newest `ts` in the event. For aitrader `ts` is
+  the tick's event time, so lag includes the wait between the simulator step
+  and the hub's next publish; for the baseline `ts` is stamped when the
+  event is built, so its lag is pure delivery.
+* fan-out = receive time - publish time: the delivery part alone. Publish
+  time is the baseline's `ts`, the WS envelope's `ts`, and for aitrader SSE
+  (which does not send it) the first receipt of the same event id by any client.
+* tick age at publish = publish time - newest `ts`: lag = age + fan-out.
+* missed = expected events (clients x duration / interval) - received.
+* server CPU: utime+stime of the server process over the window, % of one
+  core; client CPU likewise, summed over client processes (max of one in
+  brackets). The client loop lag (lateness of a 10 ms sleep) shows bursts
+  that a window average hides.
+* RSS/conn = (server RSS with the clients - RSS before they connected) / clients.
+  With `--rounds N` the clients connect, are measured and disconnect N times
+  against the same server; each round's "before" is the previous round's
+  "after", so memory that is not reused shows up as RSS/conn in later rounds.
+
+Usage: python bench/fanout.py [--sse 2000] [--ws 0] [--symbols 30] [--interval-ms 500]
+                              [--sim-interval-ms 500]
+                              [--duration 20] [--warmup 5] [--client-procs 2] [--rounds 1]
+                              [--ws-compression none|deflate] [--quick]
+--quick: 200 clients (and at most 200 WS clients), 3 s warm-up, 8 s measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import math
+import multiprocessing
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from _fanout_clients import ClientJob, Ready, Received, Window, probe_ws, run_clients
+from fastapi import FastAPI
+from sse_starlette import EventSourceResponse
+
+from api.app import create_app
+from db.engine import make_engine
+from db.migrate import upgrade
+from services.settings import load_settings
+
+T = TypeVar("T")
+BENCH = Path(__file__).resolve().parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+READY_TIMEOUT_S = 150.0
+RESULTS_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Phase:
+    label: str
+    factory: str  # function in this module that uvicorn calls to build the app
+    kind: str  # "sse" | "ws"
+    path: str
+    clients: int
+
+
+@dataclass(frozen=True)
+class Row:
+    server: str
+    round: int  # 0 when there is one round
+    requested: int
+    connected: int
+    load_1m: float
+    events_per_client_s: float
+    lag_ms: tuple[float, float, float]  # p50, p99, max
+    fanout_ms: tuple[float, float]  # p50, p99
+    age_ms: tuple[float, float]  # p50, p99: newest tick's age when the event was published
+    read_delay_ms: tuple[float, float]  # p99, max: kernel queued the data -> our loop read it
+    loop_lag_ms: tuple[float, float]  # p99, max: lateness of a 10 ms sleep in a client loop
+    missed: int
+    expected: int
+    server_cpu: float
+    client_cpu: float
+    client_cpu_max: float
+    rss_idle_mb: float
+    rss_loaded_mb: float
+    rss_after_mb: float
+    failed: int
+    ended: int
+    silent_clients: int
+    event_ids: int  # distinct SSE ids; one per published frame unless clients fell behind
+    rows_per_event: float
+    malformed: int
+    errors: list[str]
+    server_log: list[str]
+
+    @property
+    def label(self) -> str:
+        return f"{self.server} (round {self.round})" if self.round else self.server
+
+    @property
+    def rss_per_conn_kb(self) -> float:
+        return (self.rss_loaded_mb - self.rss_idle_mb) * 1024 / max(self.connected, 1)
+
+
+# --- the servers (uvicorn --factory fanout:<name>) ------------------------------------
+
+
+def aitrader_app() -> FastAPI:
+    """The real realtime app, configured from the environment the bench sets."""
+    return create_app(load_settings())
+
+
+def baseline_app() -> FastAPI:
+    """One sse-starlette endpoint written the simplest way: each client serialises its own."""
+    settings = load_settings()
+    interval = settings.sse_interval_ms / 1000
+    prices = {s: 100.0 + i for i, s in enumerate(settings.realtime_symbols)}
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/prices")
+    async def stream() -> EventSourceResponse:
+        async def events() -> AsyncIterator[dict[str, str]]:
+            version = 0
+            while True:
+                await asyncio.sleep(interval)
+                version += 1
+                ts = datetime.now(UTC).isoformat()
+                rows = [
+                    {
+                        "symbol": s,
+                        "price": p,
+                        "prev_price": p,
+                        "day_open": p,
+                        "change": 0.0,
+                        "change_pct": 0.0,
+                        "direction": 0,
+                        "ts": ts,
+                        "version": version,
+                    }
+                    for s, p in prices.items()
+                ]
+                yield {"event": "prices", "data": json.dumps(rows, separators=(",", ":"))}
+
+        return EventSourceResponse(events())
+
+    return app
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sse", type=int, default=2000, help="SSE clients per server")
+    parser.add_argument("--ws", type=int, default=0, help="WebSocket clients (0: skip)")
+    parser.add_argument(
+        "--ws-compression", choices=["none", "deflate"], default="none", help="offer deflate?"
+    )
+    parser.add_argument("--symbols", type=int, default=30)
+    parser.add_argument("--interval-ms", type=int, default=500, help="SSE/WS push interval")
+    parser.add_argument(
+        "--sim-interval-ms", type=int, default=0, help="simulator step; 0: --interval-ms"
+    )
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="connect/measure/disconnect N times per server"
+    )
+    parser.add_argument("--quick", action="store_true", help="200 clients, 3 s + 8 s")
+    args = parser.parse_args()
+    if args.quick:
+        args.sse, args.ws = min(args.sse, 200), min(args.ws, 200)
+        args.duration, args.warmup = 8.0, 3.0
+
+    args.sim_interval_ms = args.sim_interval_ms or args.interval_ms
+    soft, hard = _raise_fd_limit()
+    symbols = [f"SYM{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(args.symbols)]
+    print(
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, fd limit {soft}/{hard}; "
+        f"{args.symbols} symbols stepped every {args.sim_interval_ms} ms, "
+        f"pushed every {args.interval_ms} ms, "
+        f"{args.warmup:g} s warm-up + {args.duration:g} s measured, "
+        f"{args.client_procs} client processes"
+    )
+    phases = [Phase("aitrader SSE", "aitrader_app", "sse", "/api/stream/prices", args.sse)]
+    if args.ws:
+        phases.append(Phase("aitrader WS", "aitrader_app", "ws", "/ws", args.ws))
+    phases.append(Phase("baseline sse-starlette", "baseline_app", "sse", "/prices", args.sse))
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="bench_fanout_") as tmp:
+        workdir = Path(tmp)
+        db_url = f"sqlite:///{workdir / 'fanout.db'}"
+        engine = make_engine(db_url)
+        upgrade(engine)
+        engine.dispose()
+        env = {
+            "DATABASE_URL": db_url,
+            "REALTIME_SYMBOLS": json.dumps(symbols),
+            "SIM_INTERVAL_MS": str(args.sim_interval_ms),
+            "SSE_INTERVAL_MS": str(args.interval_ms),
+            "MARKET_DATA_SOURCE": "simulator",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+        for phase in phases:
+            if phase.clients <= 0:
+                continue
+            rows.extend(_measure(phase, args, env, workdir))
+    _print_results(rows)
+
+
+def _measure(
+    phase: Phase, args: argparse.Namespace, env: dict[str, str], workdir: Path
+) -> list[Row]:
+    """One server process; `--rounds` times: connect the clients, measure, disconnect."""
+    rows: list[Row] = []
+    with _server(phase.factory, env, workdir) as (server, port, log_path):
+        if phase.kind == "ws" and (status := probe_ws(port, phase.path)) is not None:
+            print(f"\n{phase.label}: skipped, {phase.path} answered HTTP {status}")
+            return rows
+        time.sleep(1.0)
+        rss_idle = _rss_mb(server.pid)
+        for k in range(1, args.rounds + 1):
+            round_ = k if args.rounds > 1 else 0
+            row = _measure_round(phase, round_, args, server.pid, port, rss_idle)
+            rows.append(row)
+            rss_idle = row.rss_after_mb
+    log = _log_lines(log_path)
+    if rows:
+        rows[-1] = replace(rows[-1], server_log=log)
+    return rows
+
+
+def _measure_round(
+    phase: Phase, round_: int, args: argparse.Namespace, server: int, port: int, rss_idle: float
+) -> Row:
+    load_1m = os.getloadavg()[0]
+    title = f"{phase.label} (round {round_})" if round_ else phase.label
+    print(f"\n{title}: {phase.clients} clients, load average {_load()}", flush=True)
+    compression = None if args.ws_compression == "none" else args.ws_compression
+    with _client_processes(phase, port, args.client_procs, compression) as clients:
+        started = time.monotonic()
+        readies = [_receive(conn, READY_TIMEOUT_S, Ready) for _, conn in clients]
+        connected = sum(r.connected for r in readies)
+        failed = sum(r.failed for r in readies)
+        print(
+            f"  connected {connected}/{phase.clients} in {time.monotonic() - started:.1f} s"
+            + (f", {failed} failed" if failed else "")
+        )
+        t0 = time.time() + args.warmup
+        window = Window(t0, t0 + args.duration)
+        for _, conn in clients:
+            conn.send(window)
+        pids = [proc.pid for proc, _ in clients if proc.pid is not None]
+        time.sleep(max(0.0, window.t0 - time.time()))
+        server0, clients0, wall0 = _cpu_s(server), [_cpu_s(p) for p in pids], time.time()
+        time.sleep(max(0.0, window.t1 - time.time()))
+        server1, clients1, wall1 = _cpu_s(server), [_cpu_s(p) for p in pids], time.time()
+        rss_loaded = _rss_mb(server)
+        results = [_receive(conn, RESULTS_TIMEOUT_S, Received) for _, conn in clients]
+    time.sleep(3.0)  # let the server forget the disconnected clients
+    rss_after = _rss_mb(server)
+    wall = wall1 - wall0
+    row = _summarise(
+        phase,
+        round_,
+        results,
+        args,
+        load_1m=load_1m,
+        server_cpu=100 * (server1 - server0) / wall,
+        client_cpu=[100 * (b - a) / wall for a, b in zip(clients0, clients1, strict=True)],
+        rss=(rss_idle, rss_loaded, rss_after),
+    )
+    print(
+        f"  lag p50 {row.lag_ms[0]:.0f} ms, p99 {row.lag_ms[1]:.0f} ms; fan-out p99 "
+        f"{row.fanout_ms[1]:.0f} ms; server CPU {row.server_cpu:.0f} %, "
+        f"clients {row.client_cpu:.0f} %, client loop lag p99 {row.loop_lag_ms[0]:.0f} ms"
+    )
+    return row
+
+
+def _summarise(
+    phase: Phase,
+    round_: int,
+    results: list[Received],
+    args: argparse.Namespace,
+    *,
+    load_1m: float,
+    server_cpu: float,
+    client_cpu: list[float],
+    rss: tuple[float, float, float],
+) -> Row:
+    keys = np.concatenate([np.array(r.keys, dtype=np.int64) for r in results])
+    read = np.concatenate([np.array(r.recv, dtype=np.float64) for r in results])
+    arrived = np.concatenate([np.array(r.arrived, dtype=np.float64) for r in results])
+    tick = np.concatenate([np.array(r.tick, dtype=np.float64) for r in results])
+    published = np.concatenate([np.array(r.published, dtype=np.float64) for r in results])
+    loop_lag = np.concatenate([np.array(r.loop_lag, dtype=np.float64) for r in results]) * 1000
+    known = ~np.isnan(arrived)
+    read_delay = (read[known] - arrived[known]) * 1000
+    recv = np.where(known, arrived, read)  # the kernel's time when we have it
+    connected = sum(r.connected for r in results)
+    ids = np.unique(keys[keys >= 0])
+    unknown = np.isnan(published) & (keys >= 0)
+    if unknown.any():  # publish time = first receipt of the same event id by any client
+        _, inverse = np.unique(keys, return_inverse=True)
+        first = np.full(inverse.max() + 1, np.inf)
+        np.minimum.at(first, inverse, recv)
+        published = np.where(unknown, first[inverse], published)
+    published = np.where(np.isnan(published), tick, published)
+    lag = (recv - tick) * 1000
+    fanout = (recv - published) * 1000
+    age = (published - tick) * 1000
+    expected = int(connected * args.duration * 1000 / args.interval_ms)
+    per_client = [n for r in results for n in r.per_client]
+    return Row(
+        server=phase.label,
+        round=round_,
+        requested=phase.clients,
+        connected=connected,
+        load_1m=load_1m,
+        events_per_client_s=len(recv) / max(connected, 1) / args.duration,
+        lag_ms=(_pct(lag, 50), _pct(lag, 99), _max(lag)),
+        fanout_ms=(_pct(fanout, 50), _pct(fanout, 99)),
+        age_ms=(_pct(age, 50), _pct(age, 99)),
+        read_delay_ms=(_pct(read_delay, 99), _max(read_delay)),
+        loop_lag_ms=(_pct(loop_lag, 99), _max(loop_lag)),
+        missed=expected - len(recv),
+        expected=expected,
+        server_cpu=server_cpu,
+        client_cpu=sum(client_cpu),
+        client_cpu_max=max(client_cpu, default=0.0),
+        rss_idle_mb=rss[0],
+        rss_loaded_mb=rss[1],
+        rss_after_mb=rss[2],
+        failed=sum(r.failed for r in results),
+        ended=sum(r.ended_in_window for r in results),
+        silent_clients=per_client[:connected].count(0) if per_client else 0,
+        event_ids=len(ids),
+        rows_per_event=sum(r.rows for r in results) / max(len(recv), 1),
+        malformed=sum(r.malformed for r in results),
+        errors=[e for r in results for e in r.errors][:5],
+        server_log=[],
+    )
+
+
+def _print_results(rows: list[Row]) -> None:
+    print()
+    print(
+        "| server | clients | load 1m | events/client/s | lag p50 | lag p99 | lag max "
+        "| fan-out p50 | fan-out p99 | missed | server CPU | client CPU (max proc) | RSS/conn |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r.label} | {r.connected:,}/{r.requested:,} | {r.load_1m:.2f} "
+            f"| {r.events_per_client_s:.2f} | {r.lag_ms[0]:.0f} ms | {r.lag_ms[1]:.0f} ms "
+            f"| {r.lag_ms[2]:.0f} ms | {r.fanout_ms[0]:.1f} ms | {r.fanout_ms[1]:.1f} ms "
+            f"| {r.missed:,} ({100 * r.missed / max(r.expected, 1):.1f} %) "
+            f"| {r.server_cpu:.0f} % | {r.client_cpu:.0f} % ({r.client_cpu_max:.0f} %) "
+            f"| {r.rss_per_conn_kb:.1f} KiB |"
+        )
+    print()
+    print(
+        "| server | connect failures | streams ended in window | clients with 0 events "
+        "| distinct event ids | rows/event | tick age at publish p50 / p99 "
+        "| client read delay p99 / max | client loop lag p99 / max "
+        "| RSS idle | RSS loaded | RSS after disconnect |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r.label} | {r.failed} | {r.ended} | {r.silent_clients} | {r.event_ids:,} "
+            f"| {r.rows_per_event:.1f} | {_ms(r.age_ms)} | {_ms(r.read_delay_ms)} "
+            f"| {_ms(r.loop_lag_ms)} "
+            f"| {r.rss_idle_mb:.1f} MiB | {r.rss_loaded_mb:.1f} MiB | {r.rss_after_mb:.1f} MiB |"
+        )
+    baselines = {r.round: r for r in rows if r.server.startswith("baseline")}
+    print()
+    for r in rows:
+        base = baselines.get(r.round)
+        if base is None or r is base:
+            continue
+        print(
+            f"{r.label} / {base.label}: "
+            f"lag p99 {_ratio(r.lag_ms[1], base.lag_ms[1], 'ms')}, "
+            f"fan-out p99 {_ratio(r.fanout_ms[1], base.fanout_ms[1], 'ms')}, "
+            f"server CPU {_ratio(r.server_cpu, base.server_cpu, '%')}"
+        )
+    for r in rows:
+        for line in r.errors:
+            print(f"{r.label} client error: {line}")
+        if r.malformed:
+            print(f"{r.label}: {r.malformed} events without a parseable ts")
+        for line in r.server_log[:10]:
+            print(f"{r.label} server log: {line}")
+        if len(r.server_log) > 10:
+            print(f"{r.label} server log: ... {len(r.server_log) - 10} more lines")
+
+
+def _ratio(ours: float, base: float, unit: str) -> str:
+    return f"{ours:.1f} / {base:.1f} {unit} = {ours / base if base else math.inf:.2f}x"
+
+
+def _ms(pair: tuple[float, float]) -> str:
+    return "—" if math.isnan(pair[0]) else f"{pair[0]:.0f} / {pair[1]:.0f} ms"
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+@contextmanager
+def _server(
+    factory: str, env: dict[str, str], workdir: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """A uvicorn process serving `fanout:<factory>` on a free loopback port; killed on exit."""
+    port = _free_port()
+    log_path = workdir / f"{factory}-{port}.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                f"fanout:{factory}",
+                "--app-dir",
+                str(BENCH),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--backlog",
+                "4096",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "5",
+            ],
+            env=env,
+            cwd=workdir,  # no .env from the project tree
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_healthy(server, port)
+            yield server, port, log_path
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=15)
+
+
+@contextmanager
+def _client_processes(
+    phase: Phase, port: int, procs: int, compression: str | None
+) -> Iterator[list[tuple[SpawnProcess, Connection]]]:
+    """`procs` spawned client processes sharing `phase.clients`; joined or killed on exit."""
+    ctx = multiprocessing.get_context("spawn")
+    started: list[tuple[SpawnProcess, Connection]] = []
+    try:
+        for i in range(procs):
+            count = phase.clients // procs + (1 if i < phase.clients % procs else 0)
+            if count == 0:
+                continue
+            parent, child = ctx.Pipe()
+            job = ClientJob(phase.kind, port, phase.path, count, compression)
+            proc = ctx.Process(target=run_clients, args=(job, child), daemon=True)
+            proc.start()
+            child.close()
+            started.append((proc, parent))
+        yield started
+    finally:
+        for proc, conn in started:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+            conn.close()
+
+
+def _receive(conn: Connection, timeout: float, kind: type[T]) -> T:
+    if not conn.poll(timeout):
+        raise RuntimeError(f"client process sent no {kind.__name__} within {timeout:.0f} s")
+    message = conn.recv()
+    if not isinstance(message, kind):
+        raise RuntimeError(f"client process sent {type(message).__name__}, not {kind.__name__}")
+    return message
+
+
+def _wait_healthy(server: subprocess.Popen[bytes], port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"server exited with {server.returncode} before answering")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+            conn.close()
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server on port {port} not healthy within {timeout:.0f} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _raise_fd_limit() -> tuple[int, int]:
+    """Soft fd limit up to the hard one; children (servers, clients) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft, hard
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of `pid` in seconds, from /proc (psutil is not a dependency)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def _log_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if values.size else math.nan
+
+
+def _max(values: np.ndarray) -> float:
+    return float(values.max()) if values.size else math.nan
+
+
+if __name__ == "__main__":
+    main()
