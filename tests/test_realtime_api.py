@@ -233,3 +233,23 @@ def test_websocket_bad_commands_get_an_error_and_the_connection_survives(
         assert detail in error["data"]["detail"]
         ws.send(json.dumps({"action": "ping"}))
         assert _recv(ws)["type"] == "pong"
+
+
+def test_health_services_checks_the_configured_prefect_api(settings: Settings) -> None:
+    fake_prefect = FastAPI()
+
+    @fake_prefect.get("/api/health")
+    def prefect_health() -> bool:
+        return True
+
+    with serve_in_thread(fake_prefect) as prefect_url:
+        configured = settings.model_copy(update={"prefect_api_url": f"{prefect_url}/api"})
+        with serve_in_thread(create_app(configured)) as url:
+            up = httpx.get(f"{url}/health/services", timeout=10)
+            assert up.status_code == 200
+            assert up.json()["prefect"] == {"ok": True, "detail": "HTTP 200"}
+    gone = settings.model_copy(update={"prefect_api_url": f"{prefect_url}/api"})  # now stopped
+    with serve_in_thread(create_app(gone)) as url:
+        down = httpx.get(f"{url}/health/services", timeout=10)
+    assert down.status_code == 503
+    assert down.json()["prefect"]["ok"] is False
