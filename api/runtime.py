@@ -7,9 +7,8 @@ market data source, the SSE hub, the bus. `stop` leaves nothing running.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.metrics import Metrics
 from db.engine import make_engine, make_session_factory
 from models.market_data import Tick
+from realtime.background import BackgroundTask
 from realtime.bar_aggregator import MinuteBarAggregator
 from realtime.bus_bridge import BusBridge, JobPoller
 from realtime.price_cache import PriceCache
@@ -47,7 +47,7 @@ class Runtime:
     bridge: BusBridge
     job_poller: JobPoller | None  # only without Redis: flows cannot reach an in-process bus
     bars: MinuteBarAggregator | None = None  # live sources only
-    status_task: asyncio.Task[None] | None = None
+    status_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("system-status"))
 
     def status(self) -> dict[str, object]:
         """What `system_status` subscribers and operators see."""
@@ -77,10 +77,7 @@ class Runtime:
         self.metrics.ticks.inc()
 
     async def stop(self) -> None:
-        if self.status_task is not None:
-            self.status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.status_task
+        await self.status_task.stop()
         await self.source.stop()
         if self.bars is not None:
             await self.bars.stop()
@@ -139,7 +136,7 @@ async def start_runtime(
     await runtime.bridge.start()
     if runtime.job_poller is not None:
         await runtime.job_poller.start()
-    runtime.status_task = asyncio.create_task(runtime.publish_status(), name="system-status")
+    runtime.status_task.start(runtime.publish_status())
     await runtime.source.start(runtime.on_tick)
     logger.info(
         "realtime.started",

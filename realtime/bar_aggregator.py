@@ -14,7 +14,6 @@ never become bars next to real ones.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from db.queries.bars import upsert_bars
 from db.queries.instruments import ensure_instruments
 from models.enums import Timeframe
 from models.market_data import Tick
+from realtime.background import BackgroundTask
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class MinuteBarAggregator:
         self._grace = grace
         self._open: dict[str, MinuteBar] = {}
         self._complete: list[MinuteBar] = []
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("bar-aggregator")
         self.late_ticks = 0
         self.bars_written = 0
 
@@ -88,15 +88,11 @@ class MinuteBarAggregator:
         return done
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._flush_loop(), name="bar-aggregator")
+        self._task.start(self._flush_loop())
 
     async def stop(self) -> None:
         """Stop and write what is complete; the minute still running is not a bar yet."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         await self.flush(datetime.now(UTC))
 
     async def flush(self, now: datetime) -> int:

@@ -14,7 +14,6 @@ job changes by polling the `jobs` table.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.queries.jobs import FINISHED, jobs_to_watch, newest_job_id
 from models.bus import FILLS_GLOBAL, JOBS_UPDATES, ORDERS_GATEWAY, SIGNALS_GLOBAL
+from realtime.background import BackgroundTask
 from realtime.ws_hub import Topic, WSHub
 from services.bus import Bus, BusUnavailableError
 
@@ -41,25 +41,21 @@ class BusBridge:
         self._bus = bus
         self._hub = hub
         self._block_ms = block_ms
-        self._tasks: list[asyncio.Task[None]] = []
+        self._pumps = {stream: BackgroundTask(f"bus:{stream}") for stream in STREAM_TOPICS}
         self.lag_s: dict[str, float] = {}  # now - ts of the newest message seen, per stream
         self.forwarded = 0
 
     @property
     def running(self) -> bool:
-        return any(not t.done() for t in self._tasks)
+        return any(pump.running for pump in self._pumps.values())
 
     async def start(self) -> None:
         for stream, topic in STREAM_TOPICS.items():
-            self._tasks.append(asyncio.create_task(self._pump(stream, topic), name=f"bus:{stream}"))
+            self._pumps[stream].start(self._pump(stream, topic))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        for pump in self._pumps.values():
+            await pump.stop()
 
     async def _pump(self, stream: str, topic: Topic) -> None:
         position = await self._start_position(stream)
@@ -93,25 +89,21 @@ class JobPoller:
         self._sessions = sessions
         self._hub = hub
         self._interval = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("job-poller")
         self._after_id = 0
         self._watching: dict[int, str] = {}  # unfinished job id -> last status seen
         self.polls = 0
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._task.running
 
     async def start(self) -> None:
         self._after_id = await asyncio.to_thread(self._newest)
-        self._task = asyncio.create_task(self._loop(), name="job-poller")
+        self._task.start(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def _loop(self) -> None:
         while True:

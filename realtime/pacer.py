@@ -25,6 +25,15 @@ import asyncio
 import contextlib
 
 
+def next_due(trigger: float, last_due: float, min_gap: float) -> float:
+    """When a change noticed at `trigger` may be published, given the previous publish's due time.
+
+    Pure, so the properties that matter (no drift, no phase lock, the rate
+    limit) are tested as arithmetic rather than with a clock.
+    """
+    return max(trigger, last_due + min_gap)
+
+
 class ChangePacer:
     def __init__(self, interval_s: float, *, slack: float = 0.1) -> None:
         self.interval_s = interval_s

@@ -16,11 +16,11 @@ The HTTP part (sse-starlette, heartbeats) lives in `api/`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncGenerator, Collection
 from dataclasses import dataclass, field
 
+from realtime.background import BackgroundTask
 from realtime.pacer import ChangePacer
 from realtime.price_cache import PriceCache
 
@@ -63,33 +63,27 @@ class SSEHub:
         self._pacer = ChangePacer(interval_s)
         self._published = asyncio.Event()  # replaced by a fresh one at every frame
         self._frame = _Frame(0, 0)
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("sse-hub")
         self._closed = False
         self.clients = 0
         self.frames_published = 0
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._task.running
 
     def notify(self) -> None:
         """The cache changed: publish soon. Cheap enough to call on every tick."""
         self._pacer.notify()
 
     async def start(self) -> None:
-        if self._task is not None:
-            raise RuntimeError("SSEHub already started")
         self._frame = _Frame(self._cache.version, self._cache.version)
-        self._task = asyncio.create_task(self._publish_loop(), name="sse-hub")
+        self._task.start(self._publish_loop())
 
     async def stop(self) -> None:
         """Stop publishing and release every waiting client."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         self._published.set()
 
     async def stream(self, symbols: Collection[str] | None = None) -> AsyncGenerator[bytes, None]:

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from models.market_data import PriceSnapshot
+from realtime.background import BackgroundTask
 from realtime.pacer import ChangePacer
 from realtime.price_cache import PriceCache
 
@@ -83,7 +84,7 @@ class WSHub:
         self._pacer = ChangePacer(interval_s)
         self.queue_size = queue_size
         self._clients: dict[int, WSClient] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("ws-hub")
         self._version = 0
         self.dropped = 0
         self.published = 0
@@ -94,24 +95,18 @@ class WSHub:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._task.running
 
     def notify(self) -> None:
         """The cache changed: push prices soon (at most once per interval)."""
         self._pacer.notify()
 
     async def start(self) -> None:
-        if self._task is not None:
-            raise RuntimeError("WSHub already started")
         self._version = self._cache.version
-        self._task = asyncio.create_task(self._market_data_loop(), name="ws-hub")
+        self._task.start(self._market_data_loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         self._clients.clear()
 
     def connect(self) -> WSClient:

@@ -1,86 +1,65 @@
-"""ChangePacer: publish right after a change, at most once per interval, without drifting."""
+"""ChangePacer: publish right after a change, rate-limited, without drift or phase lock.
+
+The scheduling rule is the pure `next_due`, tested as arithmetic: a publisher
+that follows it publishes at exactly these due times, however long each
+publish takes (its duration never enters the rule).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from itertools import pairwise
+import itertools
 
-from realtime.pacer import ChangePacer
+import pytest
 
+from realtime.pacer import ChangePacer, next_due
 
-def test_a_slow_publish_does_not_push_later_publishes_behind_the_source() -> None:
-    async def scenario() -> list[float]:
-        loop = asyncio.get_running_loop()
-        pacer = ChangePacer(0.1)
-        lags: list[float] = []
-        notified: list[float] = []
-
-        async def source() -> None:  # changes exactly once per interval
-            start = loop.time()
-            for k in range(12):
-                await asyncio.sleep(max(0.0, start + k * 0.1 - loop.time()))
-                notified.append(loop.time())
-                pacer.notify()
-
-        async def publisher() -> None:
-            while len(lags) < 10:
-                await pacer.wait()
-                if notified:
-                    lags.append(loop.time() - notified[-1])
-                    await asyncio.sleep(0.04)  # a publish that takes 40 % of the interval
-                    pacer.published()
-
-        await asyncio.gather(source(), publisher())
-        return lags
-
-    lags = asyncio.run(scenario())
-    assert max(lags[2:]) < 0.03, lags  # drift would add ~40 ms per frame
+INTERVAL = 0.5
+GAP = 0.9 * INTERVAL  # the default 10 % slack
 
 
-def test_changes_faster_than_the_interval_are_rate_limited() -> None:
-    async def scenario() -> list[float]:
-        loop = asyncio.get_running_loop()
-        pacer = ChangePacer(0.05)
-        times: list[float] = []
-
-        async def noisy() -> None:
-            for _ in range(100):
-                pacer.notify()
-                await asyncio.sleep(0.003)
-
-        async def publisher() -> None:
-            while len(times) < 5:
-                await pacer.wait()
-                times.append(loop.time())
-                pacer.published()
-
-        await asyncio.gather(noisy(), publisher())
-        return times
-
-    times = asyncio.run(scenario())
-    gaps = [b - a for a, b in pairwise(times)]
-    assert min(gaps) >= 0.9 * 0.05 - 0.002, gaps  # the minimum spacing, 10 % slack
+def _dues(triggers: list[float], min_gap: float, last_due: float = float("-inf")) -> list[float]:
+    out = []
+    for trigger in triggers:
+        last_due = next_due(trigger, last_due, min_gap)
+        out.append(last_due)
+    return out
 
 
-def test_a_late_publish_does_not_lock_later_ones_behind_a_periodic_source() -> None:
-    """One late publish (at start-up, or a slow frame) must not fix the phase at that lag."""
+def test_a_source_ticking_once_per_interval_is_published_at_each_tick() -> None:
+    ticks = [k * INTERVAL for k in range(20)]
+    assert _dues(ticks, GAP) == ticks  # no wait, so nothing can accumulate
 
-    async def scenario() -> list[float]:
-        loop = asyncio.get_running_loop()
-        pacer = ChangePacer(0.1)
-        await pacer.wait()  # nothing announced: a timer wake, published "late"
-        pacer.published()
-        lags: list[float] = []
-        start = loop.time() + 0.03  # the source ticks 30 ms out of phase with that publish
-        for k in range(12):
-            await asyncio.sleep(max(0.0, start + k * 0.1 - loop.time()))
-            tick_at = loop.time()
-            pacer.notify()
-            await pacer.wait()
-            lags.append(loop.time() - tick_at)
-            pacer.published()
-        return lags
 
-    lags = asyncio.run(scenario())
-    assert lags[0] > 0.05, lags  # the first tick waits for the minimum gap
-    assert max(lags[-4:]) < 0.01, lags  # and then publishes follow ticks again
+def test_one_late_publish_does_not_lock_the_phase_of_later_ones() -> None:
+    ticks = [0.03 + k * INTERVAL for k in range(20)]
+    late_start = 0.3  # e.g. a timer wake at start-up, out of phase with the source
+    dues = _dues(ticks, GAP, last_due=late_start)
+    lags = [d - t for d, t in zip(dues, ticks, strict=True)]
+    assert lags[0] == pytest.approx(late_start + GAP - ticks[0])
+    assert all(b <= a for a, b in itertools.pairwise(lags))  # shrinking...
+    assert lags[-1] == 0  # ...to none
+
+
+def test_without_slack_the_first_lag_would_stay_forever() -> None:
+    ticks = [0.03 + k * INTERVAL for k in range(20)]
+    dues = _dues(ticks, INTERVAL, last_due=0.3)
+    lags = {round(d - t, 9) for d, t in zip(dues, ticks, strict=True)}
+    assert lags == {round(0.3 + INTERVAL - 0.03, 9)}  # why the slack exists
+
+
+def test_changes_faster_than_the_interval_are_published_at_most_once_per_gap() -> None:
+    triggers = [k * 0.003 for k in range(1000)]
+    dues = sorted(set(_dues(triggers, GAP)))
+    assert min(b - a for a, b in itertools.pairwise(dues)) >= GAP - 1e-9
+
+
+def test_a_notice_wakes_the_waiter_without_waiting_for_the_timer() -> None:
+    async def scenario() -> None:
+        pacer = ChangePacer(interval_s=30)  # the timer would take 30 s
+        waiter = asyncio.create_task(pacer.wait())
+        await asyncio.sleep(0)
+        pacer.notify()
+        await asyncio.wait_for(waiter, timeout=5)
+
+    asyncio.run(scenario())
