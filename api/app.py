@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,10 +29,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await start_runtime(settings, metrics, source)
         app.state.runtime = runtime
-        # Everything allocated so far (modules, the app, the model) lives as long as the
-        # process: move it out of the collector's way so full collections stay short.
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:

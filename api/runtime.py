@@ -19,6 +19,7 @@ from models.market_data import Tick
 from realtime.background import BackgroundTask
 from realtime.bar_aggregator import MinuteBarAggregator
 from realtime.bus_bridge import BusBridge, JobPoller
+from realtime.gc_policy import GCPolicy
 from realtime.price_cache import PriceCache
 from realtime.sources.base import MarketDataSource
 from realtime.sources.factory import make_source
@@ -48,6 +49,8 @@ class Runtime:
     job_poller: JobPoller | None  # only without Redis: flows cannot reach an in-process bus
     bars: MinuteBarAggregator | None = None  # live sources only
     status_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("system-status"))
+    gc_policy: GCPolicy | None = None
+    gc_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("gc-policy"))
 
     def status(self) -> dict[str, object]:
         """What `system_status` subscribers and operators see."""
@@ -77,6 +80,9 @@ class Runtime:
         self.metrics.ticks.inc()
 
     async def stop(self) -> None:
+        await self.gc_task.stop()
+        if self.gc_policy is not None:
+            self.gc_policy.restore()
         await self.status_task.stop()
         await self.source.stop()
         if self.bars is not None:
@@ -137,6 +143,10 @@ async def start_runtime(
     if runtime.job_poller is not None:
         await runtime.job_poller.start()
     runtime.status_task.start(runtime.publish_status())
+    if settings.gc_full_every_s > 0:
+        runtime.gc_policy = GCPolicy(settings.gc_full_every_s)
+        runtime.gc_policy.apply()
+        runtime.gc_task.start(runtime.gc_policy.run(runtime.hub.next_frame, asyncio.sleep))
     await runtime.source.start(runtime.on_tick)
     logger.info(
         "realtime.started",

@@ -72,6 +72,10 @@ class SSEHub:
     def running(self) -> bool:
         return self._task.running
 
+    async def next_frame(self) -> None:
+        """Return right after the next frame is published (for work that must not delay one)."""
+        await self._published.wait()
+
     def notify(self) -> None:
         """The cache changed: publish soon. Cheap enough to call on every tick."""
         self._pacer.notify()

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     persist_live_bars: bool = Field(
         True, description="Roll live (Alpaca) ticks into 1-minute bars in the database."
     )
+    gc_full_every_s: float = Field(
+        600.0,
+        ge=0,
+        description="Realtime: full GC only right after a price frame, this often; 0: CPython's.",
+    )
     job_poll_interval_ms: int = Field(
         2000, ge=50, description="Without Redis: how often the realtime process polls jobs."
     )
