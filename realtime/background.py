@@ -9,7 +9,6 @@ running" is written once. A failure inside the loop ends the task; the owner's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -24,16 +23,26 @@ class BackgroundTask:
         return self._task is not None and not self._task.done()
 
     def start(self, loop_body: Coroutine[Any, Any, None]) -> None:
-        if self._task is not None:
+        """Run `loop_body`; refused while a previous run is still going (a finished one is not)."""
+        if self.running:
             loop_body.close()
-            raise RuntimeError(f"{self.name} already started")
+            raise RuntimeError(f"{self.name} is already running; stop it first")
         self._task = asyncio.create_task(loop_body, name=self.name)
 
     async def stop(self) -> None:
-        """Cancel and wait for the task; safe to call twice or before start."""
-        if self._task is None:
+        """Cancel and wait for the task; safe to call twice or before start.
+
+        A task that had already failed re-raises its error here, so the owner
+        learns of it. Our own cancellation of the task is swallowed, but if
+        `stop()` itself is being cancelled, that cancellation propagates.
+        """
+        task, self._task = self._task, None
+        if task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from models.enums import Timeframe
 from models.market import Bar
 from models.market_data import Tick
+from realtime.background import BackgroundTask
 from realtime.sources.base import TickHandler
 from services.vendors.bar_file import read_bar_file
 
@@ -93,7 +94,7 @@ class ReplaySource:
         self._with_data = frozenset(t.symbol for t in self._ticks)
         self._active = set(self._with_data)
         self._pass_shift = _whole_weeks(self._ticks, timeframe.duration)
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("replay")
 
     @classmethod
     def from_database(
@@ -149,7 +150,7 @@ class ReplaySource:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._task.running
 
     @property
     def symbols(self) -> frozenset[str]:
@@ -178,23 +179,11 @@ class ReplaySource:
             shift += self._pass_shift
 
     async def start(self, on_tick: TickHandler) -> None:
-        if self.running:
-            raise RuntimeError("replay is already running; stop it first")
-        self._task = asyncio.get_running_loop().create_task(self._run(on_tick), name="replay")
+        self._task.start(self._run(on_tick))
         logger.info("replay.started", extra={"ticks": len(self._ticks), "speed": self.speed})
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            # Ours was cancelled as asked; re-raise only if stop() itself is being cancelled.
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        await self._task.stop()
         logger.info("replay.stopped")
 
     def add_symbol(self, symbol: str) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from models.market_data import Tick
+from realtime.background import BackgroundTask
 from realtime.sources.base import TickHandler
 from realtime.sources.gbm_params import (
     TRADING_DAYS_PER_YEAR,
@@ -94,7 +95,7 @@ class GBMSimulator:
         self._sigma = params.sigma.copy()
         self._corr = params.corr.copy()
         self._refit()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("gbm-simulator")
 
     @classmethod
     def from_database(
@@ -127,7 +128,7 @@ class GBMSimulator:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._task.running
 
     @property
     def symbols(self) -> frozenset[str]:
@@ -152,25 +153,11 @@ class GBMSimulator:
         ]
 
     async def start(self, on_tick: TickHandler) -> None:
-        if self.running:
-            raise RuntimeError("simulator is already running; stop it first")
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(on_tick), name="gbm-simulator"
-        )
+        self._task.start(self._run(on_tick))
         logger.info("simulator.started", extra={"symbols": len(self._symbols)})
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            # Ours was cancelled as asked; re-raise only if stop() itself is being cancelled.
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        await self._task.stop()
         logger.info("simulator.stopped")
 
     def add_symbol(self, symbol: str) -> None:
