@@ -1,0 +1,305 @@
+"""The pattern engine: per-symbol streaming state and the signals it fires, tick by tick.
+
+`PatternEngine` owns the struct-of-arrays state (see `kernels.py` for every
+definition) and the symbol -> id map, and decodes the kernels' numeric output
+into typed `PatternSignal`s. Two entry points share one compiled step:
+`on_tick` for a single tick on the event loop, `on_batch` for numpy arrays
+(a micro-batch from a source, a replay, a benchmark). Feeding the same ticks
+either way leaves the same state and yields the same signals.
+
+Not here: where ticks come from, persistence and publishing (`sink.py`),
+models (`inference.py`), clocks (timestamps are event times, passed in).
+Not thread-safe: one engine is fed by one consumer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from models.enums import Side
+from realtime.patterns import kernels as k
+from realtime.patterns.config import KIND_OF_CODE, N_KINDS, PatternConfig, SignalKind
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BEARISH = frozenset({SignalKind.LOW_BREAKOUT, SignalKind.EMA_CROSS_DOWN, SignalKind.VWAP_LOSS})
+
+
+def ns_to_datetime(ts_ns: int) -> datetime:
+    """Aware UTC, microsecond precision (what both databases keep)."""
+    return _EPOCH + timedelta(microseconds=ts_ns // 1000)
+
+
+def datetime_to_ns(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        raise ValueError(f"naive timestamp {ts!r}: the engine needs aware event times")
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PatternSignal:
+    """A pattern fired on one tick. `features` is the state right after that tick."""
+
+    symbol: str
+    kind: SignalKind
+    side: Side
+    score: float
+    price: float
+    size: float
+    ts_ns: int
+    features: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ts(self) -> datetime:
+        return ns_to_datetime(self.ts_ns)
+
+    def as_message(self) -> dict[str, Any]:
+        """The JSON-ready body published on the bus and pushed to dashboards."""
+        return {
+            "symbol": self.symbol,
+            "kind": self.kind.value,
+            "side": self.side.value,
+            "score": _finite(self.score),
+            "price": self.price,
+            "size": self.size,
+            "ts": self.ts.isoformat(),
+            "features": {name: _finite(value) for name, value in self.features.items()},
+        }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class SignalBatch:
+    """The signals of one `on_batch` call, as arrays; `to_signals()` makes the objects."""
+
+    def __init__(
+        self, engine: PatternEngine, out_i: k.IntArray, out_f: k.FloatArray, ts_ns: k.IntArray
+    ) -> None:
+        self._engine = engine
+        self.tick = out_i[:, k.O_TICK]  # index into the batch
+        self.sid = out_i[:, k.O_SID]
+        self.code = out_i[:, k.O_CODE]
+        self.score = out_f[:, k.O_SCORE]
+        self.ts_ns = ts_ns
+        self._i, self._f = out_i, out_f
+
+    def __len__(self) -> int:
+        return int(self.tick.shape[0])
+
+    def to_signals(self) -> list[PatternSignal]:
+        return self._engine._decode(self._i, self._f, self.ts_ns)
+
+
+class PatternEngine:
+    """Streaming indicators and patterns for a growing set of symbols."""
+
+    def __init__(self, config: PatternConfig | None = None, *, capacity: int = 64) -> None:
+        self.config = config or PatternConfig()
+        self._params = self.config.to_vector()
+        self._ids: dict[str, int] = {}
+        self._names: list[str] = []
+        self._capacity = 0
+        self.F = np.empty((0, k.N_F))
+        self.I = np.empty((0, k.N_I), dtype=np.int64)
+        self.R = np.empty((0, 2, self.config.ring))
+        self._grow(max(capacity, 1))
+        # on_tick's output rows: a tick fires at most one signal per kind
+        self._one_i = np.zeros((N_KINDS, k.N_OI), dtype=np.int64)
+        self._one_f = np.zeros((N_KINDS, k.N_OF))
+        self._batch_i = np.zeros((4096, k.N_OI), dtype=np.int64)
+        self._batch_f = np.zeros((4096, k.N_OF))
+        self.ticks = 0
+        self.signals = 0
+
+    # --- symbols
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self._names)
+
+    def symbol_id(self, symbol: str) -> int:
+        """The row of `symbol` in every state array, registering it on first sight."""
+        sid = self._ids.get(symbol)
+        if sid is None:
+            sid = len(self._names)
+            if sid == self._capacity:
+                self._grow(self._capacity * 2)
+            self._ids[symbol] = sid
+            self._names.append(symbol)
+        return sid
+
+    def symbol_ids(self, symbols: list[str] | np.ndarray[Any, Any]) -> k.IntArray:
+        return np.array([self.symbol_id(str(s)) for s in symbols], dtype=np.int64)
+
+    def _grow(self, capacity: int) -> None:
+        old = self._capacity
+        F = np.zeros((capacity, k.N_F))
+        I = np.zeros((capacity, k.N_I), dtype=np.int64)
+        I[:, k.I_COOLDOWN : k.I_COOLDOWN + N_KINDS] = k.NEVER
+        R = np.zeros((capacity, 2, self.config.ring))
+        F[:old], I[:old], R[:old] = self.F, self.I, self.R
+        self.F, self.I, self.R, self._capacity = F, I, R, capacity
+
+    # --- ticks
+
+    def on_tick(
+        self, symbol: str, price: float, size: float, ts_ns: int
+    ) -> tuple[PatternSignal, ...]:
+        """Update `symbol`'s state with one tick; the signals it fired (usually none)."""
+        sid = self._ids.get(symbol)
+        if sid is None:
+            sid = self.symbol_id(symbol)
+        n = k.run_one(
+            self.F, self.I, self.R, self._params, sid, price, size, ts_ns, self._one_i, self._one_f
+        )
+        self.ticks += 1
+        if n == 0:
+            return ()
+        self.signals += n
+        return tuple(
+            self._decode(self._one_i[:n], self._one_f[:n], np.full(n, ts_ns, dtype=np.int64))
+        )
+
+    def on_batch(
+        self,
+        sids: k.IntArray,
+        prices: k.FloatArray,
+        sizes: k.FloatArray,
+        ts_ns: k.IntArray,
+    ) -> SignalBatch:
+        """Ticks in arrival order (ids from `symbol_id`); the signals they fired, in order.
+
+        The signals come back columnar (`SignalBatch`): a replay of millions of
+        ticks should not build a Python object per signal unless asked to.
+        """
+        sids = np.ascontiguousarray(sids, dtype=np.int64)
+        prices = np.ascontiguousarray(prices, dtype=np.float64)
+        sizes = np.ascontiguousarray(sizes, dtype=np.float64)
+        ts_ns = np.ascontiguousarray(ts_ns, dtype=np.int64)
+        n = sids.shape[0]
+        if not (prices.shape[0] == sizes.shape[0] == ts_ns.shape[0] == n):
+            raise ValueError("on_batch needs arrays of one length")
+        if n and (int(sids.min()) < 0 or int(sids.max()) >= len(self._names)):
+            raise ValueError("on_batch got a symbol id the engine never issued")
+        parts_i: list[k.IntArray] = []
+        parts_f: list[k.FloatArray] = []
+        start = 0
+        while start < n:
+            start, written = k.run_batch(
+                self.F,
+                self.I,
+                self.R,
+                self._params,
+                sids,
+                prices,
+                sizes,
+                ts_ns,
+                start,
+                self._batch_i,
+                self._batch_f,
+            )
+            if written:
+                parts_i.append(self._batch_i[:written].copy())
+                parts_f.append(self._batch_f[:written].copy())
+            elif start < n:  # cannot happen with >= N_KINDS rows; never spin
+                raise RuntimeError("pattern kernel made no progress")
+        self.ticks += n
+        out_i = np.concatenate(parts_i) if parts_i else np.zeros((0, k.N_OI), dtype=np.int64)
+        out_f = np.concatenate(parts_f) if parts_f else np.zeros((0, k.N_OF))
+        self.signals += out_i.shape[0]
+        return SignalBatch(self, out_i, out_f, ts_ns[out_i[:, k.O_TICK]])
+
+    def _decode(
+        self, out_i: k.IntArray, out_f: k.FloatArray, ts_ns: k.IntArray
+    ) -> list[PatternSignal]:
+        signals = []
+        spans = self.config.ema_spans
+        names = self._names
+        for row in range(out_i.shape[0]):
+            _, sid, code = out_i[row].tolist()
+            kind = KIND_OF_CODE[code]
+            f = out_f[row].tolist()
+            features = {
+                "vwap": f[k.O_VWAP],
+                "mean": f[k.O_MEAN],
+                "std": f[k.O_STD],
+                "high": f[k.O_HIGH],
+                "low": f[k.O_LOW],
+                "volume_mean": f[k.O_VOL_MEAN],
+                "z": f[k.O_Z],
+            }
+            for i, span in enumerate(spans):
+                features[f"ema_{span}"] = f[k.O_EMA + i]
+            score = f[k.O_SCORE]
+            if kind in _BEARISH:
+                side = Side.SELL
+            elif kind is SignalKind.ZSCORE_BREAKOUT:
+                side = Side.BUY if score >= 0 else Side.SELL
+            elif kind is SignalKind.VOLUME_SPIKE:
+                side = Side.SELL if features["z"] < 0 else Side.BUY
+            else:
+                side = Side.BUY
+            signals.append(
+                PatternSignal(
+                    symbol=names[sid],
+                    kind=kind,
+                    side=side,
+                    score=score,
+                    price=f[k.O_PRICE],
+                    size=f[k.O_SIZE],
+                    ts_ns=int(ts_ns[row]),
+                    features=features,
+                )
+            )
+        return signals
+
+    # --- reading the state
+
+    def state(self, symbol: str) -> dict[str, float]:
+        """Every state value of `symbol` (NaN where not yet defined); KeyError if never seen."""
+        sid = self._ids[symbol]
+        F, I, cfg = self.F[sid], self.I[sid], self.config
+        n, sess_n = int(I[k.I_COUNT]), int(I[k.I_SESS_COUNT])
+        win = min(n, cfg.zscore_window)
+        values = {
+            "ticks": float(n),
+            "session_ticks": float(sess_n),
+            "rejected": float(I[k.I_REJECTED]),
+            "price": F[k.F_PRICE] if n else math.nan,
+            "vwap": F[k.F_VWAP] if n else math.nan,
+            "session_volume": F[k.F_VOLUME],
+            "session_mean": F[k.F_SESS_MEAN] if sess_n else math.nan,
+            "session_var": F[k.F_SESS_M2] / (sess_n - 1) if sess_n > 1 else math.nan,
+            "rolling_mean": F[k.F_WIN_MEAN] if n else math.nan,
+            "rolling_var": F[k.F_WIN_M2] / (win - 1) if win > 1 else math.nan,
+            "high": F[k.F_HIGH] if n else math.nan,
+            "low": F[k.F_LOW] if n else math.nan,
+            "volume_mean": F[k.F_VOL_MEAN] if n else math.nan,
+            "z": F[k.F_Z] if n else math.nan,
+        }
+        for i, span in enumerate(cfg.ema_spans):
+            values[f"ema_{span}"] = F[k.F_EMA + i] if n else math.nan
+        return {name: float(value) for name, value in values.items()}
+
+    def windows(self, sids: k.IntArray, length: int) -> k.FloatArray:
+        """The last `length` (price, size) pairs of each symbol, oldest first: (n, length, 2).
+
+        Symbols with fewer ticks are padded at the front with their oldest
+        tick, so a model always gets a full window; callers check `ticks`.
+        """
+        ring = self.config.ring
+        if not 1 <= length <= ring:
+            raise ValueError(f"window length must be 1..{ring}, got {length}")
+        counts = self.I[sids, k.I_COUNT]
+        offsets = np.arange(length) - length  # -length .. -1
+        ticks = np.maximum(counts[:, None] + offsets[None, :], 0)
+        slots = ticks % ring
+        out = self.R[sids[:, None], :, slots]  # (n, length, 2)
+        return np.ascontiguousarray(out)
