@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.errors import register_error_handlers
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
-from api.routers import health, stream, ws
+from api.routers import book, health, signals, stream, ws
 from api.runtime import start_runtime
 from realtime.sources.base import MarketDataSource
 from services.settings import Settings, get_settings
@@ -45,6 +45,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(stream.router)
     app.include_router(ws.router)
+    app.include_router(book.router)
+    app.include_router(signals.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.runtime import Runtime
+from realtime.book_service import BookService
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -14,4 +15,11 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+def get_books(request: Request) -> BookService:
+    """The runtime's order books, read as `runtime.books` alone so any holder of one will do."""
+    books: BookService = request.app.state.runtime.books
+    return books
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+BooksDep = Annotated[BookService, Depends(get_books)]

@@ -10,19 +10,26 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.metrics import Metrics
-from db.engine import make_engine, make_session_factory
+from db.engine import make_engine, make_session_factory, unit_of_work
+from db.queries.signals import ensure_strategy
+from models.errors import ConfigurationError
 from models.market_data import Tick
 from realtime.background import BackgroundTask
 from realtime.bar_aggregator import MinuteBarAggregator
+from realtime.book_service import BookService
 from realtime.bus_bridge import BusBridge, JobPoller
 from realtime.gc_policy import GCPolicy
+from realtime.patterns.config import PatternConfig
+from realtime.patterns.engine import PatternEngine, datetime_to_ns, warm_up
+from realtime.patterns.sink import SignalSink
 from realtime.price_cache import PriceCache
 from realtime.sources.base import MarketDataSource
-from realtime.sources.factory import make_source
+from realtime.sources.factory import make_book_feed, make_source
 from realtime.sse_hub import SSEHub
 from realtime.ws_hub import Topic, WSHub
 from services.bus import Bus, make_bus
@@ -47,6 +54,9 @@ class Runtime:
     bus: Bus
     bridge: BusBridge
     job_poller: JobPoller | None  # only without Redis: flows cannot reach an in-process bus
+    books: BookService
+    patterns: PatternEngine | None = None  # PATTERN_ENGINE=false: none
+    signals: SignalSink | None = None
     bars: MinuteBarAggregator | None = None  # live sources only
     status_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("system-status"))
     gc_policy: GCPolicy | None = None
@@ -63,6 +73,9 @@ class Runtime:
             "sse_clients": self.hub.clients,
             "ws_clients": self.ws_hub.clients,
             "cache_version": self.cache.version,
+            "pattern_ticks": self.patterns.ticks if self.patterns else 0,
+            "signals": self.patterns.signals if self.patterns else 0,
+            "books": len(self.books.symbols()),
         }
 
     async def publish_status(self, every_s: float = STATUS_EVERY_S) -> None:
@@ -73,18 +86,40 @@ class Runtime:
     def on_tick(self, tick: Tick) -> None:
         """The one path every tick takes: into the cache, counted."""
         self.cache.update(tick)
+        if self.patterns is not None and self.signals is not None:
+            fired = self.patterns.on_tick(
+                tick.symbol, tick.price, tick.size, datetime_to_ns(tick.ts)
+            )
+            if fired:
+                self.signals.submit(fired)
         self.hub.notify()
         self.ws_hub.notify()
         if self.bars is not None:
             self.bars.add(tick)
         self.metrics.ticks.inc()
 
+    def signal_counters(self) -> dict[str, float]:
+        sink = self.signals
+        if sink is None:
+            return {}
+        return {
+            "fired": sink.submitted,
+            "published": sink.published,
+            "written": sink.written,
+            "publish_failed": sink.publish_failures,
+            "write_failed": sink.write_failures,
+            "dropped": sink.dropped,
+        }
+
     async def stop(self) -> None:
         await self.gc_task.stop()
         if self.gc_policy is not None:
             self.gc_policy.restore()
         await self.status_task.stop()
+        await self.books.stop()
         await self.source.stop()
+        if self.signals is not None:
+            await self.signals.stop()  # after the source: no tick can fire a signal past this
         if self.bars is not None:
             await self.bars.stop()
         if self.job_poller is not None:
@@ -123,7 +158,32 @@ async def start_runtime(
         job_poller=None
         if settings.redis_url
         else JobPoller(sessions, ws_hub, interval_s=settings.job_poll_interval_ms / 1000),
+        books=BookService(make_book_feed(settings, cache)),
     )
+    metrics.count_from(
+        "aitrader_book_events",
+        "Order book messages applied and refused, gaps and resyncs",
+        "event",
+        runtime.books.counters,
+    )
+    if settings.pattern_engine:
+        config, strategy_id = await asyncio.to_thread(pattern_setup, settings, sessions)
+        await asyncio.to_thread(warm_up, config)  # compile (or load) the kernels before ticks flow
+        runtime.patterns = PatternEngine(config, capacity=max(64, 2 * len(runtime.source.symbols)))
+        runtime.signals = SignalSink(
+            bus,
+            sessions,
+            strategy_id,
+            settings.pattern_strategy,
+            flush_interval_s=settings.signal_flush_ms / 1000,
+        )
+        metrics.count_from(
+            "aitrader_signals",
+            "Pattern signals by what happened to them",
+            "event",
+            runtime.signal_counters,
+        )
+        await runtime.signals.start()
     metrics.watch(metrics.cache_version, lambda: cache.version)
     metrics.watch(metrics.sse_clients, lambda: runtime.hub.clients)
     metrics.watch(metrics.ws_clients, lambda: runtime.ws_hub.clients)
@@ -140,6 +200,7 @@ async def start_runtime(
     await runtime.hub.start()
     await runtime.ws_hub.start()
     await runtime.bridge.start()
+    await runtime.books.start()
     if runtime.job_poller is not None:
         await runtime.job_poller.start()
     runtime.status_task.start(runtime.publish_status())
@@ -153,3 +214,34 @@ async def start_runtime(
         extra={"source": runtime.source.name, "symbols": len(runtime.source.symbols)},
     )
     return runtime
+
+
+def pattern_setup(settings: Settings, sessions: sessionmaker[Session]) -> tuple[PatternConfig, int]:
+    """The engine's config and strategy id: PATTERN_PARAMS, overridden by the strategy row.
+
+    The row is created with the settings' config the first time; after that,
+    editing its `params` is how a deployment tunes the engine. A config that
+    does not validate stops the start with the reason, never a silent default.
+    """
+    try:
+        base = PatternConfig.from_params(settings.pattern_params)
+    except ValidationError as exc:
+        raise ConfigurationError(f"PATTERN_PARAMS: {exc}") from exc
+    with unit_of_work(sessions) as session:
+        strategy = ensure_strategy(
+            session,
+            settings.pattern_strategy,
+            "pattern",
+            base.model_dump(mode="json"),
+            "Tick patterns of the realtime engine (realtime/patterns).",
+        )
+        if strategy.kind != "pattern":
+            raise ConfigurationError(
+                f"strategy {strategy.name!r} is a {strategy.kind!r} strategy, not 'pattern': "
+                "set PATTERN_STRATEGY to another name"
+            )
+        try:
+            config = PatternConfig.from_params(dict(strategy.params), base)
+        except ValidationError as exc:
+            raise ConfigurationError(f"strategy {strategy.name!r} params: {exc}") from exc
+        return config, strategy.id

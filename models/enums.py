@@ -14,6 +14,7 @@ class Timeframe(StrEnum):
     M15 = "15m"
     H1 = "1h"
     D1 = "1d"
+    TICK = "tick"  # not a bar: what tick-by-tick signals are computed on; bar imports refuse it
 
     @property
     def duration(self) -> timedelta:
@@ -27,6 +28,7 @@ _DURATIONS = {
     Timeframe.M15: timedelta(minutes=15),
     Timeframe.H1: timedelta(hours=1),
     Timeframe.D1: timedelta(days=1),
+    Timeframe.TICK: timedelta(0),  # a tick is known at its own instant
 }
 
 

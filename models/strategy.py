@@ -6,7 +6,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import RATIO, Base, BigId, CreatedMixin, IdMixin
@@ -25,14 +26,25 @@ class Strategy(IdMixin, CreatedMixin, Base):
 
 
 class Signal(IdMixin, CreatedMixin, Base):
-    """A strategy's view on a symbol at a bar; one per strategy, symbol, timeframe and ts."""
+    """A strategy's view on a symbol at a bar or tick; one per strategy, symbol, timeframe,
+    kind and ts.
+
+    `kind` names the pattern that fired (`zscore_breakout`, ...); bar strategies
+    that emit one kind of signal leave it empty. `ts` is the event time of the
+    bar or tick the signal was computed from, so a replay re-inserts nothing.
+    """
 
     __tablename__ = "signals"
-    __table_args__ = (UniqueConstraint("strategy_id", "symbol", "timeframe", "ts"),)
+    __table_args__ = (
+        UniqueConstraint("strategy_id", "symbol", "timeframe", "kind", "ts"),
+        Index("ix_signals_ts", "ts"),
+        Index("ix_signals_symbol_ts", "symbol", "ts"),
+    )
 
     strategy_id: Mapped[int] = mapped_column(BigId, ForeignKey("strategies.id", ondelete="CASCADE"))
     symbol: Mapped[str] = mapped_column(String(32), ForeignKey("instruments.symbol"))
     timeframe: Mapped[Timeframe]
+    kind: Mapped[str] = mapped_column(String(32), default="", server_default="")
     ts: Mapped[datetime]
     side: Mapped[Side]
     strength: Mapped[Decimal] = mapped_column(RATIO)
@@ -54,3 +66,19 @@ class Backtest(IdMixin, CreatedMixin, Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any] | None]
     trades_count: Mapped[int] = mapped_column(default=0)
+
+
+class SignalOut(BaseModel):
+    """A signal as the dashboard lists it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    strategy_id: int
+    symbol: str
+    timeframe: Timeframe
+    kind: str
+    side: Side
+    strength: float
+    ts: datetime
+    payload: dict[str, Any]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,11 @@ class MarketDataSourceKind(StrEnum):
     SIMULATOR = "simulator"
     REPLAY = "replay"
     ALPACA = "alpaca"
+
+
+class BookFeedKind(StrEnum):
+    SIM = "sim"  # simulated venue books around the PriceCache prices
+    NONE = "none"  # no order books; the book API answers 404
 
 
 class Environment(StrEnum):
@@ -103,6 +109,35 @@ class Settings(BaseSettings):
         2000, ge=50, description="Without Redis: how often the realtime process polls jobs."
     )
 
+    # --- Level-2 order books (realtime process) -----------------------------------
+    book_feed: BookFeedKind = Field(
+        BookFeedKind.SIM, description="Order book feed: 'sim' (simulated venues) or 'none'."
+    )
+    book_levels: int = Field(10, ge=1, le=50, description="Levels per side the sim feed keeps.")
+    book_interval_ms: int = Field(250, ge=10, description="Sim book feed step, wall-clock ms.")
+    book_venues: list[str] = Field(
+        default_factory=lambda: ["SIMA", "SIMB"],
+        description="Venues the sim book feed quotes on, each with its own book.",
+    )
+
+    # --- Pattern engine (realtime process) ------------------------------------------
+    pattern_engine: bool = Field(
+        True, description="Run the tick pattern engine and publish its signals."
+    )
+    pattern_strategy: str = Field(
+        "pattern_engine",
+        min_length=1,
+        max_length=100,
+        description="Strategy row the signals belong to; its params override PATTERN_PARAMS.",
+    )
+    pattern_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="JSON object of pattern engine parameters (spans, windows, thresholds).",
+    )
+    signal_flush_ms: int = Field(
+        500, ge=10, description="How often new signals are written to the database in a batch."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:
@@ -115,6 +150,14 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @field_validator("book_venues")
+    @classmethod
+    def _distinct_venues(cls, value: list[str]) -> list[str]:
+        venues = [v.strip().upper() for v in value]
+        if not venues or not all(venues) or len(set(venues)) != len(venues):
+            raise ValueError(f"need one or more distinct, non-empty venues, got {value}")
+        return venues
 
     @field_validator("redis_url")
     @classmethod

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from db.queries.bars import upsert_bars
 from db.queries.instruments import ensure_instruments
 from models.enums import Timeframe
+from models.errors import DataFileError
 from models.market import ImportReport
 from models.ops import AuditEvent
 from services.vendors.bar_file import read_bar_file
@@ -42,6 +43,8 @@ def import_bar_file(
     progress: Stage | None = None,
 ) -> ImportReport:
     """Load `path` into `bars`; return the report. With `dry_run` nothing is written."""
+    if timeframe is Timeframe.TICK:
+        raise DataFileError(f"{path}: 'tick' is not a bar interval; give the file's bar timeframe")
     started = time.perf_counter()
     step = progress or (lambda _stage, _done, _total: None)
     step("reading", 0, 1)

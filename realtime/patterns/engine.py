@@ -303,3 +303,11 @@ class PatternEngine:
         slots = ticks % ring
         out = self.R[sids[:, None], :, slots]  # (n, length, 2)
         return np.ascontiguousarray(out)
+
+
+def warm_up(config: PatternConfig | None = None) -> None:
+    """Compile (or load from the disk cache) both kernels, off the tick path."""
+    engine = PatternEngine(config, capacity=1)
+    engine.on_tick("WARM", 1.0, 1.0, 0)
+    one = np.zeros(1, dtype=np.int64)
+    engine.on_batch(one, np.ones(1), np.ones(1), one)

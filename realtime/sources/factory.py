@@ -1,4 +1,4 @@
-"""Choose and build the market data source the settings ask for.
+"""Choose and build the market data source and the book feed the settings ask for.
 
 Which symbols: `REALTIME_SYMBOLS` when set; else every symbol with daily bars
 in the database; else a small default set (the simulator then falls back to
@@ -14,11 +14,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.queries.bars import bar_coverage
 from models.enums import Timeframe
 from models.errors import ConfigurationError
+from realtime.price_cache import PriceCache
 from realtime.sources.alpaca import AlpacaSource
 from realtime.sources.base import MarketDataSource
+from realtime.sources.book_base import BookFeed
 from realtime.sources.replay import ReplaySource
+from realtime.sources.sim_book import SimulatedBookFeed
 from realtime.sources.simulator import GBMSimulator
-from services.settings import MarketDataSourceKind, Settings
+from services.settings import BookFeedKind, MarketDataSourceKind, Settings
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOGL", "JPM", "XOM", "JNJ", "PG")
 
@@ -36,6 +39,18 @@ def make_source(settings: Settings, sessions: sessionmaker[Session]) -> MarketDa
         if kind is MarketDataSourceKind.REPLAY:
             return _replay(settings, session)
         return AlpacaSource.from_settings(settings, stream_symbols(settings, session))
+
+
+def make_book_feed(settings: Settings, cache: PriceCache) -> BookFeed | None:
+    """The L2 feed BOOK_FEED asks for; None for `none`. The sim quotes whatever `cache` prices."""
+    if settings.book_feed is BookFeedKind.NONE:
+        return None
+    return SimulatedBookFeed(
+        cache,
+        venues=settings.book_venues,
+        levels=settings.book_levels,
+        interval_s=settings.book_interval_ms / 1000,
+    )
 
 
 def stream_symbols(settings: Settings, session: Session) -> list[str]:

@@ -1,0 +1,44 @@
+"""Recent signals, newest first, from the signals table."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from api.deps import RuntimeDep
+from db.queries.signals import MAX_LIST, recent_signals
+from models.strategy import SignalOut
+from realtime.patterns.config import SignalKind
+
+router = APIRouter(prefix="/api/signals", tags=["signals"])
+
+
+@router.get("")
+async def list_signals(
+    runtime: RuntimeDep,
+    symbol: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    kind: SignalKind | None = None,
+    since: Annotated[
+        AwareDatetime | None,
+        Query(description="Only signals at or after this instant (ISO 8601, with offset)."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
+) -> list[SignalOut]:
+    """Signals matching every filter given. Written in batches, so the newest may lag by
+    `SIGNAL_FLUSH_MS`; the WebSocket topic `trading_signals` has them at once."""
+
+    def read() -> list[SignalOut]:
+        with runtime.sessions() as session:
+            rows = recent_signals(
+                session,
+                symbol=symbol.strip().upper() if symbol else None,
+                kind=kind.value if kind else None,
+                since=since,
+                limit=limit,
+            )
+            return [SignalOut.model_validate(row) for row in rows]
+
+    return await asyncio.to_thread(read)
