@@ -130,6 +130,10 @@ class _BookSide:
         price = self._sign * self._keys[-1]
         return Level(price, self.sizes[price])
 
+    def best_price(self) -> float | None:
+        """The best price without building a `Level` (the per-message checks need only this)."""
+        return self._sign * self._keys[-1] if self._keys else None
+
     def top(self, levels: int) -> list[Level]:
         """The best `levels` levels, best first."""
         keys = self._keys[-levels:] if levels > 0 else []
@@ -254,6 +258,15 @@ class OrderBook:
             and not self.locked
         )
 
+    def touch(self) -> tuple[bool, float | None, float | None]:
+        """(synced, best bid price, best ask price): everything `valid` and the NBBO's
+        crossing depend on (crossed, locked and empty follow from the two prices)."""
+        return (
+            self.has_snapshot and not self.needs_resync,
+            self._bids.best_price(),
+            self._asks.best_price(),
+        )
+
     def _check_route(self, symbol: str, venue: str) -> None:
         if (symbol, venue) != (self.symbol, self.venue):
             raise ValueError(f"{symbol}@{venue}: routed to the book of {self.symbol}@{self.venue}")
@@ -261,9 +274,9 @@ class OrderBook:
     def _update_flags(self) -> None:
         """Recompute crossed/locked; count and log each transition into either state."""
         was_crossed, was_locked = self._crossed, self._locked
-        bid, ask = self._bids.best(), self._asks.best()
-        crossed = self._crossed = bid is not None and ask is not None and bid.price > ask.price
-        locked = self._locked = bid is not None and ask is not None and bid.price == ask.price
+        bid, ask = self._bids.best_price(), self._asks.best_price()
+        crossed = self._crossed = bid is not None and ask is not None and bid > ask
+        locked = self._locked = bid is not None and ask is not None and bid == ask
         self.crossed_count += crossed and not was_crossed
         self.locked_count += locked and not was_locked
         if (crossed or locked) and not (was_crossed or was_locked):
@@ -294,12 +307,14 @@ class ConsolidatedBook:
         book = self.books.get(message.venue)
         if book is None:
             book = self.books[message.venue] = OrderBook(self.symbol, message.venue)
+        before = book.touch()
         if isinstance(message, BookSnapshot):
             book.apply_snapshot(message)
             applied = True
         else:
             applied = book.apply_delta(message)
-        if applied:  # O(venues) per message: a handful of venues, so no incremental NBBO
+        # Most deltas change depth, not the touch: only a new touch can move the NBBO.
+        if applied and book.touch() != before:
             crossed, self._nbbo_crossed = self._nbbo_crossed, self.nbbo().crossed
             self.nbbo_crossed_count += self._nbbo_crossed and not crossed
         return applied
