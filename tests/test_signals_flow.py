@@ -257,6 +257,10 @@ def test_get_signals_lists_the_persisted_signals_with_filters(server: str) -> No
         {"since": "yesterday"},
         {"since": "2024-03-04T10:00:00"},  # no offset: ambiguous, refused
         {"symbol": "X" * 40},
+        {"symbol": "\x00"},  # Postgres refuses NUL in text: must never reach it
+        {"symbol": "A B"},
+        {"since": "0001-01-01T00:00:00+01:00"},  # no UTC representation
+        {"since": "9999-12-31T23:59:59-05:00"},
     ],
 )
 def test_bad_signal_queries_get_a_clear_422(server: str, params: dict[str, Any]) -> None:

@@ -3,26 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
+from pydantic import AfterValidator, AwareDatetime
 
 from api.deps import RuntimeDep
 from db.queries.signals import MAX_LIST, recent_signals
+from models.market import Symbol
 from models.strategy import SignalOut
 from realtime.patterns.config import SignalKind
 
 router = APIRouter(prefix="/api/signals", tags=["signals"])
 
 
+def _in_utc(value: datetime) -> datetime:
+    """The instant in UTC; one that has no UTC representation (year 1 at +01:00) is invalid."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the instant is out of range once converted to UTC") from exc
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+
 @router.get("")
 async def list_signals(
     runtime: RuntimeDep,
-    symbol: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    symbol: Annotated[Symbol | None, Query(description="A ticker; case does not matter.")] = None,
     kind: SignalKind | None = None,
     since: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(description="Only signals at or after this instant (ISO 8601, with offset)."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
@@ -34,7 +47,7 @@ async def list_signals(
         with runtime.sessions() as session:
             rows = recent_signals(
                 session,
-                symbol=symbol.strip().upper() if symbol else None,
+                symbol=symbol,
                 kind=kind.value if kind else None,
                 since=since,
                 limit=limit,
