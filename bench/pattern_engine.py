@@ -33,7 +33,7 @@ Targets (the issue's): on_tick p99 <= 2 us, on_tick >= 10x talipp's ticks/s,
 on_batch >= 10 M ticks/s. Reported PASS/MISS; nothing is asserted.
 
 Usage: python bench/pattern_engine.py [--ticks 1000000] [--symbols 500] [--seed 1]
-                                      [--talipp-ticks 200000] [--micro 1000]
+                                      [--talipp-ticks 0 (all)] [--micro 1000]
                                       [--repeat 3] [--book-messages 200000]
 """
 
@@ -109,9 +109,7 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=1_000_000)
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--talipp-ticks", type=int, default=200_000, help="prefix fed to talipp; 0 = all"
-    )
+    parser.add_argument("--talipp-ticks", type=int, default=0, help="prefix fed to talipp; 0 = all")
     parser.add_argument("--micro", type=int, default=1_000, help="on_batch micro-batch size")
     parser.add_argument("--repeat", type=int, default=3, help="best of N timings")
     parser.add_argument(
@@ -444,8 +442,8 @@ def bench_replay(repeat: int) -> dict[str, float]:
         frame["volume"].to_numpy(dtype=np.float64),
         np.ascontiguousarray(ts_ns, dtype=np.int64),
     )
-    # pandas hands out read-only arrays (copy-on-write); numba compiles a separate
-    # specialization of run_batch for them, so this replay has its own warm-up.
+    # pandas hands out read-only arrays (copy-on-write); on_batch copies those (numba would
+    # compile a second kernel for them); the first call is timed apart all the same.
     readonly = not (ticks.prices.flags.writeable and ticks.sizes.flags.writeable)
     warm_s, _ = _timed(
         functools.partial(
@@ -576,8 +574,8 @@ def _print_results(
         print(f"| minute-file replay, on_batch | {replay['batch_tps'] / 1e6:.2f} M ticks/s | | | |")
         if replay["readonly"]:
             print(
-                f"| minute-file replay, first on_batch on read-only arrays: numba "
-                f"specialization, compile or cache load (not in the row above) | "
+                f"| minute-file replay, first on_batch on read-only (pandas) arrays, "
+                f"not in the row above | "
                 f"{replay['warm_s'] * 1e3:,.0f} ms | | | |"
             )
         print(

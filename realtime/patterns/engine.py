@@ -15,17 +15,25 @@ Not thread-safe: one engine is fed by one consumer.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from models.enums import Side
 from realtime.patterns import kernels as k
 from realtime.patterns.config import KIND_OF_CODE, N_KINDS, PatternConfig, SignalKind
+from realtime.patterns.kernels import O_PRICE, O_SCORE, O_SIZE, O_VWAP, O_Z
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BUY, _SELL = Side.BUY, Side.SELL
 _BEARISH = frozenset({SignalKind.LOW_BREAKOUT, SignalKind.EMA_CROSS_DOWN, SignalKind.VWAP_LOSS})
+_BY_Z = frozenset({SignalKind.ZSCORE_BREAKOUT, SignalKind.VOLUME_SPIKE})
+# Side per signal code, looked up by index on the hot path (enum hashing is slow); None: by z.
+_SIDE_OF_CODE: tuple[Side | None, ...] = tuple(
+    None if kind in _BY_Z else _SELL if kind in _BEARISH else _BUY for kind in KIND_OF_CODE
+)
 
 
 def ns_to_datetime(ts_ns: int) -> datetime:
@@ -40,29 +48,28 @@ def datetime_to_ns(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
-class PatternSignal:
+class PatternSignal(NamedTuple):
     """A pattern fired on one tick. `features` is the state right after that tick.
 
-    A plain slotted class rather than a frozen dataclass, and `features` built
-    on first access: a firing tick is on the hot path, and those two choices
-    halve what it costs to hand a signal back. Treat instances as immutable.
+    A named tuple, with `features` built on access from the kernel's output
+    row: a firing tick is on the hot path, and creating a tuple costs a
+    fraction of a dataclass. Construct with `features=` or with the
+    name/value pair (the engine does the latter).
     """
 
-    __slots__ = (
-        "_feature_names",
-        "_feature_values",
-        "_features",
-        "kind",
-        "price",
-        "score",
-        "side",
-        "size",
-        "symbol",
-        "ts_ns",
-    )
+    symbol: str
+    kind: SignalKind
+    side: Side
+    score: float
+    price: float
+    size: float
+    ts_ns: int
+    feature_names: tuple[str, ...] = ()
+    feature_values: Sequence[float] = ()
 
-    def __init__(
-        self,
+    @classmethod
+    def of(
+        cls,
         symbol: str,
         kind: SignalKind,
         side: Side,
@@ -70,45 +77,15 @@ class PatternSignal:
         price: float,
         size: float,
         ts_ns: int,
-        features: dict[str, float] | None = None,
-        *,
-        feature_names: tuple[str, ...] = (),
-        feature_values: list[float] | None = None,
-    ) -> None:
-        self.symbol = symbol
-        self.kind = kind
-        self.side = side
-        self.score = score
-        self.price = price
-        self.size = size
-        self.ts_ns = ts_ns
-        self._features = features
-        self._feature_names = feature_names
-        self._feature_values = feature_values
+        features: dict[str, float],
+    ) -> PatternSignal:
+        return cls(
+            symbol, kind, side, score, price, size, ts_ns, tuple(features), tuple(features.values())
+        )
 
     @property
     def features(self) -> dict[str, float]:
-        if self._features is None:
-            values = self._feature_values or []
-            self._features = dict(zip(self._feature_names, values, strict=False))
-        return self._features
-
-    def _key(self) -> tuple[object, ...]:
-        return (self.symbol, self.kind, self.side, self.score, self.price, self.size, self.ts_ns)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, PatternSignal):
-            return NotImplemented
-        return self._key() == other._key() and self.features == other.features
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return (
-            f"PatternSignal({self.symbol!r}, {self.kind.value}, {self.side.value}, "
-            f"score={self.score:.4g}, price={self.price}, ts={self.ts.isoformat()})"
-        )
+        return dict(zip(self.feature_names, self.feature_values, strict=False))
 
     @property
     def ts(self) -> datetime:
@@ -130,6 +107,16 @@ class PatternSignal:
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def _kernel_array(values: Any, dtype: type[np.generic]) -> Any:
+    """Contiguous, of `dtype`, writeable: numba compiles a second kernel for read-only arrays
+    (pandas hands those out), which would cost seconds on first use; a copy costs microseconds."""
+    array = np.ascontiguousarray(values, dtype=dtype)
+    return array if array.flags.writeable else array.copy()
+
+
+_make_signal = PatternSignal._make  # tuple.__new__ from one iterable: skips the keyword parsing
 
 
 class SignalBatch:
@@ -230,6 +217,27 @@ class PatternEngine:
         if n == 0:
             return ()
         self.signals += n
+        if n == 1:  # the common case when anything fires, kept lean: it is on the hot path
+            _, sid, code = self._one_i[0].tolist()
+            f = self._one_f[0].tolist()
+            side = _SIDE_OF_CODE[code]
+            if side is None:
+                side = _SELL if f[O_Z] < 0 else _BUY
+            return (
+                _make_signal(
+                    (
+                        symbol,
+                        KIND_OF_CODE[code],
+                        side,
+                        f[O_SCORE],
+                        f[O_PRICE],
+                        f[O_SIZE],
+                        ts_ns,
+                        self._feature_names,
+                        f[O_VWAP:],
+                    )
+                ),
+            )
         return tuple(self._decode(self._one_i[:n], self._one_f[:n], ts_ns))
 
     def on_batch(
@@ -244,10 +252,12 @@ class PatternEngine:
         The signals come back columnar (`SignalBatch`): a replay of millions of
         ticks should not build a Python object per signal unless asked to.
         """
-        sids = np.ascontiguousarray(sids, dtype=np.int64)
-        prices = np.ascontiguousarray(prices, dtype=np.float64)
-        sizes = np.ascontiguousarray(sizes, dtype=np.float64)
-        ts_ns = np.ascontiguousarray(ts_ns, dtype=np.int64)
+        sids, prices, sizes, ts_ns = (
+            _kernel_array(sids, np.int64),
+            _kernel_array(prices, np.float64),
+            _kernel_array(sizes, np.float64),
+            _kernel_array(ts_ns, np.int64),
+        )
         n = sids.shape[0]
         if not (prices.shape[0] == sizes.shape[0] == ts_ns.shape[0] == n):
             raise ValueError("on_batch needs arrays of one length")
@@ -290,27 +300,20 @@ class PatternEngine:
         one_time, per_row = (ts_ns, None) if isinstance(ts_ns, int) else (0, ts_ns.tolist())
         signals = []
         for row, ((_, sid, code), f) in enumerate(zip(rows_i, rows_f, strict=True)):
-            kind = KIND_OF_CODE[code]
-            score = f[k.O_SCORE]
-            if kind in _BEARISH:
-                side = Side.SELL
-            elif kind is SignalKind.ZSCORE_BREAKOUT:
-                side = Side.BUY if score >= 0 else Side.SELL
-            elif kind is SignalKind.VOLUME_SPIKE:
-                side = Side.SELL if f[k.O_Z] < 0 else Side.BUY
-            else:
-                side = Side.BUY
+            side = _SIDE_OF_CODE[code]
+            if side is None:  # z-score breakouts and volume spikes: the sign of z decides
+                side = _SELL if f[O_Z] < 0 else _BUY
             signals.append(
                 PatternSignal(
                     names[sid],
-                    kind,
+                    KIND_OF_CODE[code],
                     side,
-                    score,
-                    f[k.O_PRICE],
-                    f[k.O_SIZE],
+                    f[O_SCORE],
+                    f[O_PRICE],
+                    f[O_SIZE],
                     one_time if per_row is None else per_row[row],
-                    feature_names=feature_names,
-                    feature_values=f[k.O_VWAP :],
+                    feature_names,
+                    f[O_VWAP:],
                 )
             )
         return signals
