@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, func, select, text
 from websockets.sync.client import connect
 
 from api.app import create_app
@@ -44,7 +44,7 @@ def db_url(fresh_db_url: str) -> str:
 
 
 def _signal(symbol: str, kind: SignalKind, seconds: int, score: float = 3.5) -> PatternSignal:
-    return PatternSignal(
+    return PatternSignal.of(
         symbol=symbol,
         kind=kind,
         side=Side.BUY,
@@ -64,13 +64,18 @@ def _count(url: str) -> int:
     return int(n)
 
 
+def _sink(engine: Engine) -> tuple[InProcessBus, SignalSink]:
+    """A sink on a fresh in-process bus, writing under a new strategy row `p`."""
+    bus = InProcessBus()
+    sessions = make_session_factory(engine)
+    with unit_of_work(sessions) as session:
+        strategy_id = ensure_strategy(session, "p", "pattern", {}, "test").id
+    return bus, SignalSink(bus, sessions, strategy_id, "p", flush_interval_s=0.05)
+
+
 def test_the_sink_publishes_each_signal_on_both_streams_and_writes_them_once(db_url: str) -> None:
     async def scenario() -> tuple[int, int, int, int]:
-        bus = InProcessBus()
-        sessions = make_session_factory(make_engine(db_url))
-        with unit_of_work(sessions) as session:
-            strategy_id = ensure_strategy(session, "p", "pattern", {}, "test").id
-        sink = SignalSink(bus, sessions, strategy_id, "p", flush_interval_s=0.05)
+        bus, sink = _sink(make_engine(db_url))
         await sink.start()
         both = [
             _signal("AAA", SignalKind.ZSCORE_BREAKOUT, 0),
@@ -100,13 +105,9 @@ def test_signals_survive_a_database_that_refuses_writes_for_a_while(db_url: str)
     engine = make_engine(db_url)
 
     async def scenario() -> SignalSink:
-        bus = InProcessBus()
-        sessions = make_session_factory(engine)
-        with unit_of_work(sessions) as session:
-            strategy_id = ensure_strategy(session, "p", "pattern", {}, "test").id
+        bus, sink = _sink(engine)
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE signals RENAME TO signals_away"))
-        sink = SignalSink(bus, sessions, strategy_id, "p", flush_interval_s=0.05)
         await sink.start()
         sink.submit([_signal("AAA", SignalKind.LOW_BREAKOUT, 0)])
         for _ in range(100):
@@ -133,11 +134,7 @@ def test_signals_survive_a_database_that_refuses_writes_for_a_while(db_url: str)
 
 def test_a_bus_outage_loses_the_publication_but_not_the_row(db_url: str) -> None:
     async def scenario() -> SignalSink:
-        bus = InProcessBus()
-        sessions = make_session_factory(make_engine(db_url))
-        with unit_of_work(sessions) as session:
-            strategy_id = ensure_strategy(session, "p", "pattern", {}, "test").id
-        sink = SignalSink(bus, sessions, strategy_id, "p", flush_interval_s=0.05)
+        bus, sink = _sink(make_engine(db_url))
         await bus.close()
         await sink.start()
         sink.submit([_signal("AAA", SignalKind.VWAP_LOSS, 0)])
