@@ -50,6 +50,28 @@ class ResearchNote(LLMOutput):
     risks: list[Short] = Field(default_factory=list, max_length=12)
 
 
+class SectorView(LLMOutput):
+    sector: Short
+    stance: Stance
+    reason: Short
+
+
+class ResearchPack(LLMOutput):
+    """An analyst's research for the run: the regime, sector views, notes per symbol, risks."""
+
+    regime: Short
+    sector_views: list[SectorView] = Field(default_factory=list, max_length=20)
+    notes: list[ResearchNote] = Field(min_length=1, max_length=60)
+    risks: list[Short] = Field(default_factory=list, max_length=12)
+
+    @model_validator(mode="after")
+    def _one_note_per_symbol(self) -> Self:
+        symbols = [n.symbol for n in self.notes]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"more than one note for a symbol: {sorted(symbols)}")
+        return self
+
+
 class PitchProposal(LLMOutput):
     """A portfolio manager's trade idea with its bracket.
 
@@ -82,6 +104,19 @@ class PitchProposal(LLMOutput):
                 raise ValueError(
                     f"{self.side} bracket needs {low_name} < {high_name}, got {low} >= {high}"
                 )
+        return self
+
+
+class PitchBook(LLMOutput):
+    """A portfolio manager's pitches for the run (possibly none: no idea is a valid answer)."""
+
+    pitches: list[PitchProposal] = Field(default_factory=list, max_length=10)
+
+    @model_validator(mode="after")
+    def _one_pitch_per_symbol(self) -> Self:
+        symbols = [p.symbol for p in self.pitches]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"more than one pitch for a symbol: {sorted(symbols)}")
         return self
 
 

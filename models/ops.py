@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import MONEY, Base, BigId, CreatedMixin, IdMixin, utcnow
@@ -66,3 +66,11 @@ class LLMCall(IdMixin, CreatedMixin, Base):
     completion_tokens: Mapped[int] = mapped_column(default=0)
     cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     latency_ms: Mapped[int] = mapped_column(default=0)
+    # Who asked and how (migration 0003): the audit chain and the response cache need them.
+    member: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    provider: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    schema_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    cache_hit: Mapped[bool] = mapped_column(default=False, server_default=false())
+    attempts: Mapped[int] = mapped_column(default=1, server_default="1")
+    params: Mapped[dict[str, Any] | None]

@@ -8,6 +8,7 @@ with the variable's name (`load_settings` turns pydantic's error into a
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from models.errors import ConfigurationError
+
+# litellm downloads its model price map on import unless told not to; we have no internet in
+# tests and want the prices pinned with the installed version. Set before litellm is imported
+# (services/llm imports this module first).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/aitrader.db"
 

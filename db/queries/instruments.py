@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -64,3 +64,16 @@ def upsert_reference(
 
 def _is_postgres(session: Session) -> bool:
     return session.connection().dialect.name == "postgresql"
+
+
+def sectors_of(session: Session, symbols: Sequence[str]) -> dict[str, str | None]:
+    """The sector of each known instrument among `symbols`; unknown symbols are absent.
+
+    Sectors are reference data as it stands now, not as it stood at any past
+    date: the table keeps no classification history, so a symbol reclassified
+    since is grouped under its current sector.
+    """
+    if not symbols:
+        return {}
+    stmt = select(Instrument.symbol, Instrument.sector).where(Instrument.symbol.in_(list(symbols)))
+    return {symbol: sector for symbol, sector in session.execute(stmt)}

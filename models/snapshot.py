@@ -1,0 +1,71 @@
+"""The market snapshot a council run reasons about: numbers as of one instant, and their hash.
+
+Every figure is computed from bars known at `as_of` (point in time), so the
+same inputs give the same snapshot and the same `data_hash`; a run records
+the hash, which is how an auditor knows which data a decision saw. Returns
+are simple returns over trading bars (1d = the last bar over the one before);
+volatility is the annualised standard deviation of daily log returns
+(sqrt(252)); drawdown is from the highest close of the lookback window;
+`dist_sma_*` is close / SMA - 1.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.market import Symbol
+
+
+class SymbolMetrics(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    symbol: Symbol
+    sector: str | None = None
+    last_bar: datetime = Field(description="Start of the newest bar used (known at its end).")
+    close: float
+    ret_1d: float | None = None
+    ret_5d: float | None = None
+    ret_7d: float | None = None
+    ret_20d: float | None = None
+    vol_20d: float | None = Field(None, description="Annualised, from 20 daily log returns.")
+    drawdown_60d: float | None = Field(None, description="close / max close of 60 bars - 1.")
+    dist_sma_20: float | None = None
+    dist_sma_50: float | None = None
+
+
+class SectorMetrics(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sector: str
+    symbols: int
+    mean_ret_5d: float | None = None
+    mean_ret_20d: float | None = None
+    breadth_above_sma_50: float | None = Field(
+        None, description="Share of the sector's symbols closing above their 50-bar SMA."
+    )
+
+
+class Correlation(BaseModel):
+    """Pairwise correlation of daily returns over the last `window` bars, symbols in order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    window: int
+    symbols: list[str]
+    matrix: list[list[float | None]]
+
+
+class MarketSnapshot(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    as_of: datetime
+    knowledge_cutoff: datetime = Field(description="Bars stamped at or before this were usable.")
+    universe: list[str]
+    missing: list[str] = Field(default_factory=list, description="Asked for, but no bars.")
+    symbols: list[SymbolMetrics]
+    sectors: list[SectorMetrics]
+    correlation: Correlation
+    bars_used: int
+    data_hash: str = Field(description="sha256 of the exact bars used (symbol, ts, OHLCV).")

@@ -1,0 +1,376 @@
+"""The one call path for every model: `LLMGateway.complete(messages, schema, model=...)`.
+
+A call goes, in order: response cache (a recorded usable answer for the same
+model, messages, schema and parameters is returned at $0, and recorded again
+as a hit, so a replayed run has its own audit trail) -> budget reservation
+(worst case; `BudgetExceededError` before anything is sent) -> the
+provider's concurrency slot -> litellm, with retries on 429 (Retry-After
+honoured), timeouts and 5xx -> parse and validate into `schema` -> on
+failure, one repair round showing the model its validation error -> one
+`llm_calls` record, whatever happened.
+
+What it returns: a `CallResult` whose `value` is the validated object, or
+None when the answer stayed invalid or the provider stayed unreachable (the
+stage then abstains for that member). Invalid output is never returned as
+if valid. What it raises: `BudgetExceededError` only; the run must stop.
+
+Concurrency: a per-provider limit inside this process (docs/decisions/0007
+says why not a Prefect concurrency limit). Thread-safe: Prefect may run a
+stage's tasks on several threads, each with its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+
+import litellm
+from pydantic import BaseModel
+
+from models.enums import LLMCallStatus
+from models.errors import BudgetExceededError, ConfigurationError
+from models.llm import LLMCallRecord
+from services.llm import structured
+from services.llm.budget import RunBudget
+from services.llm.retry import RetryPolicy, is_retryable
+from services.llm.store import CallStore
+
+logger = logging.getLogger(__name__)
+
+# litellm prints "Give Feedback / Get Help" to stdout on every error; library code must not.
+litellm.suppress_debug_info = True
+
+T = TypeVar("T", bound=BaseModel)
+Mode = Literal["auto", "schema", "prompt"]
+Message = dict[str, Any]
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who is asking: the run, the council stage and the member (for the record)."""
+
+    stage: str
+    member: str
+    run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CallResult(Generic[T]):
+    value: T | None
+    status: LLMCallStatus
+    call_id: int
+    cost_usd: Decimal
+    cache_hit: bool
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+@dataclass
+class _Exchange:
+    """What the network side of a call produced, summed over its attempts."""
+
+    raw: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = ZERO
+    attempts: int = 0
+
+
+class ProviderLimits:
+    """At most `limit` calls in flight per provider in this process, across threads."""
+
+    def __init__(self, default: int = 4, per_provider: Mapping[str, int] | None = None) -> None:
+        self._default = default
+        self._per_provider = dict(per_provider or {})
+        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+
+    def semaphore(self, provider: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            sem = self._semaphores.get(provider)
+            if sem is None:
+                limit = self._per_provider.get(provider, self._default)
+                sem = self._semaphores[provider] = threading.BoundedSemaphore(limit)
+            return sem
+
+
+class LLMGateway:
+    def __init__(
+        self,
+        store: CallStore,
+        *,
+        budget: RunBudget | None = None,
+        retry: RetryPolicy | None = None,
+        limits: ProviderLimits | None = None,
+        use_cache: bool = True,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        self._store = store
+        self.budget = budget
+        self._retry = retry or RetryPolicy()
+        self._limits = limits or ProviderLimits()
+        self._use_cache = use_cache
+        self._api_base = api_base
+        self._api_key = api_key
+        self._rng = random.Random(seed)  # noqa: S311 - backoff jitter, not secrets
+
+    async def complete(
+        self,
+        messages: list[Message],
+        schema: type[T],
+        *,
+        model: str,
+        ctx: CallContext,
+        temperature: float = 0.0,
+        max_tokens: int = 2000,
+        timeout_s: float = 60.0,
+        mode: Mode = "auto",
+    ) -> CallResult[T]:
+        params = {"temperature": temperature, "max_tokens": max_tokens}
+        key = cache_key(model, messages, schema, params)
+        provider = provider_of(model)
+        base = {
+            "run_id": ctx.run_id,
+            "stage": ctx.stage,
+            "member": ctx.member,
+            "model": model,
+            "provider": provider,
+            "schema_name": schema.__name__,
+            "prompt_hash": prompt_hash(messages),
+            "cache_key": key,
+            "messages": messages,
+            "params": params,
+        }
+        if self._use_cache:
+            hit = await self._from_cache(key, schema, base)
+            if hit is not None:
+                return hit
+
+        started = time.perf_counter()
+        use_schema = mode == "schema" or (mode == "auto" and supports_schema(model))
+        request = messages if use_schema else [structured.schema_instruction(schema), *messages]
+        extra: dict[str, Any] = {"timeout": timeout_s, **params}
+        if use_schema:
+            extra["response_format"] = structured.response_format(schema)
+        exchange = _Exchange()
+        value: T | None = None
+        error: str | None = None
+        status = LLMCallStatus.ERROR
+        try:
+            await self._send(model, provider, request, extra, exchange)
+            try:
+                value, status = structured.parse(exchange.raw, schema), LLMCallStatus.OK
+            except ValueError as first:
+                error = structured.describe(first)
+                repair = [*request, *structured.repair_request(exchange.raw, error)]
+                await self._send(model, provider, repair, extra, exchange)
+                try:
+                    value = structured.parse(exchange.raw, schema)
+                    status, error = LLMCallStatus.REPAIRED, None
+                except ValueError as second:
+                    status = LLMCallStatus.PARSE_ERROR
+                    error = f"{error} | after repair: {structured.describe(second)}"
+        except _GaveUpError as exc:
+            status, error = LLMCallStatus.ERROR, f"{error} | {exc}" if error else str(exc)
+        except BudgetExceededError as exc:
+            if exchange.attempts:  # the repair did not fit: record what the first answer cost
+                await asyncio.to_thread(
+                    self._store.record,
+                    self._record(base, exchange, None, LLMCallStatus.ERROR, str(exc), started),
+                )
+            raise
+        record = self._record(base, exchange, value, status, error, started)
+        call_id = await asyncio.to_thread(self._store.record, record)
+        if value is None:
+            logger.warning(
+                "llm.call_failed",
+                extra={"model": model, "stage": ctx.stage, "member": ctx.member, "error": error},
+            )
+        return CallResult(value, status, call_id, exchange.cost, False, error)
+
+    @staticmethod
+    def _record(
+        base: dict[str, Any],
+        exchange: _Exchange,
+        value: BaseModel | None,
+        status: LLMCallStatus,
+        error: str | None,
+        started: float,
+    ) -> LLMCallRecord:
+        return LLMCallRecord(
+            **base,
+            raw_output=exchange.raw,
+            parsed_output=value.model_dump(mode="json") if value is not None else None,
+            status=status,
+            error=error,
+            prompt_tokens=exchange.prompt_tokens,
+            completion_tokens=exchange.completion_tokens,
+            cost_usd=exchange.cost,
+            latency_ms=round((time.perf_counter() - started) * 1000),
+            attempts=exchange.attempts,
+        )
+
+    async def _from_cache(
+        self, key: str, schema: type[T], base: dict[str, Any]
+    ) -> CallResult[T] | None:
+        cached = await asyncio.to_thread(self._store.find_cached, key)
+        if cached is None or cached.parsed_output is None:
+            return None
+        try:
+            value = schema.model_validate(cached.parsed_output)
+        except ValueError:  # the schema changed since: the old answer no longer counts
+            return None
+        record = LLMCallRecord(
+            **base,
+            raw_output=cached.raw_output,
+            parsed_output=cached.parsed_output,
+            status=cached.status,
+            prompt_tokens=cached.prompt_tokens,
+            completion_tokens=cached.completion_tokens,
+            cost_usd=ZERO,
+            cache_hit=True,
+            attempts=0,
+        )
+        call_id = await asyncio.to_thread(self._store.record, record)
+        return CallResult(value, cached.status, call_id, ZERO, True)
+
+    async def _send(
+        self,
+        model: str,
+        provider: str,
+        messages: list[Message],
+        extra: dict[str, Any],
+        exchange: _Exchange,
+    ) -> None:
+        """One answer from the model into `exchange`, retrying what is worth retrying."""
+        reservation = self._reserve(model, messages, int(extra["max_tokens"]))
+        spent = ZERO
+        try:
+            for attempt in range(1, self._retry.max_attempts + 1):
+                try:
+                    response = await self._acompletion(model, provider, messages, extra)
+                except Exception as exc:  # classified below, never swallowed
+                    if not is_retryable(exc):
+                        raise _GaveUpError(f"{type(exc).__name__}: {exc}") from exc
+                    if attempt == self._retry.max_attempts:
+                        raise _GaveUpError(
+                            f"gave up after {attempt} tries: {type(exc).__name__}: {exc}"
+                        ) from exc
+                    delay = self._retry.delay(attempt, exc, self._rng)
+                    logger.info(
+                        "llm.retry",
+                        extra={"model": model, "try": attempt, "delay_s": round(delay, 3)},
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                usage = getattr(response, "usage", None)
+                exchange.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
+                exchange.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
+                spent = cost_of(response)
+                exchange.cost += spent
+                exchange.attempts += 1
+                exchange.raw = response.choices[0].message.content
+                return
+        finally:
+            if self.budget is not None:
+                self.budget.settle(reservation, spent)
+
+    async def _acompletion(
+        self, model: str, provider: str, messages: list[Message], extra: dict[str, Any]
+    ) -> Any:
+        sem = self._limits.semaphore(provider)
+        await asyncio.to_thread(sem.acquire)
+        try:
+            return await litellm.acompletion(
+                model=model,
+                messages=messages,
+                num_retries=0,  # retries are ours: one policy, visible in the record
+                api_base=self._api_base if provider != "offline" else None,
+                api_key=self._api_key if provider != "offline" else None,
+                **extra,
+            )
+        finally:
+            sem.release()
+
+    def _reserve(self, model: str, messages: list[Message], max_tokens: int) -> Decimal:
+        if self.budget is None:
+            return ZERO
+        return self.budget.reserve(worst_case_usd(model, messages, max_tokens))
+
+
+class _GaveUpError(Exception):
+    """The provider could not give an answer (retries exhausted or a request it refuses)."""
+
+
+def cache_key(
+    model: str, messages: list[Message], schema: type[BaseModel], params: dict[str, Any]
+) -> str:
+    """sha256 of everything that determines an answer: model, messages, schema, parameters."""
+    payload = {
+        "model": model,
+        "messages": messages,
+        "schema": schema.model_json_schema(),
+        "params": params,
+    }
+    return hashlib.sha256(_canonical(payload)).hexdigest()
+
+
+def prompt_hash(messages: list[Message]) -> str:
+    return hashlib.sha256(_canonical(messages)).hexdigest()
+
+
+def _canonical(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def provider_of(model: str) -> str:
+    """litellm's provider for `model` ("openai", "anthropic", "offline", ...)."""
+    try:
+        return str(litellm.get_llm_provider(model=model)[1])
+    except Exception:  # unknown to litellm: the prefix is the best name we have
+        return model.split("/", 1)[0] if "/" in model else "unknown"
+
+
+def supports_schema(model: str) -> bool:
+    try:
+        return bool(litellm.supports_response_schema(model=model))
+    except Exception:  # litellm raises for models it does not know
+        return False
+
+
+def worst_case_usd(model: str, messages: list[Message], max_tokens: int) -> Decimal:
+    """The most a call can cost: its prompt plus `max_tokens` of answer, at litellm's prices."""
+    try:
+        prompt_tokens = litellm.token_counter(model=model, messages=messages)
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=model, prompt_tokens=prompt_tokens, completion_tokens=max_tokens
+        )
+    except Exception as exc:  # no price: a budget cannot be enforced
+        raise ConfigurationError(
+            f"no price for model {model!r} in litellm's cost map, so a budget cannot be "
+            "enforced: register its price or run without a budget"
+        ) from exc
+    return Decimal(str(prompt_cost)) + Decimal(str(completion_cost))
+
+
+def cost_of(response: Any) -> Decimal:
+    """What litellm's cost map says a response cost; 0 if the model has no price."""
+    try:
+        return Decimal(str(litellm.completion_cost(completion_response=response)))
+    except Exception:  # unpriced model (no budget set, or it was refused)
+        return ZERO
