@@ -21,13 +21,19 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("llm_calls") as batch:
-        batch.add_column(sa.Column("member", sa.String(length=100), server_default="", nullable=False))
-        batch.add_column(sa.Column("provider", sa.String(length=32), server_default="", nullable=False))
+        batch.add_column(
+            sa.Column("member", sa.String(length=100), server_default="", nullable=False)
+        )
+        batch.add_column(
+            sa.Column("provider", sa.String(length=32), server_default="", nullable=False)
+        )
         batch.add_column(
             sa.Column("schema_name", sa.String(length=100), server_default="", nullable=False)
         )
         batch.add_column(sa.Column("cache_key", sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column("cache_hit", sa.Boolean(), server_default=sa.false(), nullable=False))
+        batch.add_column(
+            sa.Column("cache_hit", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
         batch.add_column(sa.Column("attempts", sa.Integer(), server_default="1", nullable=False))
         batch.add_column(
             sa.Column(
@@ -42,5 +48,13 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("llm_calls") as batch:
         batch.drop_index("ix_llm_calls_cache_key")
-        for column in ("params", "attempts", "cache_hit", "cache_key", "schema_name", "provider", "member"):
+        for column in (
+            "params",
+            "attempts",
+            "cache_hit",
+            "cache_key",
+            "schema_name",
+            "provider",
+            "member",
+        ):
             batch.drop_column(column)
