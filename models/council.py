@@ -29,6 +29,11 @@ class CouncilRun(IdMixin, CreatedMixin, Base):
     cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # migration 0004: what the run saw and how it ended
+    data_hash: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any] | None]  # universe, roster, approval, rules
+    detail: Mapped[str | None] = mapped_column(Text)  # why it stopped, in words
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class ResearchReport(IdMixin, CreatedMixin, Base):
@@ -62,6 +67,7 @@ class Pitch(IdMixin, CreatedMixin, Base):
     horizon_days: Mapped[int | None]
     research_report_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("research_reports.id"))
     llm_call_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("llm_calls.id"))
+    dropped_reason: Mapped[str | None] = mapped_column(Text)  # set: failed validation, not reviewed
 
 
 class PeerReview(IdMixin, CreatedMixin, Base):
@@ -76,6 +82,8 @@ class PeerReview(IdMixin, CreatedMixin, Base):
     score: Mapped[Decimal] = mapped_column(RATIO)
     critique: Mapped[str] = mapped_column(Text)
     llm_call_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("llm_calls.id"))
+    label: Mapped[str | None] = mapped_column(String(2))  # what this reviewer saw the pitch as
+    position: Mapped[int | None]  # where it was shown, 0 first (position bias)
 
 
 class CouncilDecision(IdMixin, CreatedMixin, Base):
@@ -95,3 +103,5 @@ class CouncilDecision(IdMixin, CreatedMixin, Base):
     approved_by: Mapped[str | None] = mapped_column(String(100))
     decided_at: Mapped[datetime | None]
     llm_call_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("llm_calls.id"))
+    votes: Mapped[dict[str, Any] | None]  # the pitch's Borda score, mean score and reviews
+    note: Mapped[str | None] = mapped_column(Text)  # the approver's note

@@ -1,0 +1,273 @@
+"""Council rows: a run, its research, pitches, reviews and decisions, and the audit chain.
+
+The flow writes each stage's outcome here as the stage ends (the realtime
+process and the API read these tables, never Prefect's result storage), and
+a re-run of the same flow run finds them again instead of recomputing.
+`audit_chain` is the one query behind "why was this decided".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.queries.instruments import ensure_instruments
+from models.base import utcnow
+from models.council import CouncilDecision, CouncilRun, PeerReview, Pitch, ResearchReport
+from models.enums import DecisionAction, DecisionStatus, RunStatus
+from models.errors import NotFoundError
+from models.ops import LLMCall
+
+
+def run_for_flow(
+    session: Session,
+    flow_run_id: str,
+    as_of: datetime,
+    budget_usd: Decimal | None,
+    params: dict[str, Any],
+) -> CouncilRun:
+    """The council run of a Prefect flow run, created on its first execution."""
+    run = session.scalar(select(CouncilRun).where(CouncilRun.flow_run_id == flow_run_id))
+    if run is None:
+        run = CouncilRun(
+            as_of=as_of,
+            status=RunStatus.RUNNING,
+            budget_usd=budget_usd,
+            params=params,
+            flow_run_id=flow_run_id,
+            started_at=utcnow(),
+        )
+        session.add(run)
+        session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: int) -> CouncilRun:
+    run = session.get(CouncilRun, run_id)
+    if run is None:
+        raise NotFoundError(f"council run {run_id} does not exist")
+    return run
+
+
+def finish_run(
+    session: Session, run_id: int, status: RunStatus, detail: str | None = None
+) -> CouncilRun:
+    """Close a run, with its total LLM cost summed from its calls."""
+    run = get_run(session, run_id)
+    run.status = status
+    run.detail = detail
+    run.finished_at = utcnow()
+    calls = session.scalars(select(LLMCall.cost_usd).where(LLMCall.run_id == run_id))
+    run.cost_usd = sum(calls, Decimal(0))
+    return run
+
+
+def research_rows(session: Session, run_id: int) -> list[ResearchReport]:
+    return list(
+        session.scalars(
+            select(ResearchReport)
+            .where(ResearchReport.run_id == run_id)
+            .order_by(ResearchReport.id)
+        )
+    )
+
+
+def add_research(
+    session: Session,
+    run_id: int,
+    as_of: datetime,
+    analyst: str,
+    notes: Sequence[dict[str, Any]],
+    llm_call_id: int | None,
+) -> None:
+    """One row per symbol note of an analyst's pack."""
+    ensure_instruments(session, {n["symbol"] for n in notes})
+    for note in notes:
+        session.add(
+            ResearchReport(
+                run_id=run_id,
+                symbol=note["symbol"],
+                as_of=as_of,
+                analyst=analyst,
+                summary=note["summary"],
+                findings=note,
+                llm_call_id=llm_call_id,
+            )
+        )
+    session.flush()
+
+
+def pitch_rows(session: Session, run_id: int) -> list[Pitch]:
+    return list(session.scalars(select(Pitch).where(Pitch.run_id == run_id).order_by(Pitch.id)))
+
+
+def add_pitch(
+    session: Session,
+    run_id: int,
+    pm: str,
+    pitch: dict[str, Any],
+    llm_call_id: int | None,
+    dropped_reason: str | None,
+) -> Pitch:
+    ensure_instruments(session, [pitch["symbol"]])
+    row = Pitch(
+        run_id=run_id,
+        pm=pm,
+        symbol=pitch["symbol"],
+        side=pitch["side"],
+        conviction=Decimal(str(pitch["conviction"])),
+        thesis=pitch["thesis"],
+        entry_price=_dec(pitch.get("entry_price")),
+        take_profit=_dec(pitch.get("take_profit")),
+        stop_loss=_dec(pitch.get("stop_loss")),
+        horizon_days=pitch.get("horizon_days"),
+        llm_call_id=llm_call_id,
+        dropped_reason=dropped_reason,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def review_rows(session: Session, run_id: int) -> list[PeerReview]:
+    return list(
+        session.scalars(
+            select(PeerReview).where(PeerReview.run_id == run_id).order_by(PeerReview.id)
+        )
+    )
+
+
+def add_review(
+    session: Session,
+    run_id: int,
+    pitch_id: int,
+    reviewer: str,
+    score: Decimal,
+    critique: str,
+    llm_call_id: int | None,
+    label: str,
+    position: int,
+) -> None:
+    session.add(
+        PeerReview(
+            run_id=run_id,
+            pitch_id=pitch_id,
+            reviewer=reviewer,
+            score=score,
+            critique=critique,
+            llm_call_id=llm_call_id,
+            label=label,
+            position=position,
+        )
+    )
+
+
+def decision_rows(session: Session, run_id: int) -> list[CouncilDecision]:
+    return list(
+        session.scalars(
+            select(CouncilDecision)
+            .where(CouncilDecision.run_id == run_id)
+            .order_by(CouncilDecision.id)
+        )
+    )
+
+
+def add_decision(
+    session: Session,
+    run_id: int,
+    pitch_id: int,
+    symbol: str,
+    action: DecisionAction,
+    target_weight: Decimal,
+    conviction: Decimal,
+    rationale: str,
+    votes: dict[str, Any],
+    llm_call_id: int | None,
+) -> CouncilDecision:
+    row = CouncilDecision(
+        run_id=run_id,
+        pitch_id=pitch_id,
+        symbol=symbol,
+        action=action,
+        target_weight=target_weight,
+        conviction=conviction,
+        rationale=rationale,
+        votes=votes,
+        llm_call_id=llm_call_id,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def settle_decisions(
+    session: Session,
+    run_id: int,
+    rejected: dict[int, str | None],
+    approver: str,
+    note: str | None = None,
+) -> list[CouncilDecision]:
+    """Approve every proposed decision of the run but those in `rejected` (id -> note)."""
+    rows = decision_rows(session, run_id)
+    unknown = set(rejected) - {r.id for r in rows}
+    if unknown:
+        raise NotFoundError(f"run {run_id} has no decisions {sorted(unknown)}")
+    now = utcnow()
+    for row in rows:
+        if row.status is not DecisionStatus.PROPOSED:
+            continue
+        if row.id in rejected:
+            row.status, row.note = DecisionStatus.REJECTED, rejected[row.id] or note
+        else:
+            row.status, row.note = DecisionStatus.APPROVED, note
+        row.approved_by, row.decided_at = approver, now
+    return rows
+
+
+def audit_chain(session: Session, decision_id: int) -> dict[str, Any]:
+    """A decision with everything behind it: its pitch and votes, the run's research, the
+    LLM calls that produced each, and the hash of the data the run saw."""
+    decision = session.get(CouncilDecision, decision_id)
+    if decision is None:
+        raise NotFoundError(f"council decision {decision_id} does not exist")
+    run = get_run(session, decision.run_id)
+    pitch = session.get(Pitch, decision.pitch_id) if decision.pitch_id else None
+    reviews = (
+        list(session.scalars(select(PeerReview).where(PeerReview.pitch_id == pitch.id)))
+        if pitch
+        else []
+    )
+    research = research_rows(session, run.id)
+    call_ids = {
+        i
+        for i in (
+            decision.llm_call_id,
+            pitch.llm_call_id if pitch else None,
+            *(r.llm_call_id for r in reviews),
+            *(r.llm_call_id for r in research),
+        )
+        if i is not None
+    }
+    calls = list(session.scalars(select(LLMCall).where(LLMCall.id.in_(call_ids))))
+    return {
+        "decision": _row(decision),
+        "run": _row(run),
+        "data_hash": run.data_hash,
+        "pitch": _row(pitch) if pitch else None,
+        "votes": [_row(r) for r in reviews],
+        "research": [_row(r) for r in research],
+        "llm_calls": [_row(c) for c in sorted(calls, key=lambda c: c.id)],
+    }
+
+
+def _row(row: Any) -> dict[str, Any]:
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
