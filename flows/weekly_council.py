@@ -44,7 +44,7 @@ from models.errors import BudgetExceededError
 from models.ops import Job
 from models.snapshot import MarketSnapshot
 from services.llm.budget import RunBudget
-from services.llm.gateway import LLMGateway
+from services.llm.gateway import LLMGateway, ProviderLimits
 from services.llm.offline import register_offline_provider
 from services.settings import Settings, get_settings
 from tasks.council.aggregate import label_order
@@ -166,7 +166,7 @@ async def review_task(
     run: _Run, roster: Roster, snapshot: MarketSnapshot, candidates: list[Candidate]
 ) -> ReviewOutcome:
     outcome = await review_stage(
-        run.gateway, roster, snapshot, candidates, run.run_id, seed=f"run-{run.run_id}"
+        run.gateway, roster, snapshot, candidates, run.run_id, seed=_shuffle_seed(snapshot)
     )
     with unit_of_work(run.sessions) as session:
         for ballot in outcome.ballots:
@@ -296,6 +296,9 @@ async def weekly_council(
     gateway = LLMGateway(
         SqlCallStore(sessions),
         budget=RunBudget(budget) if budget is not None else None,
+        limits=ProviderLimits(settings.llm_concurrency),
+        api_base=settings.llm_api_base,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
     )
     run = _Run(settings, run_id, job_id, gateway)
     progress = await acreate_progress_artifact(
@@ -385,6 +388,12 @@ def _as_of_instant(as_of: date | datetime | None) -> datetime:
         return as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     day = as_of or datetime.now(UTC).date()
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def _shuffle_seed(snapshot: MarketSnapshot) -> str:
+    """Reviewers' label shuffles depend on the data, not on the run: a replay of the same
+    week shows the same labels, so its prompts, and so its cache keys, are the same."""
+    return f"{snapshot.as_of.isoformat()}:{snapshot.data_hash}"
 
 
 def _fmt(value: float | None) -> str:

@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         default_factory=lambda: ["offline"],
         description="litellm model names for the council; 'offline' is the built-in analyst.",
     )
+    llm_api_base: str | None = Field(
+        None, description="Base URL for OpenAI-compatible models (a proxy, a local server)."
+    )
+    llm_api_key: SecretStr | None = Field(
+        None, description="Key sent with llm_api_base; providers' own keys use their env vars."
+    )
+    llm_concurrency: int = Field(4, ge=1, le=64, description="LLM calls in flight per provider.")
     sample_data_dir: Path = Path("data/sample")
 
     # --- realtime process ------------------------------------------------------
@@ -143,6 +150,11 @@ class Settings(BaseSettings):
     signal_flush_ms: int = Field(
         500, ge=10, description="How often new signals are written to the database in a batch."
     )
+
+    @field_validator("llm_api_base", "llm_api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod

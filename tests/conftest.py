@@ -153,3 +153,12 @@ def shared_daily_file() -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (shared data lives beside the checkout)")
     return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server per test process (~10 s to start), shared by every flow test."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from models.enums import DecisionAction
+from models.errors import BudgetExceededError
 from models.llm_outputs import (
     ChairmanCall,
     ChairmanVerdict,
@@ -285,9 +286,21 @@ async def chair_stage(
 async def _each(
     ask: Callable[[Member], Coroutine[Any, Any, R]], members: Sequence[Member]
 ) -> list[R]:
-    async with asyncio.TaskGroup() as group:
-        tasks: list[asyncio.Task[R]] = [group.create_task(ask(m)) for m in members]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks: list[asyncio.Task[R]] = [group.create_task(ask(m)) for m in members]
+    except ExceptionGroup as errors:
+        # A budget stop is the run's to handle, as itself, not wrapped in a group.
+        budget = errors.subgroup(BudgetExceededError)
+        if budget is not None:
+            raise _first(budget) from None
+        raise
     return [t.result() for t in tasks]
+
+
+def _first(group: BaseExceptionGroup[BudgetExceededError]) -> BudgetExceededError:
+    error = group.exceptions[0]
+    return error if isinstance(error, BudgetExceededError) else _first(error)
 
 
 def _label(index: int) -> str:

@@ -1,0 +1,270 @@
+"""The weekly council flow under a real (temporary) Prefect server, on SQLite and Postgres.
+
+The offline analyst runs it end to end on the sample data; a priced model is
+the fake OpenAI server answering through litellm with the offline analyst's
+own answers, which is how replay at $0 and the budget stop are shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.flow_runs import resume_flow_run
+from sqlalchemy import Engine, func, select
+
+from db.engine import make_engine, make_session_factory, unit_of_work
+from db.migrate import upgrade
+from db.queries import council as q
+from flows.weekly_council import weekly_council
+from models.council import CouncilDecision, CouncilRun
+from models.enums import DecisionStatus, LLMCallStatus, RunStatus
+from models.ops import Job, LLMCall
+from services.llm.offline import answer_council_prompt
+from services.settings import get_settings
+from tasks.bar_validation import ConflictRule
+from tasks.import_bars import import_bar_file
+from tests.conftest import SAMPLE_DATA
+from tests.fake_openai import FakeOpenAI, Responder, fake_openai
+
+AS_OF = date(2019, 6, 3)
+UNIVERSE = ["AAPL", "AMZN", "BAC", "GS", "JNJ", "JPM", "MCD", "MSFT", "NVDA", "XOM"]
+PRICED = "openai/gpt-4o-mini"
+
+
+@pytest.fixture
+def db(
+    fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+) -> Iterator[Engine]:
+    """A migrated database holding the sample bars, which the flow finds through settings."""
+    engine = make_engine(fresh_db_url)
+    upgrade(engine)
+    with unit_of_work(make_session_factory(engine)) as session:
+        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
+    monkeypatch.setenv("DATABASE_URL", fresh_db_url)
+    get_settings.cache_clear()
+    yield engine
+    get_settings.cache_clear()
+    engine.dispose()
+
+
+@pytest.fixture
+def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    """A priced model whose answers are the offline analyst's, computed from each prompt."""
+
+    def answer(body: dict[str, Any]) -> str:
+        return answer_council_prompt("offline/analyst", body["messages"])
+
+    with fake_openai(default=Responder(answer)) as server:
+        monkeypatch.setenv("LLM_API_BASE", server.base_url)
+        monkeypatch.setenv("LLM_API_KEY", "test-key")
+        get_settings.cache_clear()
+        yield server
+
+
+def _run(**kwargs: Any) -> Any:
+    options: dict[str, Any] = {"as_of": AS_OF, "universe": UNIVERSE, "approval": "auto"} | kwargs
+    return asyncio.run(_call(options))
+
+
+async def _call(options: dict[str, Any]) -> Any:
+    return await weekly_council(**options, return_state=True)
+
+
+def _summary(state: Any) -> dict[str, Any]:
+    """The flow's summary (the data of its final state; sync outside an event loop)."""
+    value = state.result()
+    assert isinstance(value, dict), value
+    return value
+
+
+def _decisions(engine: Engine, run_id: int) -> list[tuple[str, str, Decimal, str]]:
+    with make_session_factory(engine)() as session:
+        return [
+            (d.symbol, str(d.action), d.target_weight, str(d.status))
+            for d in q.decision_rows(session, run_id)
+        ]
+
+
+def test_the_offline_council_decides_a_past_week_end_to_end(db: Engine) -> None:
+    state = _run()
+    assert state.is_completed(), state.message
+    summary = _summary(state)
+    run_id = summary["council_run_id"]
+    decisions = _decisions(db, run_id)
+    assert decisions, "the sample week should produce at least one trade"
+    assert all(status == "approved" for *_, status in decisions)
+    assert sum(w for _, _, w, _ in decisions) <= 1
+    with make_session_factory(db)() as session:
+        run = session.get(CouncilRun, run_id)
+        assert run is not None
+        assert run.status is RunStatus.COMPLETED
+        assert run.data_hash == summary["data_hash"]
+        assert run.cost_usd == 0  # the offline analyst is free, and its records say offline
+        providers = set(session.scalars(select(LLMCall.provider).where(LLMCall.run_id == run_id)))
+        assert providers == {"offline"}
+        pitches = q.pitch_rows(session, run_id)
+        assert pitches
+        reviews = q.review_rows(session, run_id)
+        assert reviews
+        assert all(r.pitch_id in {p.id for p in pitches} for r in reviews)
+        # a reviewer never reviews its own pitch
+        authors = {p.id: p.pm for p in pitches}
+        assert all(authors[r.pitch_id] != r.reviewer for r in reviews)
+        job = session.scalars(select(Job).where(Job.type == "council")).one()
+        assert job.status is RunStatus.COMPLETED
+        assert job.result is not None
+        assert job.result["stage"] == "done"
+
+        chain = q.audit_chain(session, session.scalars(select(CouncilDecision.id)).first() or 0)
+    assert chain["data_hash"] == summary["data_hash"]
+    assert chain["pitch"] is not None
+    assert chain["votes"]
+    assert chain["research"]
+    stages = {c["stage"] for c in chain["llm_calls"]}
+    assert {"research", "pitch", "review", "chairman"} <= stages
+
+
+def test_a_bar_from_after_as_of_changes_nothing(db: Engine, tmp_path: Path) -> None:
+    first = _summary(_run())
+    absurd = tmp_path / "absurd.csv"
+    absurd.write_text(
+        "date,symbol,open,high,low,close,volume\n"
+        "2019-06-04,NVDA,1000000,1000000,1000000,1000000,1\n"  # the day after as_of
+        "2019-06-05,MSFT,0.01,0.01,0.01,0.01,1\n"
+    )
+    with unit_of_work(make_session_factory(db)) as session:
+        report = import_bar_file(session, absurd, on_conflict=ConflictRule.LAST)
+    assert report.updated == 2  # the bars are in the database: only point in time keeps them out
+    second = _summary(_run())
+    assert second["data_hash"] == first["data_hash"]
+    strip = ("decision", "status", "approved")
+    assert [{k: v for k, v in d.items() if k not in strip} for d in second["decisions"]] == [
+        {k: v for k, v in d.items() if k not in strip} for d in first["decisions"]
+    ]
+
+
+def test_a_replayed_week_gives_the_same_decision_at_no_new_cost(
+    db: Engine, llm: FakeOpenAI
+) -> None:
+    first = _summary(_run(models=[PRICED]))
+    calls = len(llm.requests)
+    assert calls > 0
+    assert Decimal(first["cost_usd"]) > 0
+    again = _summary(_run(models=[PRICED]))
+    assert len(llm.requests) == calls  # not one request more
+    assert Decimal(again["cost_usd"]) == 0
+    assert [(d["symbol"], d["action"], d["weight"]) for d in again["decisions"]] == [
+        (d["symbol"], d["action"], d["weight"]) for d in first["decisions"]
+    ]
+    with make_session_factory(db)() as session:
+        hits = session.scalars(
+            select(LLMCall.cache_hit).where(LLMCall.run_id == again["council_run_id"])
+        ).all()
+    assert hits
+    assert all(hits)
+
+
+def test_a_run_stops_cleanly_on_its_budget(db: Engine, llm: FakeOpenAI) -> None:
+    # Research fits (two analysts reserve ~$0.0031 and spend far less); the pitches do not.
+    state = _run(models=[PRICED], budget_usd=0.004)
+    assert state.is_cancelled()
+    assert "budget" in (state.message or "")
+    with make_session_factory(db)() as session:
+        run = session.scalars(select(CouncilRun)).one()
+        assert run.status is RunStatus.CANCELED
+        assert run.detail is not None
+        assert "no decision" in run.detail
+        assert session.scalar(select(func.count()).select_from(CouncilDecision)) == 0
+        assert run.cost_usd <= Decimal("0.004")
+        assert run.cost_usd > 0
+
+
+def test_a_member_whose_answer_stays_invalid_abstains_and_the_council_goes_on(
+    db: Engine, llm: FakeOpenAI
+) -> None:
+    def answer(body: dict[str, Any]) -> str:
+        content = body["messages"][-1]["content"]
+        if '"member": "analyst-momentum"' in content or "could not be used" in content:
+            return '{"regime": "fine"'  # malformed, and again after the repair request
+        return answer_council_prompt("offline/analyst", body["messages"])
+
+    llm.reset(default=Responder(answer))
+    state = _run(models=[PRICED])
+    assert state.is_completed()
+    with make_session_factory(db)() as session:
+        statuses = dict(
+            session.execute(
+                select(LLMCall.member, LLMCall.status).where(LLMCall.stage == "research")
+            ).all()
+        )
+    assert statuses["analyst-momentum"] is LLMCallStatus.PARSE_ERROR
+    assert statuses["analyst-risk_parity"] is LLMCallStatus.OK
+
+
+def test_manual_approval_pauses_until_an_approver_answers(db: Engine) -> None:
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        outcome["state"] = _run(approval="manual")
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    sessions = make_session_factory(db)
+    run_row = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with sessions() as session:
+            run_row = session.scalars(select(CouncilRun)).first()
+            decided = run_row and q.decision_rows(session, run_row.id)
+        if run_row is not None and decided and _paused(run_row.flow_run_id):
+            break
+        time.sleep(0.5)
+    assert run_row is not None
+    assert run_row.flow_run_id is not None
+    with sessions() as session:
+        proposed = q.decision_rows(session, run_row.id)
+    assert {d.status for d in proposed} == {DecisionStatus.PROPOSED}
+    rejected = proposed[0].id
+    asyncio.run(
+        _resume(
+            run_row.flow_run_id, {"reject": [rejected], "note": "too big", "approver": "tester"}
+        )
+    )
+    worker.join(timeout=60)
+    assert outcome["state"].is_completed()
+    with sessions() as session:
+        after = {d.id: d for d in q.decision_rows(session, run_row.id)}
+    assert after[rejected].status is DecisionStatus.REJECTED
+    assert after[rejected].note == "too big"
+    assert all(
+        d.status is DecisionStatus.APPROVED and d.approved_by == "tester"
+        for i, d in after.items()
+        if i != rejected
+    )
+
+
+def _paused(flow_run_id: str | None) -> bool:
+    if flow_run_id is None:
+        return False
+
+    async def state() -> bool:
+        async with get_client() as client:
+            flow_run = await client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+            return bool(flow_run.state and flow_run.state.is_paused())
+
+    return asyncio.run(state())
+
+
+async def _resume(flow_run_id: str, answer: dict[str, Any]) -> None:
+    from uuid import UUID
+
+    await resume_flow_run(UUID(flow_run_id), run_input=answer)  # type: ignore[misc]
