@@ -34,7 +34,7 @@ def review_pitches(snapshot: MarketSnapshot, pitches: list[LabelledPitch]) -> Pe
     return PeerReviewBatch(
         reviews=[
             _review(p.label, p.pitch, metrics.get(p.pitch.symbol))
-            for p in sorted(pitches, key=lambda p: p.label)
+            for p in sorted(pitches, key=lambda p: (len(p.label), p.label))  # A..Z, then AA
         ]
     )
 
