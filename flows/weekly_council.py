@@ -39,10 +39,12 @@ from db.queries import council as q
 from db.queries.bars import bar_coverage
 from db.queries.llm_calls import SqlCallStore
 from models.base import utcnow
+from models.bus import JOBS_UPDATES, BusMessage
 from models.enums import DecisionStatus, RunStatus, Timeframe
 from models.errors import BudgetExceededError
 from models.ops import Job
 from models.snapshot import MarketSnapshot
+from services.bus import Bus, BusUnavailableError, make_bus
 from services.llm.budget import RunBudget
 from services.llm.gateway import LLMGateway, ProviderLimits
 from services.llm.offline import register_offline_provider
@@ -84,9 +86,17 @@ class _Run:
         self.run_id = run_id
         self.job_id = job_id
         self.gateway = gateway
+        self.bus: Bus | None = make_bus(settings.redis_url) if settings.redis_url else None
 
-    def progress(self, stage: str, status: RunStatus = RunStatus.RUNNING, **result: Any) -> None:
-        """Move the run's job row on: the realtime process's job feed shows it."""
+    async def close(self) -> None:
+        if self.bus is not None:
+            await self.bus.close()
+
+    async def progress(
+        self, stage: str, status: RunStatus = RunStatus.RUNNING, **result: Any
+    ) -> None:
+        """Move the run's job row on and announce it on `jobs:updates` (with Redis: without
+        it the realtime process polls the jobs table, having no way to hear this process)."""
         with unit_of_work(self.sessions) as session:
             job = session.get(Job, self.job_id)
             if job is None:
@@ -95,14 +105,29 @@ class _Run:
             job.result = {**(job.result or {}), "stage": stage, **result}
             if status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED):
                 job.finished_at = utcnow()
+            data = {
+                "id": job.id,
+                "type": job.type,
+                "status": str(job.status),
+                "flow_run_id": job.flow_run_id,
+                "council_run_id": self.run_id,
+                "stage": stage,
+                **{k: v for k, v in result.items() if isinstance(v, str | int | float | None)},
+            }
+        if self.bus is None:
+            return
+        try:
+            await self.bus.publish(JOBS_UPDATES, BusMessage(type="job.updated", data=data))
+        except BusUnavailableError:  # progress is also in the jobs row; the run goes on
+            get_run_logger().warning("jobs:updates unreachable; stage %s not announced", stage)
 
 
 @task(name="market-snapshot", cache_policy=NO_CACHE)
-def snapshot_task(run: _Run, universe: list[str], as_of: datetime) -> MarketSnapshot:
+async def snapshot_task(run: _Run, universe: list[str], as_of: datetime) -> MarketSnapshot:
     with unit_of_work(run.sessions) as session:
         snapshot = build_snapshot(session, universe, as_of)
         q.get_run(session, run.run_id).data_hash = snapshot.data_hash
-    run.progress("snapshot", symbols=len(snapshot.symbols), data_hash=snapshot.data_hash)
+    await run.progress("snapshot", symbols=len(snapshot.symbols), data_hash=snapshot.data_hash)
     return snapshot
 
 
@@ -126,7 +151,7 @@ async def research_task(
     await acreate_markdown_artifact(
         markdown="\n".join(lines), key=f"council-{run.run_id}-research", description="Research"
     )
-    run.progress("research", packs=sum(o.pack is not None for o in outcomes))
+    await run.progress("research", packs=sum(o.pack is not None for o in outcomes))
     return outcomes
 
 
@@ -157,7 +182,7 @@ async def pitch_task(
     logger = get_run_logger()
     for a in abstentions:
         logger.warning("%s abstained from pitching: %s", a.member.name, a.error)
-    run.progress("pitches", pitched=len(pitches), kept=len(candidates))
+    await run.progress("pitches", pitched=len(pitches), kept=len(candidates))
     return candidates
 
 
@@ -207,7 +232,9 @@ async def review_task(
             f"{_fmt(outcome.agreement)}, position effect {_fmt(outcome.position_effect)}"
         ),
     )
-    run.progress("review", agreement=outcome.agreement, position_effect=outcome.position_effect)
+    await run.progress(
+        "review", agreement=outcome.agreement, position_effect=outcome.position_effect
+    )
     return outcome
 
 
@@ -248,7 +275,7 @@ async def chair_task(
                 outcome.call_id or None,
             )
             ids.append(decision.id)
-    run.progress("chairman", decisions=len(ids), rejected=len(outcome.rejected))
+    await run.progress("chairman", decisions=len(ids), rejected=len(outcome.rejected))
     return ids
 
 
@@ -309,7 +336,7 @@ async def weekly_council(
         await aupdate_progress_artifact(artifact_id=progress, progress=100 * done / len(STAGES))
 
     try:
-        snapshot = snapshot_task(run, symbols, when)
+        snapshot = await snapshot_task(run, symbols, when)
         await step(1)
         research = await research_task(run, roster, snapshot)
         await step(2)
@@ -326,7 +353,8 @@ async def weekly_council(
         detail = f"stopped on its LLM budget: {exc}; no decision was made"
         with unit_of_work(sessions) as session:
             q.finish_run(session, run_id, RunStatus.CANCELED, detail)
-        run.progress("budget", RunStatus.CANCELED, detail=detail)
+        await run.progress("budget", RunStatus.CANCELED, detail=detail)
+        await run.close()
         return Cancelled(message=detail)
 
     if approval == "auto" or not decision_ids:
@@ -352,7 +380,8 @@ async def weekly_council(
         "decisions": settled,
         "cost_usd": str(cost),
     }
-    run.progress("done", RunStatus.COMPLETED, decisions=len(settled), cost_usd=str(cost))
+    await run.progress("done", RunStatus.COMPLETED, decisions=len(settled), cost_usd=str(cost))
+    await run.close()
     return Completed(message=f"{len(settled)} decisions, ${cost}", data=summary)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 from sqlalchemy import Engine, func, select
@@ -25,19 +26,22 @@ from db.engine import make_engine, make_session_factory, unit_of_work
 from db.migrate import upgrade
 from db.queries import council as q
 from flows.weekly_council import weekly_council
+from models.bus import JOBS_UPDATES
 from models.council import CouncilDecision, CouncilRun
 from models.enums import DecisionStatus, LLMCallStatus, RunStatus
 from models.ops import Job, LLMCall
+from services.bus import RedisStreamsBus
 from services.llm.offline import answer_council_prompt
 from services.settings import get_settings
 from tasks.bar_validation import ConflictRule
 from tasks.import_bars import import_bar_file
-from tests.conftest import SAMPLE_DATA
+from tests.conftest import IN_CI, SAMPLE_DATA
 from tests.fake_openai import FakeOpenAI, Responder, fake_openai
 
 AS_OF = date(2019, 6, 3)
 UNIVERSE = ["AAPL", "AMZN", "BAC", "GS", "JNJ", "JPM", "MCD", "MSFT", "NVDA", "XOM"]
 PRICED = "openai/gpt-4o-mini"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
@@ -268,3 +272,47 @@ async def _resume(flow_run_id: str, answer: dict[str, Any]) -> None:
     from uuid import UUID
 
     await resume_flow_run(UUID(flow_run_id), run_input=answer)  # type: ignore[misc]
+
+
+@pytest.mark.redis
+def test_with_redis_each_stage_is_announced_on_jobs_updates(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.ConnectionError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis at {REDIS_URL} unreachable: {exc} (CI=true)", pytrace=False)
+        pytest.skip(f"Redis at {REDIS_URL} unreachable: {exc}")
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    get_settings.cache_clear()
+
+    async def newest() -> str:
+        bus = RedisStreamsBus(REDIS_URL)
+        try:
+            return await bus.latest_id(JOBS_UPDATES)
+        finally:
+            await bus.close()
+
+    async def since(position: str) -> list[dict[str, Any]]:
+        bus = RedisStreamsBus(REDIS_URL)
+        try:
+            entries = await bus.tail(JOBS_UPDATES, last_id=position, block_ms=0, count=1000)
+            return [e.message.data for e in entries]
+        finally:
+            await bus.close()
+
+    start = asyncio.run(newest())
+    summary = _summary(_run())
+    mine = [
+        m for m in asyncio.run(since(start)) if m["council_run_id"] == summary["council_run_id"]
+    ]
+    assert [m["stage"] for m in mine] == [
+        "snapshot",
+        "research",
+        "pitches",
+        "review",
+        "chairman",
+        "done",
+    ]
+    assert mine[-1]["status"] == "completed"
