@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import data, database, demo, serve
+from cli import council, data, database, demo, serve, up
 
 app = typer.Typer(
     name="aitrader",
@@ -20,8 +20,10 @@ app = typer.Typer(
 )
 app.add_typer(database.app, name="db")
 app.add_typer(data.app, name="data")
+app.add_typer(council.app, name="council")
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
+app.command("up")(up.up)
 
 
 if __name__ == "__main__":

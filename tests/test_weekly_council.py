@@ -205,11 +205,10 @@ def test_a_member_whose_answer_stays_invalid_abstains_and_the_council_goes_on(
     state = _run(models=[PRICED])
     assert state.is_completed()
     with make_session_factory(db)() as session:
-        statuses = dict(
-            session.execute(
-                select(LLMCall.member, LLMCall.status).where(LLMCall.stage == "research")
-            ).all()
-        )
+        rows = session.execute(
+            select(LLMCall.member, LLMCall.status).where(LLMCall.stage == "research")
+        ).all()
+        statuses: dict[str, LLMCallStatus] = {member: status for member, status in rows}
     assert statuses["analyst-momentum"] is LLMCallStatus.PARSE_ERROR
     assert statuses["analyst-risk_parity"] is LLMCallStatus.OK
 

@@ -1,0 +1,486 @@
+"""`aitrader council ...`: sit the weekly council here, replay a week, approve, inspect.
+
+`run` and `replay` call the flow in this process: Prefect's ephemeral mode,
+or the server at `PREFECT_API_URL`. `approve` resumes a paused run through
+the Prefect API, so it must reach the Prefect the run was started under (the
+same `PREFECT_API_URL`, or for ephemeral runs the same `PREFECT_HOME`, whose
+SQLite database both processes then share). Everything printed is read back
+from the council tables, not from Prefect's result storage.
+
+Exit codes: 0 done; 1 an error (one line on stderr); 2 a usage error;
+3 the run stopped on its LLM budget (its flow run is Cancelled, no decision made).
+
+Prefect and the flow (with litellm) are imported inside the functions that
+use them: they take seconds to import, which every `aitrader` command would
+pay, and Prefect's import sets up its logging unless ours is there first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
+from uuid import UUID
+
+import httpx
+import typer
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cli.context import CommandContext, console, err_console, open_context, run_command
+from db.queries import council as q
+from db.queries.bars import bar_coverage
+from models.council import CouncilRun
+from models.enums import RunStatus, Timeframe
+from models.errors import AITraderError, NotFoundError
+from models.ops import LLMCall
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun, State
+    from prefect.flows import Flow
+
+BUDGET_STOPPED = 3
+COLUMNS = ("id", "symbol", "action", "weight", "entry", "take-profit", "stop-loss", "status")
+CALL_COLUMNS = ("call", "stage", "model", "status", "cached", "cost")
+
+app = typer.Typer(
+    help="The weekly council: run, replay, approve, show, audit.", no_args_is_help=True
+)
+
+
+class Approval(StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+class CouncilFlowError(AITraderError):
+    """The council's flow run cannot be run, found or resumed as asked."""
+
+
+DAY = ["%Y-%m-%d"]
+AsOf = Annotated[
+    datetime | None, typer.Option(formats=DAY, help="Decide at this day's close (default: today).")
+]
+ApprovalOpt = Annotated[
+    Approval, typer.Option(help="manual: pause until `council approve`; auto: approve all.")
+]
+Budget = Annotated[float | None, typer.Option(min=0, help="LLM budget of the run, in USD.")]
+Symbols = Annotated[str | None, typer.Option(help="Universe, comma-separated (default: all).")]
+Models = Annotated[str | None, typer.Option(help="litellm models, comma-separated.")]
+MaxPositions = Annotated[int | None, typer.Option(min=1, help="Most decisions the chair may make.")]
+MaxWeight = Annotated[float | None, typer.Option(min=0, max=1, help="Largest target weight.")]
+
+
+@app.command("run")
+@run_command
+def run_cmd(
+    as_of: AsOf = None,
+    approval: ApprovalOpt = Approval.MANUAL,
+    budget: Budget = None,
+    symbols: Symbols = None,
+    models: Models = None,
+    max_positions: MaxPositions = None,
+    max_weight: MaxWeight = None,
+) -> None:
+    """Sit the council once, here, and print its decisions (exit 3: stopped on its budget)."""
+    ctx = _council_context()
+    _sit(ctx, _flow_params(as_of, approval, budget, symbols, models, max_positions, max_weight))
+
+
+@app.command("replay")
+@run_command
+def replay_cmd(
+    as_of: Annotated[datetime, typer.Option(formats=DAY, help="The week to replay.")],
+    approval: ApprovalOpt = Approval.MANUAL,
+    budget: Budget = None,
+    symbols: Symbols = None,
+    models: Models = None,
+    max_positions: MaxPositions = None,
+    max_weight: MaxWeight = None,
+) -> None:
+    """Sit a past week again, answered from the LLM response cache; compare the decisions."""
+    ctx = _council_context()
+    params = _flow_params(as_of, approval, budget, symbols, models, max_positions, max_weight)
+    run_id = _sit(ctx, params)
+    with ctx.transaction() as session:
+        run = q.get_run(session, run_id)
+        before = _previous_completed_run(session, run)
+        if before is None:
+            day = _day(run.as_of)
+            console.print(f"no earlier completed run as of {day} with these options to compare")
+            return
+        ours, theirs = _decision_lines(session, run.id), _decision_lines(session, before.id)
+    was, now = {x.symbol: x for x in theirs}, {x.symbol: x for x in ours}
+    changed = [s for s in sorted(was | now) if _key(was.get(s)) != _key(now.get(s))]
+    if not changed:
+        console.print(f"same decisions as council run {before.id}")
+        return
+    console.print(f"decisions differ from council run {before.id} (then -> now):")
+    for symbol in changed:
+        then, later = _describe(was.get(symbol)), _describe(now.get(symbol))
+        console.print(f"  {symbol}: {then} -> {later}", markup=False, soft_wrap=True)
+
+
+@app.command("approve")
+@run_command
+def approve_cmd(
+    run_id: Annotated[int, typer.Argument(help="The council run waiting for approval.")],
+    reject: Annotated[
+        list[int] | None, typer.Option(help="A decision to reject (repeatable); others approve.")
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="Why; stored with the decisions.")] = None,
+    by: Annotated[str | None, typer.Option(help="Approver's name (default: your login).")] = None,
+) -> None:
+    """Resume a paused council run: approve its decisions except the rejected ones."""
+    ctx = _council_context()
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.weekly_council import ApprovalInput
+
+    rejected = sorted(set(reject or []))
+    with ctx.transaction() as session:
+        run = q.get_run(session, run_id)
+        flow_run_id, proposed = run.flow_run_id, {d.id for d in q.decision_rows(session, run_id)}
+    if flow_run_id is None:
+        raise NotFoundError(f"council run {run_id} has no Prefect flow run")
+    if unknown := set(rejected) - proposed:
+        raise NotFoundError(f"council run {run_id} has no decisions {sorted(unknown)}")
+    state = _flow_run_state(UUID(flow_run_id), run_id)
+    if not state.is_paused():
+        raise CouncilFlowError(f"council run {run_id} is not paused: its flow run is {state.name}")
+    # The server checks run_input against the JSON schema of ApprovalInput that the pause stored.
+    answer = ApprovalInput(reject=rejected, note=note, approver=by or _login())
+    try:
+        resume_flow_run(UUID(flow_run_id), run_input=answer.model_dump(mode="json"))
+    except RuntimeError as exc:  # the server refused the input or the resume
+        raise CouncilFlowError(f"council run {run_id} was not resumed: {exc}") from None
+    console.print(
+        f"council run {run_id} resumed by {answer.approver}: {len(proposed) - len(rejected)} "
+        f"to approve, {len(rejected)} to reject. The flow picks the answer up within seconds; "
+        f"then `aitrader council show {run_id}`.",
+        markup=False,
+    )
+
+
+@app.command("show")
+@run_command
+def show_cmd(run_id: Annotated[int, typer.Argument(help="Council run id.")]) -> None:
+    """A council run: when, how it ended, what it cost, and its decisions."""
+    ctx = _council_context()
+    with ctx.transaction() as session:
+        run = q.get_run(session, run_id)
+        detail = f" ({run.detail})" if run.detail else ""
+        console.print(f"council run {run.id} as of {_day(run.as_of)}: {run.status}{detail}")
+        console.print(f"flow run {run.flow_run_id or '-'}")
+        console.print(f"data hash {run.data_hash or '-'}")
+        _print_cost(session, run)
+        lines = _print_decisions(session, run.id, title=f"decisions of council run {run.id}")
+    for x in lines:
+        if x.approver:
+            note = f": {x.note}" if x.note else ""
+            console.print(f"decision {x.decision} {x.status} by {x.approver}{note}", markup=False)
+
+
+@app.command("audit")
+@run_command
+def audit_cmd(decision_id: Annotated[int, typer.Argument(help="Council decision id.")]) -> None:
+    """Why a decision was made: its pitch, the votes, the research and every LLM call."""
+    ctx = _council_context()
+    with ctx.transaction() as session:
+        chain = q.audit_chain(session, decision_id)
+    d, run, p = chain["decision"], chain["run"], chain["pitch"]
+    by = f" by {d['approved_by']}" if d["approved_by"] else ""
+    console.print(
+        f"decision {d['id']}: {d['action']} {d['symbol']} weight {_pct(d['target_weight'])}, "
+        f"conviction {d['conviction']:.2f}, {d['status']}{by}",
+        markup=False,
+    )
+    console.print(f"  chair: {d['rationale']}", markup=False, highlight=False)
+    console.print(f"council run {run['id']} as of {_day(run['as_of'])}")
+    console.print(f"data hash {chain['data_hash']}")
+    if p is not None:
+        console.print(
+            f"pitch {p['id']} by {p['pm']}: {p['side']} {p['symbol']}, conviction "
+            f"{p['conviction']:.2f}, entry {_price(p['entry_price'])}, take-profit "
+            f"{_price(p['take_profit'])}, stop-loss {_price(p['stop_loss'])}",
+            markup=False,
+        )
+        console.print(f"  thesis: {p['thesis']}", markup=False, highlight=False)
+    votes = Table("reviewer", "saw it as", "score", "critique", title="votes", show_edge=False)
+    for v in chain["votes"]:
+        votes.add_row(v["reviewer"], v["label"] or "-", f"{v['score']:.2f}", v["critique"])
+    console.print(votes)
+    analysts = sorted({r["analyst"] for r in chain["research"]})
+    console.print(f"research: {len(chain['research'])} notes by {', '.join(analysts) or 'nobody'}")
+    calls = Table(*CALL_COLUMNS, title="LLM calls", show_edge=False)
+    for c in chain["llm_calls"]:
+        cached, cost = "yes" if c["cache_hit"] else "no", f"${c['cost_usd']:.6f}"
+        calls.add_row(str(c["id"]), c["stage"], c["model"], str(c["status"]), cached, cost)
+    console.print(calls)
+    total = sum((c["cost_usd"] for c in chain["llm_calls"]), Decimal(0))
+    console.print(f"{len(chain['llm_calls'])} LLM calls behind this decision, ${total:.6f}")
+
+
+# --- running the flow --------------------------------------------------------------
+
+
+def _council_context() -> CommandContext:
+    ctx = open_context()
+    ctx.require_schema()
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    # Prefect put its console handler on the root logger beside ours, so each of the flow's
+    # records would print twice. Ours stays: LOG_FORMAT applies to the flow's logs too.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, PrefectConsoleHandler)]:
+        root.removeHandler(handler)
+    return ctx
+
+
+def _flow_params(
+    as_of: datetime | None,
+    approval: Approval,
+    budget: float | None,
+    symbols: str | None,
+    models: str | None,
+    max_positions: int | None,
+    max_weight: float | None,
+) -> dict[str, Any]:
+    """The flow's keyword arguments; what the user left out keeps the flow's default."""
+    given = {
+        "as_of": as_of.date() if as_of else None,
+        "universe": _split(symbols, upper=True),
+        "models": _split(models),
+        "budget_usd": budget,
+        "max_positions": max_positions,
+        "max_weight": max_weight,
+    }
+    return {"approval": str(approval), **{k: v for k, v in given.items() if v is not None}}
+
+
+def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
+    """Run the flow to its end and print the outcome; the council run's id."""
+    if symbols := params.get("universe"):
+        with ctx.transaction() as session:
+            stored = {c.symbol for c in bar_coverage(session, symbols, Timeframe.D1)}
+        if missing := [s for s in symbols if s not in stored]:
+            raise NotFoundError(f"no daily bars for {', '.join(missing)}: see `aitrader data list`")
+    announce = _announcer(ctx) if params["approval"] == Approval.MANUAL else None
+    state, flow_run_id = asyncio.run(_run_flow(params, announce))
+    with ctx.transaction() as session:
+        run = _run_of_flow(session, flow_run_id) if flow_run_id else None
+        if state.is_cancelled():
+            where = f"council run {run.id}" if run else "the council"
+            err_console.print(f"{where} cancelled: {state.message}", markup=False)
+            raise typer.Exit(code=BUDGET_STOPPED)
+        if not state.is_completed() or run is None:
+            failure = state.result(raise_on_failure=False)
+            if isinstance(failure, AITraderError):
+                raise failure
+            raise CouncilFlowError(f"the council's flow run ended {state.name}: {state.message}")
+        console.print(f"council run {run.id} as of {_day(run.as_of)}: {run.status}")
+        _print_decisions(session, run.id, title=f"decisions of council run {run.id}")
+        console.print(f"data hash {run.data_hash}")
+        _print_cost(session, run)
+        return run.id
+
+
+async def _run_flow(
+    params: dict[str, Any], announce: Callable[[UUID], None] | None
+) -> tuple[State[Any], UUID | None]:
+    """Call the flow here; while it runs, tell the user once if it pauses for approval."""
+    from flows.weekly_council import weekly_council
+
+    seen: list[UUID] = []
+
+    def note_flow_run_id(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
+        seen.append(flow_run.id)
+
+    flow = weekly_council.with_options(on_running=[note_flow_run_id])
+    watcher = asyncio.create_task(_watch_for_pause(seen, announce)) if announce else None
+    try:
+        state: State[Any] = await flow(**params, return_state=True)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+    return state, seen[0] if seen else None
+
+
+async def _watch_for_pause(seen: list[UUID], announce: Callable[[UUID], None]) -> None:
+    from prefect import get_client
+
+    async with get_client() as client:
+        while True:
+            await asyncio.sleep(1)
+            state = (await client.read_flow_run(seen[0])).state if seen else None
+            if state is not None and state.is_paused():
+                announce(seen[0])
+                return
+
+
+def _announcer(ctx: CommandContext) -> Callable[[UUID], None]:
+    def announce(flow_run_id: UUID) -> None:
+        with ctx.transaction() as session:
+            run = _run_of_flow(session, flow_run_id)
+            _print_decisions(session, run.id, title=f"proposed by council run {run.id}")
+        console.print(
+            f"council run {run.id} is waiting for approval. From another shell, with the same "
+            f"DATABASE_URL and Prefect ({_prefect_location()}):\n"
+            f"  aitrader council approve {run.id} [--reject DECISION_ID ...] [--note TEXT]\n"
+            f"or Resume flow run {flow_run_id} in the Prefect UI. Ctrl-C stops waiting.",
+            markup=False,
+            highlight=False,
+        )
+
+    return announce
+
+
+def _flow_run_state(flow_run_id: UUID, run_id: int) -> State[Any]:
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+    except ObjectNotFound:
+        raise NotFoundError(
+            f"flow run {flow_run_id} of council run {run_id} is not known to "
+            f"{_prefect_location()}: approve with the PREFECT_API_URL (or PREFECT_HOME) "
+            "the run was started with"
+        ) from None
+    except httpx.TransportError as exc:
+        raise CouncilFlowError(f"cannot reach {_prefect_location()}: {exc}") from None
+    if state is None:
+        raise CouncilFlowError(f"flow run {flow_run_id} of council run {run_id} has no state")
+    return state
+
+
+def _prefect_location() -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or "the ephemeral Prefect under PREFECT_HOME"
+
+
+# --- reading and printing ----------------------------------------------------------
+
+
+class _DecisionLine(NamedTuple):
+    decision: int
+    symbol: str
+    action: str
+    weight: Decimal
+    entry: Decimal | None
+    take_profit: Decimal | None
+    stop_loss: Decimal | None
+    status: str
+    approver: str | None
+    note: str | None
+
+
+def _decision_lines(session: Session, run_id: int) -> list[_DecisionLine]:
+    pitches = {p.id: p for p in q.pitch_rows(session, run_id)}
+    lines = []
+    for d in q.decision_rows(session, run_id):
+        p = pitches.get(d.pitch_id) if d.pitch_id else None
+        entry, tp, sl = (p.entry_price, p.take_profit, p.stop_loss) if p else (None, None, None)
+        status, weight = str(d.status), d.target_weight
+        lines.append(
+            _DecisionLine(
+                d.id, d.symbol, str(d.action), weight, entry, tp, sl, status, d.approved_by, d.note
+            )
+        )
+    return lines
+
+
+def _print_decisions(session: Session, run_id: int, title: str) -> list[_DecisionLine]:
+    lines = _decision_lines(session, run_id)
+    if not lines:
+        console.print(f"{title}: none (no pitch survived validation and review)")
+        return lines
+    table = Table(*COLUMNS, title=title, show_edge=False)
+    for x in lines:
+        levels = (_price(x.entry), _price(x.take_profit), _price(x.stop_loss))
+        table.add_row(str(x.decision), x.symbol, x.action, _pct(x.weight), *levels, x.status)
+    console.print(table)
+    return lines
+
+
+def _print_cost(session: Session, run: CouncilRun) -> None:
+    calls, cached = session.execute(
+        select(func.count(), func.count().filter(LLMCall.cache_hit.is_(True))).where(
+            LLMCall.run_id == run.id
+        )
+    ).one()
+    console.print(f"LLM cost ${run.cost_usd:.6f}: {calls} calls, {cached} answered from the cache")
+
+
+def _run_of_flow(session: Session, flow_run_id: UUID) -> CouncilRun:
+    run = session.scalar(select(CouncilRun).where(CouncilRun.flow_run_id == str(flow_run_id)))
+    if run is None:
+        raise NotFoundError(f"flow run {flow_run_id} has no council run")
+    return run
+
+
+def _previous_completed_run(session: Session, run: CouncilRun) -> CouncilRun | None:
+    """The latest completed run before `run` as of the same instant with the same universe,
+    roster and rules: a run of other options is no replay. How it was approved may differ."""
+    earlier = session.scalars(
+        select(CouncilRun)
+        .where(CouncilRun.as_of == run.as_of, CouncilRun.status == RunStatus.COMPLETED)
+        .where(CouncilRun.id < run.id)
+        .order_by(CouncilRun.id.desc())
+    )
+    return next((r for r in earlier if _options(r) == _options(run)), None)
+
+
+def _options(run: CouncilRun) -> dict[str, Any]:
+    return {k: v for k, v in (run.params or {}).items() if k != "approval"}
+
+
+def _key(x: _DecisionLine | None) -> tuple[object, ...] | None:
+    """What a replay must reproduce: not ids, not the approval."""
+    return None if x is None else (x.action, x.weight, x.entry, x.take_profit, x.stop_loss)
+
+
+def _describe(x: _DecisionLine | None) -> str:
+    if x is None:
+        return "no decision"
+    levels = f"entry {_price(x.entry)} tp {_price(x.take_profit)} sl {_price(x.stop_loss)}"
+    return f"{x.action} {_pct(x.weight)}, {levels}"
+
+
+def _split(value: str | None, *, upper: bool = False) -> list[str] | None:
+    items = [s.strip() for s in (value or "").split(",") if s.strip()]
+    return [s.upper() if upper else s for s in items] or None
+
+
+def _day(as_of: datetime) -> str:
+    """A run decides as of an instant; midnight UTC is the close of the day before."""
+    if as_of.astimezone(UTC).time() == time(0):
+        return f"{(as_of - timedelta(days=1)):%Y-%m-%d}"
+    return f"{as_of:%Y-%m-%d %H:%M %Z}"
+
+
+def _pct(weight: Decimal) -> str:
+    return f"{weight:.1%}"
+
+
+def _price(value: Decimal | None) -> str:
+    """At least cents, more only where the price has them."""
+    if value is None:
+        return "-"
+    exponent = value.normalize().as_tuple().exponent
+    return f"{value:.{max(2, -exponent) if isinstance(exponent, int) else 2}f}"
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment (some containers)
+        return "cli"

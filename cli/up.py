@@ -1,0 +1,186 @@
+"""`aitrader up`: the local stack in one terminal; Ctrl-C stops all of it.
+
+Three children, started in order: a Prefect server (SQLite under
+`--prefect-home`), the served deployments (`python -m deployments.serve`:
+the weekly council on its schedule) and the realtime process (`aitrader
+serve`). The deployments start only once the Prefect API answers its health
+check. The Prefect server listens on 127.0.0.1 only. Every child gets
+`PREFECT_HOME` and `PREFECT_API_URL` pointing at that server, through an
+`env NAME=VALUE ...` prefix: each command line is complete as printed, the
+rest of the environment is inherited, and nothing here reads the environment
+(only services/settings.py does; tests/test_layering.py checks).
+
+Each child runs in its own session, so a Ctrl-C in the terminal reaches only
+this process, which then stops the children in reverse order (SIGINT, then
+SIGTERM, then SIGKILL for one that does not stop) and waits for each. SIGTERM
+is handled the same way. If a child dies, the others are stopped and the
+exit code is 1. POSIX only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import httpx
+import typer
+
+from cli.context import console, err_console, open_context, run_command
+from models.errors import AITraderError
+
+PREFECT_HOST = "127.0.0.1"
+PREFECT_STARTUP_S = 120.0
+STOP_GRACE_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """A process of the stack: a name for messages and its full command line."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+class StackError(AITraderError):
+    """A process of the local stack failed to start or died."""
+
+
+def stack_commands(
+    *,
+    host: str,
+    port: int,
+    prefect_port: int,
+    prefect_home: Path,
+    python: str = sys.executable,
+) -> list[Child]:
+    """The stack's command lines, in start order. Pure: nothing is started or read.
+
+    The Prefect settings are passed through `env NAME=VALUE ...` so each command
+    line is complete as printed and the rest of the environment is inherited.
+    """
+    home = prefect_home.resolve()
+    env = (
+        "env",
+        f"PREFECT_HOME={home}",
+        f"PREFECT_API_URL={prefect_api_url(prefect_port)}",
+        f"PREFECT_SERVER_DATABASE_CONNECTION_URL=sqlite+aiosqlite:///{home / 'prefect.db'}",
+    )
+    prefect = ("server", "start", "--host", PREFECT_HOST, "--port", str(prefect_port))
+    realtime = ("serve", "--host", host, "--port", str(port))
+    return [
+        Child("prefect", (*env, python, "-m", "prefect", *prefect)),
+        Child("deployments", (*env, python, "-m", "deployments.serve")),
+        Child("realtime", (*env, python, "-m", "cli.main", *realtime)),
+    ]
+
+
+def prefect_api_url(prefect_port: int) -> str:
+    return f"http://{PREFECT_HOST}:{prefect_port}/api"
+
+
+@run_command
+def up(
+    host: str = typer.Option("127.0.0.1", help="Interface of the realtime server."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port of the realtime server."),
+    prefect_port: int = typer.Option(4200, min=1, max=65535, help="Port of the Prefect server."),
+    prefect_home: Path = typer.Option(
+        Path("data/prefect"), help="Prefect's home: its SQLite database, profiles, logs."
+    ),
+) -> None:
+    """Start Prefect, the scheduled flows and the realtime server; Ctrl-C stops all."""
+    ctx = open_context()
+    ctx.require_schema()  # fail here, not in a child, on a database that needs `db upgrade`
+    ctx.engine.dispose()
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    children = stack_commands(
+        host=host, port=port, prefect_port=prefect_port, prefect_home=prefect_home
+    )
+    api = prefect_api_url(prefect_port)
+    running: list[tuple[Child, subprocess.Popen[bytes]]] = []
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        running.append(_start(children[0]))
+        _wait_for_health(api, running[0])
+        for child in children[1:]:
+            running.append(_start(child))
+        console.print(
+            f"AITrader is up. Prefect UI: http://{PREFECT_HOST}:{prefect_port}  "
+            f"realtime API: http://{host}:{port} (docs: /docs)\n"
+            f"Councils pause for approval: PREFECT_API_URL={api} "
+            "aitrader council approve RUN_ID. Ctrl-C stops everything.",
+            highlight=False,
+        )
+        child, code = _wait_for_exit(running)
+        raise StackError(f"{child.name} exited with code {code}, so the stack was stopped")
+    except KeyboardInterrupt:
+        console.print("stopping ...")
+    finally:
+        # Stopping is bounded (SIGKILL last); another Ctrl-C must not cut it short.
+        for sig in handlers:
+            signal.signal(sig, signal.SIG_IGN)
+        _stop(running)
+        for sig, handler in handlers.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    console.print("stopped")
+
+
+def _start(child: Child) -> tuple[Child, subprocess.Popen[bytes]]:
+    console.print(f"starting {child.name}: {' '.join(child.argv)}", highlight=False, soft_wrap=True)
+    return child, subprocess.Popen(child.argv, start_new_session=True)  # noqa: S603
+
+
+def _wait_for_health(api: str, server: tuple[Child, subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + PREFECT_STARTUP_S
+    while time.monotonic() < deadline:
+        if (code := server[1].poll()) is not None:
+            raise StackError(f"the Prefect server exited with code {code} before it was healthy")
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.5)
+    raise StackError(f"the Prefect API at {api} was not healthy after {PREFECT_STARTUP_S:.0f} s")
+
+
+def _wait_for_exit(running: Sequence[tuple[Child, subprocess.Popen[bytes]]]) -> tuple[Child, int]:
+    while True:
+        for child, process in running:
+            if (code := process.poll()) is not None:
+                return child, code
+        time.sleep(0.5)
+
+
+def _stop(running: list[tuple[Child, subprocess.Popen[bytes]]]) -> None:
+    """Stop the children last-started first; each gets SIGINT, SIGTERM, then SIGKILL."""
+    for child, process in reversed(running):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            if process.poll() is not None:
+                break
+            _signal_group(process, sig)
+            try:
+                process.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                err_console.print(f"{child.name} did not stop on {sig.name}")
+        console.print(f"{child.name} stopped ({process.returncode})")
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Signal the child's process group: its own children (flow runs, workers) too."""
+    # The child leads its own session (start_new_session), so its group id is its pid.
+    with contextlib.suppress(ProcessLookupError):  # gone already
+        os.killpg(process.pid, sig)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM stops the stack the way Ctrl-C does."""
+    raise KeyboardInterrupt

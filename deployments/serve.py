@@ -1,0 +1,56 @@
+"""`python -m deployments.serve`: the weekly council served with its schedule, no work pool.
+
+This is the local way to run deployments (`aitrader up` starts it beside a
+Prefect server): one long-lived process polls the Prefect API at
+`PREFECT_API_URL` for runs of its deployments, scheduled or started from the
+UI, and executes them in subprocesses. Production uses `prefect.yaml` and a
+process work pool instead; the deployment is the same one — name, cron,
+timezone, parameters, concurrency limit — and tests/test_cli_council.py checks
+that the two definitions agree.
+
+Served runs load the flow by module path (`flows.weekly_council.weekly_council`)
+rather than by file, so the process can start from any working directory.
+Importing this module has no side effects; `main()` blocks until Ctrl-C/SIGTERM.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron
+from prefect.types.entrypoint import EntrypointType
+
+from flows.weekly_council import weekly_council
+
+WEEKLY_COUNCIL = "weekly-council"
+WEEKLY_COUNCIL_CRON = "0 6 * * 1"  # Mondays 06:00, before the US open
+WEEKLY_COUNCIL_TIMEZONE = "America/New_York"
+WEEKLY_COUNCIL_PARAMETERS: dict[str, Any] = {"approval": "manual"}
+# One council at a time: the LLM gateway's per-provider limit is process-wide
+# and relies on it (docs/decisions/0007).
+WEEKLY_COUNCIL_CONCURRENCY = 1
+
+
+def council_deployment() -> RunnerDeployment:
+    """The weekly council deployment as `prefect.yaml` declares it, ready to serve."""
+    deployment = weekly_council.to_deployment(
+        name=WEEKLY_COUNCIL,
+        description="The weekly council; each run pauses for human approval.",
+        schedules=[Cron(WEEKLY_COUNCIL_CRON, timezone=WEEKLY_COUNCIL_TIMEZONE)],
+        parameters=dict(WEEKLY_COUNCIL_PARAMETERS),
+        concurrency_limit=WEEKLY_COUNCIL_CONCURRENCY,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    # `to_deployment` is async-dispatched: called outside an event loop it returns the object.
+    return cast(RunnerDeployment, deployment)
+
+
+def main() -> None:
+    """Serve the deployments until interrupted; their schedules pause on shutdown."""
+    serve(council_deployment())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""`aitrader council ...` and `aitrader up` as a user meets them: output and exit codes.
+
+The council commands run the real flow on the sample data under the session's
+Prefect harness; a priced model is the fake OpenAI server answering with the
+offline analyst's answers, so a replay at $0 means something. `aitrader up`
+is tested through the command lines it builds, not by starting a server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]  # no stubs installed; prefect brings PyYAML
+from prefect.cli.deploy._models import PrefectYamlModel
+from prefect.flows import Flow, load_flow_from_entrypoint
+from prefect.settings import PREFECT_API_URL
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from cli.main import app
+from cli.up import stack_commands
+from db.engine import make_engine, make_session_factory, unit_of_work
+from db.migrate import upgrade
+from db.queries import council as q
+from deployments import serve as served
+from models.council import CouncilRun
+from models.enums import DecisionStatus
+from services.llm.offline import answer_council_prompt
+from services.settings import get_settings
+from tasks.import_bars import import_bar_file
+from tests.conftest import REPO, SAMPLE_DATA
+from tests.fake_openai import FakeOpenAI, Responder, fake_openai
+
+Run = Callable[..., tuple[int, str]]
+AS_OF = "2019-06-03"
+PRICED = "openai/gpt-4o-mini"
+
+
+@pytest.fixture
+def sample_db(fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> str:
+    """A migrated database with the sample bars; the flow finds it through DATABASE_URL."""
+    engine = make_engine(fresh_db_url)
+    upgrade(engine)
+    with unit_of_work(make_session_factory(engine)) as session:
+        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
+    engine.dispose()
+    monkeypatch.setenv("DATABASE_URL", fresh_db_url)
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    return fresh_db_url
+
+
+@pytest.fixture
+def aitrader(sample_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Run]:
+    """Run `aitrader ...` in-process; returns (exit code, stdout and stderr)."""
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()  # the flow reads settings through the cached getter
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str]:
+        result = runner.invoke(app, list(args))
+        # The command's log handler writes to the runner's stream, closed now; later records
+        # (the harness, flow threads) would report "I/O operation on closed file".
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h.get_name() == "aitrader"]:
+            root.removeHandler(handler)
+        return result.exit_code, result.output
+
+    yield run
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def priced_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    def answer(body: dict[str, Any]) -> str:
+        return answer_council_prompt("offline/analyst", body["messages"])
+
+    with fake_openai(default=Responder(answer)) as server:
+        monkeypatch.setenv("LLM_API_BASE", server.base_url)
+        monkeypatch.setenv("LLM_API_KEY", "test-key")
+        get_settings.cache_clear()
+        yield server
+
+
+def _run_id(out: str) -> int:
+    match = re.search(r"council run (\d+) as of", out)
+    assert match, out
+    return int(match.group(1))
+
+
+def _cost(out: str) -> str:
+    match = re.search(r"LLM cost \$(\d+\.\d{6}): (\d+) calls, (\d+) answered from the cache", out)
+    assert match, out
+    return match.group(1)
+
+
+def test_council_run_prints_the_decision_table_the_run_id_the_data_hash_and_the_cost(
+    aitrader: Run,
+) -> None:
+    code, out = aitrader("council", "run", "--as-of", AS_OF, "--approval", "auto")
+    assert code == 0, out
+    assert f"council run {_run_id(out)} as of {AS_OF}: completed" in out
+    for column in ("symbol", "action", "weight", "entry", "take-profit", "stop-loss", "status"):
+        assert column in out
+    assert re.search(r"\b(buy|sell)\b.*%.*approved", out), out
+    assert re.search(r"data hash [0-9a-f]{64}", out), out
+    assert _cost(out) == "0.000000"  # the offline analyst is free
+
+
+def test_a_replayed_week_is_answered_from_the_cache_at_no_cost_with_the_same_decisions(
+    aitrader: Run, priced_llm: FakeOpenAI
+) -> None:
+    options = ("--as-of", AS_OF, "--approval", "auto", "--models", PRICED)
+    code, first = aitrader("council", "replay", *options)
+    assert code == 0, first
+    assert f"no earlier completed run as of {AS_OF} with these options to compare" in first
+    assert float(_cost(first)) > 0
+    requests = len(priced_llm.requests)
+
+    code, again = aitrader("council", "replay", *options)
+    assert code == 0, again
+    assert _cost(again) == "0.000000"
+    calls, cached = re.findall(r"(\d+) calls, (\d+) answered from the cache", again)[0]
+    assert calls == cached
+    assert len(priced_llm.requests) == requests  # not one request more
+    assert f"same decisions as council run {_run_id(first)}" in again
+
+
+def test_a_replay_that_decides_differently_names_each_changed_decision(
+    aitrader: Run, sample_db: str
+) -> None:
+    code, out = aitrader("council", "run", "--as-of", AS_OF, "--approval", "auto")
+    assert code == 0, out
+    first = _run_id(out)
+    engine = make_engine(sample_db)
+    with unit_of_work(make_session_factory(engine)) as session:
+        changed = q.decision_rows(session, first)[0]
+        changed.target_weight = Decimal("0.01")  # as if the earlier run had decided otherwise
+        symbol = changed.symbol
+    engine.dispose()
+    code, out = aitrader("council", "replay", "--as-of", AS_OF, "--approval", "auto")
+    assert code == 0, out
+    assert f"decisions differ from council run {first} (then -> now):" in out
+    changes = out.split("(then -> now):")[1].strip().splitlines()
+    assert len(changes) == 1
+    assert changes[0].startswith(f"{symbol}: ")
+    assert " 1.0%, entry " in changes[0]
+
+
+def test_a_run_over_symbols_without_bars_is_refused_before_it_starts(aitrader: Run) -> None:
+    code, out = aitrader("council", "run", "--approval", "auto", "--symbols", "nvda,FOO")
+    assert code == 1
+    assert out.strip() == "error: no daily bars for FOO: see `aitrader data list`"
+
+
+def test_a_run_stopped_by_its_budget_says_why_and_exits_3(
+    aitrader: Run, priced_llm: FakeOpenAI
+) -> None:
+    code, out = aitrader(
+        "council", "run", "--as-of", AS_OF, "--approval", "auto", "--models", PRICED,
+        "--budget", "0.004",
+    )  # fmt: skip
+    assert code == 3, out
+    assert "cancelled: stopped on its LLM budget" in out
+    assert "no decision was made" in out
+
+
+def test_approving_an_unknown_run_fails_in_one_line(aitrader: Run) -> None:
+    code, out = aitrader("council", "approve", "999")
+    assert code == 1
+    assert out.strip() == "error: council run 999 does not exist"
+
+
+def test_show_and_audit_print_the_run_and_the_chain_behind_a_decision(
+    aitrader: Run, sample_db: str
+) -> None:
+    code, out = aitrader("council", "run", "--as-of", AS_OF, "--approval", "auto")
+    assert code == 0, out
+    run_id = _run_id(out)
+    code, shown = aitrader("council", "show", str(run_id))
+    assert code == 0, shown
+    assert f"council run {run_id} as of {AS_OF}: completed" in shown
+    assert "take-profit" in shown
+    assert re.search(r"decision \d+ approved by auto", shown), shown
+
+    decision = _decisions(sample_db, run_id)[0]
+    code, audit = aitrader("council", "audit", str(decision))
+    assert code == 0, audit
+    assert f"decision {decision}: " in audit
+    assert re.search(r"pitch \d+ by pm-\w+: (buy|sell) ", audit), audit
+    assert "votes" in audit
+    assert re.search(r"research: \d+ notes by analyst-", audit), audit
+    for stage in ("research", "pitch", "review", "chairman"):
+        assert stage in audit
+    assert "offline/" in audit  # the model of each call
+    assert re.search(r"data hash [0-9a-f]{64}", audit), audit
+
+    code, out = aitrader("council", "approve", str(run_id))
+    assert code == 1
+    assert f"council run {run_id} is not paused: its flow run is Completed" in out
+
+
+def test_a_manual_run_waits_until_an_approver_in_another_process_resumes_it(
+    aitrader: Run, sample_db: str, tmp_path: Path
+) -> None:
+    script = Path(sys.executable).parent / "aitrader"
+    env = os.environ | {
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),  # the harness's server
+        "PYTHONUNBUFFERED": "1",
+    }
+    council = subprocess.Popen(
+        [str(script), "council", "run", "--as-of", AS_OF],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert council.stdout is not None
+    try:
+        shown = []
+        for line in council.stdout:
+            shown.append(line)
+            if "aitrader council approve" in line:
+                break
+        run_id = int(re.findall(r"aitrader council approve (\d+)", "".join(shown))[0])
+        assert f"council run {run_id} is waiting for approval" in " ".join("".join(shown).split())
+        proposed = _decisions(sample_db, run_id)
+        rejected = proposed[0]
+
+        code, out = aitrader("council", "approve", str(run_id), "--reject", "999999")
+        assert code == 1
+        assert f"council run {run_id} has no decisions [999999]" in out
+
+        code, out = aitrader(
+            "council", "approve", str(run_id), "--reject", str(rejected),
+            "--note", "too big", "--by", "tester",
+        )  # fmt: skip
+        assert code == 0, out
+        assert f"council run {run_id} resumed by tester" in out
+        rest, _ = council.communicate(timeout=60)
+    finally:
+        council.kill()
+    assert council.returncode == 0, rest
+    assert re.search(rf"^\s*{rejected}\s.*rejected", rest, re.MULTILINE), rest
+    statuses = _statuses(sample_db, run_id)
+    assert statuses.pop(rejected) == (DecisionStatus.REJECTED, "tester", "too big")
+    assert set(statuses.values()) == {(DecisionStatus.APPROVED, "tester", "too big")}
+
+
+def _decisions(url: str, run_id: int) -> list[int]:
+    return list(_statuses(url, run_id))
+
+
+def _statuses(url: str, run_id: int) -> dict[int, tuple[DecisionStatus, str | None, str | None]]:
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            assert session.scalar(select(CouncilRun.id).where(CouncilRun.id == run_id))
+            return {
+                d.id: (d.status, d.approved_by, d.note) for d in q.decision_rows(session, run_id)
+            }
+    finally:
+        engine.dispose()
+
+
+# --- how it runs: `aitrader up`, prefect.yaml, deployments/serve.py -------------------
+
+
+def test_up_starts_prefect_then_the_served_flows_then_the_realtime_server(tmp_path: Path) -> None:
+    home = tmp_path / "prefect"
+    children = stack_commands(
+        host="0.0.0.0", port=8001, prefect_port=4300, prefect_home=home, python="/py"
+    )
+    assert [c.name for c in children] == ["prefect", "deployments", "realtime"]
+    env = (
+        "env",
+        f"PREFECT_HOME={home}",
+        "PREFECT_API_URL=http://127.0.0.1:4300/api",
+        f"PREFECT_SERVER_DATABASE_CONNECTION_URL=sqlite+aiosqlite:///{home}/prefect.db",
+    )
+    server, flows, realtime = (c.argv for c in children)
+    assert server == (*env, "/py", "-m", "prefect", "server", "start",
+                      "--host", "127.0.0.1", "--port", "4300")  # fmt: skip
+    assert flows == (*env, "/py", "-m", "deployments.serve")
+    assert realtime == (
+        *env,
+        "/py",
+        "-m",
+        "cli.main",
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8001",
+    )
+
+
+def test_up_resolves_a_relative_prefect_home_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    children = stack_commands(host="h", port=1, prefect_port=2, prefect_home=Path("data/prefect"))
+    assert f"PREFECT_HOME={tmp_path / 'data' / 'prefect'}" in children[0].argv
+
+
+def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves() -> None:
+    doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    PrefectYamlModel.model_validate(doc)  # the shape `prefect deploy` reads
+    (council,) = doc["deployments"]
+    assert council["name"] == served.WEEKLY_COUNCIL == "weekly-council"
+    assert council["entrypoint"] == "flows/weekly_council.py:weekly_council"
+    flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / council["entrypoint"]))
+    assert isinstance(flow, Flow)
+    assert flow.name == "weekly-council"
+    assert council["work_pool"]["name"] == "aitrader-process"
+    assert council["concurrency_limit"] == served.WEEKLY_COUNCIL_CONCURRENCY == 1
+    assert council["parameters"] == served.WEEKLY_COUNCIL_PARAMETERS == {"approval": "manual"}
+    (schedule,) = council["schedules"]
+    assert (schedule["cron"], schedule["timezone"]) == ("0 6 * * 1", "America/New_York")
+    assert schedule["cron"] == served.WEEKLY_COUNCIL_CRON
+    assert schedule["timezone"] == served.WEEKLY_COUNCIL_TIMEZONE
+
+    deployment = served.council_deployment()  # built, not served: importing starts nothing
+    assert deployment.name == council["name"]
+    assert deployment.entrypoint == "flows.weekly_council.weekly_council"
+    assert deployment.concurrency_limit == 1
+    assert deployment.parameters == {"approval": "manual"}
+    (served_schedule,) = deployment.schedules or []
+    assert served_schedule.schedule.cron == schedule["cron"]  # type: ignore[union-attr]
+    assert served_schedule.schedule.timezone == schedule["timezone"]  # type: ignore[union-attr]
