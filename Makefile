@@ -9,10 +9,10 @@ SERVE  ?= 1
 
 .PHONY: demo serve test lint format install clean
 
-demo: $(STAMP) ## set up, migrate and import the sample, summarise, then serve (Ctrl-C stops)
+demo: $(STAMP) ## set up, import the sample, sit the council on its last week, then the stack (Ctrl-C stops)
 	$(BIN)/aitrader demo
 ifneq ($(SERVE),0)
-	$(BIN)/aitrader serve --host $(HOST) --port $(PORT)
+	$(BIN)/aitrader up --host $(HOST) --port $(PORT)
 endif
 
 serve: $(STAMP) ## the realtime process alone

@@ -19,7 +19,7 @@ from db.engine import check_connection, make_engine, make_session_factory, unit_
 from db.migrate import current_revision, head_revision
 from models.errors import AITraderError, ConfigurationError
 from services.log_setup import configure_logging
-from services.settings import Settings, load_settings
+from services.settings import Settings, get_settings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -51,6 +51,9 @@ class CommandContext:
 
 
 def open_context() -> CommandContext:
+    # Flows read the process's cached settings; a command starts from what the environment
+    # says now, so both agree even when one process runs several commands (tests do).
+    get_settings.cache_clear()
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the CLI prints its own summary

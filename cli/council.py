@@ -21,7 +21,7 @@ import asyncio
 import getpass
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
@@ -228,6 +228,11 @@ def audit_cmd(decision_id: Annotated[int, typer.Argument(help="Council decision 
 
 
 # --- running the flow --------------------------------------------------------------
+
+
+def sit_offline_week(as_of: date) -> int:
+    """The demo's council: `as_of`, approval auto, the configured models (offline by default)."""
+    return _sit(_council_context(), {"approval": str(Approval.AUTO), "as_of": as_of})
 
 
 def _council_context() -> CommandContext:

@@ -1,8 +1,10 @@
 """`aitrader demo`: the product on the embedded defaults, from an empty machine.
 
-For now: migrate the configured database, import the bundled sample and its
-sectors, and summarise what is stored. Later issues extend it until it runs
-the council, the backtest and the realtime process.
+Migrate the configured database, import the bundled sample and its sectors,
+summarise what is stored, then sit the weekly council for the sample's last
+week (the offline analyst unless LLM_MODELS says otherwise, approval auto)
+and print its decisions. `make demo` then starts the stack (`aitrader up`).
+Later issues add execution and the backtest.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import typer
 from rich.table import Table
 
 from cli.context import console, open_context, run_command
+from cli.council import sit_offline_week
 from cli.data import print_report
 from db.migrate import upgrade
 from db.queries.bars import bar_coverage, bars_as_of
@@ -27,8 +30,9 @@ SAMPLE_SECTORS = "sp500_sectors_sample.csv"
 @run_command
 def demo(
     sample_dir: Path | None = typer.Option(None, help="Folder with the sample files."),
+    council: bool = typer.Option(True, help="Sit the weekly council on the sample's last week."),
 ) -> None:
-    """Migrate, import the bundled sample, and print a summary."""
+    """Migrate, import the bundled sample, print a summary, and run the council on it."""
     ctx = open_context()
     folder = sample_dir or ctx.settings.sample_data_dir
     console.rule("AITrader demo")
@@ -60,3 +64,10 @@ def demo(
         f"{len(coverage)} symbols, {sum(c.bars for c in coverage):,} daily bars, "
         f"as of {last:%Y-%m-%d}. Next: `aitrader data list`, `aitrader data import PATH`."
     )
+    if council:
+        console.rule(f"weekly council as of {last:%Y-%m-%d}")
+        run_id = sit_offline_week(last.date())
+        console.print(
+            f"Next: `aitrader council audit DECISION_ID`, `aitrader council show {run_id}`, "
+            "`aitrader up` (Prefect UI with the run's artifacts, and the realtime server)."
+        )

@@ -57,6 +57,11 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+# Libraries that log every request at INFO (litellm: one line per model call, through a
+# handler of its own): warnings and above only, through our handler.
+CHATTY = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx")
+
+
 def configure_logging(level: str, fmt: LogFormat, stream: TextIO | None = None) -> None:
     """Install one handler on the root logger, replacing any earlier one of ours."""
     stream = stream or sys.stderr
@@ -70,3 +75,9 @@ def configure_logging(level: str, fmt: LogFormat, stream: TextIO | None = None) 
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in CHATTY:
+        chatty = logging.getLogger(name)
+        chatty.setLevel(max(logging.WARNING, root.level))
+        chatty.propagate = True
+        for own in list(chatty.handlers):  # litellm adds a stderr handler of its own
+            chatty.removeHandler(own)
