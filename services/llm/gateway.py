@@ -53,6 +53,7 @@ T = TypeVar("T", bound=BaseModel)
 Mode = Literal["auto", "schema", "prompt"]
 Message = dict[str, Any]
 ZERO = Decimal(0)
+SLOT_POLL_S = 0.01  # against LLM latencies of a second or more
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,10 @@ class LLMGateway:
         self, model: str, provider: str, messages: list[Message], extra: dict[str, Any]
     ) -> Any:
         sem = self._limits.semaphore(provider)
-        await asyncio.to_thread(sem.acquire)
+        # Polled, not `to_thread(sem.acquire)`: a call cancelled while waiting (a budget stop
+        # cancels its stage) must not acquire a slot afterwards that nobody would release.
+        while not sem.acquire(blocking=False):
+            await asyncio.sleep(SLOT_POLL_S)
         try:
             return await litellm.acompletion(
                 model=model,
