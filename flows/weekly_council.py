@@ -42,7 +42,7 @@ from models.base import utcnow
 from models.bus import JOBS_UPDATES, BusMessage
 from models.enums import DecisionStatus, RunStatus, Timeframe
 from models.errors import BudgetExceededError
-from models.ops import Job
+from models.ops import AuditEvent, Job
 from models.snapshot import MarketSnapshot
 from services.bus import Bus, BusUnavailableError, make_bus
 from services.llm.budget import RunBudget
@@ -50,7 +50,7 @@ from services.llm.gateway import LLMGateway, ProviderLimits
 from services.llm.offline import register_offline_provider
 from services.settings import Settings, get_settings
 from tasks.council.aggregate import label_order
-from tasks.council.roster import Roster, default_roster
+from tasks.council.roster import Member, Roster, default_roster, roster_of
 from tasks.council.stages import (
     Candidate,
     ChairOutcome,
@@ -131,7 +131,7 @@ async def snapshot_task(run: _Run, universe: list[str], as_of: datetime) -> Mark
     return snapshot
 
 
-@task(name="research", cache_policy=NO_CACHE)
+@task(name="research", cache_policy=NO_CACHE, tags=["llm"])
 async def research_task(
     run: _Run, roster: Roster, snapshot: MarketSnapshot
 ) -> list[ResearchOutcome]:
@@ -155,7 +155,7 @@ async def research_task(
     return outcomes
 
 
-@task(name="pitches", cache_policy=NO_CACHE)
+@task(name="pitches", cache_policy=NO_CACHE, tags=["llm"])
 async def pitch_task(
     run: _Run,
     roster: Roster,
@@ -186,7 +186,7 @@ async def pitch_task(
     return candidates
 
 
-@task(name="peer-review", cache_policy=NO_CACHE)
+@task(name="peer-review", cache_policy=NO_CACHE, tags=["llm"])
 async def review_task(
     run: _Run, roster: Roster, snapshot: MarketSnapshot, candidates: list[Candidate]
 ) -> ReviewOutcome:
@@ -238,7 +238,7 @@ async def review_task(
     return outcome
 
 
-@task(name="chairman", cache_policy=NO_CACHE)
+@task(name="chairman", cache_policy=NO_CACHE, tags=["llm"])
 async def chair_task(
     run: _Run,
     roster: Roster,
@@ -251,10 +251,23 @@ async def chair_task(
         run.gateway, roster, snapshot, candidates, review, run.run_id, rules
     )
     logger = get_run_logger()
-    for call, reason in outcome.rejected:
-        logger.warning("chairman call on %s rejected: %s", call.symbol, reason)
     ids = []
     with unit_of_work(run.sessions) as session:
+        for call, reason in outcome.rejected:
+            logger.warning("chairman call on %s rejected: %s", call.symbol, reason)
+            session.add(
+                AuditEvent(
+                    actor=roster.chairman.name,
+                    event="chairman.call_rejected",
+                    entity_type="council_run",
+                    entity_id=str(run.run_id),
+                    payload={
+                        "call": call.model_dump(mode="json"),
+                        "reason": reason,
+                        "llm_call_id": outcome.call_id,
+                    },
+                )
+            )
         for call, pitch_id in outcome.accepted:
             standing = review.ranking.standing(pitch_id)
             decision = q.add_decision(
@@ -284,6 +297,7 @@ async def weekly_council(
     as_of: date | None = None,
     universe: list[str] | None = None,
     models: list[str] | None = None,
+    members: list[Member] | None = None,
     approval: Literal["manual", "auto"] = "manual",
     budget_usd: float | None = None,
     max_positions: int = 5,
@@ -291,12 +305,17 @@ async def weekly_council(
     min_reward_risk: float = 1.5,
     approval_timeout_s: int = 7 * 24 * 3600,
 ) -> State[Any]:
-    """One council sitting for `as_of` (default: today); returns the run's summary."""
+    """One council sitting for `as_of` (default: today); returns the run's summary.
+
+    `members` seats a council of your own (roles analyst, pm and one chairman, each with a
+    persona and a model); otherwise the standard council sits, on `models` (or LLM_MODELS)
+    taken in turn, the offline analyst when there are none.
+    """
     settings = get_settings()
     register_offline_provider()
     when = _as_of_instant(as_of)
     configured = [m for m in (models or settings.llm_models) if m != "offline"]
-    roster = default_roster(configured)
+    roster = roster_of(members) if members else default_roster(configured)
     sessions = make_session_factory(make_engine(settings.database_url))
     with unit_of_work(sessions) as session:
         symbols = universe or sorted({c.symbol for c in bar_coverage(session, None, Timeframe.D1)})

@@ -8,6 +8,7 @@ own answers, which is how replay at $0 and the budget stop are shown.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -29,11 +30,12 @@ from flows.weekly_council import weekly_council
 from models.bus import JOBS_UPDATES
 from models.council import CouncilDecision, CouncilRun
 from models.enums import DecisionStatus, LLMCallStatus, RunStatus
-from models.ops import Job, LLMCall
+from models.ops import AuditEvent, Job, LLMCall
 from services.bus import RedisStreamsBus
 from services.llm.offline import answer_council_prompt
 from services.settings import get_settings
 from tasks.bar_validation import ConflictRule
+from tasks.council.roster import Member, Role
 from tasks.import_bars import import_bar_file
 from tests.conftest import IN_CI, SAMPLE_DATA
 from tests.fake_openai import FakeOpenAI, Responder, fake_openai
@@ -315,3 +317,57 @@ def test_with_redis_each_stage_is_announced_on_jobs_updates(
         "done",
     ]
     assert mine[-1]["status"] == "completed"
+
+
+def test_a_chairman_call_on_something_never_pitched_is_rejected_and_recorded(
+    db: Engine, llm: FakeOpenAI
+) -> None:
+    def answer(body: dict[str, Any]) -> str:
+        content = answer_council_prompt("offline/analyst", body["messages"])
+        if '"stage": "chairman"' not in body["messages"][-1]["content"]:
+            return content
+        verdict = json.loads(content)
+        verdict["calls"].append(
+            {
+                "symbol": "ZZZZ",
+                "action": "buy",
+                "conviction": "0.9",
+                "target_weight": "0.000001",
+                "rationale": "a hunch",
+                "pitch": "ZZ",
+            }
+        )
+        return json.dumps(verdict)
+
+    llm.reset(default=Responder(answer))
+    summary = _summary(_run(models=[PRICED]))
+    assert "ZZZZ" not in {d["symbol"] for d in summary["decisions"]}
+    with make_session_factory(db)() as session:
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.event == "chairman.call_rejected")
+        ).all()
+    assert len(events) == 1
+    assert events[0].entity_id == str(summary["council_run_id"])
+    assert events[0].payload["call"]["symbol"] == "ZZZZ"
+    assert "was not shown" in events[0].payload["reason"]
+
+
+def test_a_council_of_your_own_members_sits(db: Engine) -> None:
+    members = [
+        Member(name="quant", role=Role.ANALYST, persona="momentum", model="offline/momentum"),
+        Member(name="pm-a", role=Role.PM, persona="momentum", model="offline/momentum"),
+        Member(name="pm-b", role=Role.PM, persona="risk_parity", model="offline/risk_parity"),
+        Member(name="chair", role=Role.CHAIRMAN, persona="chairman", model="offline/analyst"),
+    ]
+    summary = _summary(_run(members=members))
+    with make_session_factory(db)() as session:
+        asked = set(
+            session.scalars(
+                select(LLMCall.member).where(LLMCall.run_id == summary["council_run_id"])
+            )
+        )
+        run = session.get(CouncilRun, summary["council_run_id"])
+    assert asked == {"quant", "pm-a", "pm-b", "chair"}
+    assert run is not None
+    assert run.params is not None
+    assert [m["name"] for m in run.params["roster"]] == ["quant", "pm-a", "pm-b", "chair"]

@@ -83,3 +83,15 @@ def default_roster(models: Sequence[str] = (), seats: Seats | None = None) -> Ro
             model=models[0] if models else "offline/analyst",
         ),
     )
+
+
+def roster_of(members: Sequence[Member]) -> Roster:
+    """A council from a flat list of members; exactly one must be the chairman."""
+    chairs = [m for m in members if m.role is Role.CHAIRMAN]
+    if len(chairs) != 1:
+        raise ValueError(f"a council needs exactly one chairman, got {len(chairs)}")
+    return Roster(
+        analysts=[m for m in members if m.role is Role.ANALYST],
+        pms=[m for m in members if m.role is Role.PM],
+        chairman=chairs[0],
+    )
