@@ -30,16 +30,14 @@ from uuid import UUID
 import httpx
 import typer
 from rich.table import Table
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cli.context import CommandContext, console, err_console, open_context, run_command
 from db.queries import council as q
 from db.queries.bars import bar_coverage
 from models.council import CouncilRun
-from models.enums import RunStatus, Timeframe
+from models.enums import Timeframe
 from models.errors import AITraderError, NotFoundError
-from models.ops import LLMCall
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun, State
@@ -110,7 +108,7 @@ def replay_cmd(
     run_id = _sit(ctx, params)
     with ctx.transaction() as session:
         run = q.get_run(session, run_id)
-        before = _previous_completed_run(session, run)
+        before = q.previous_completed_run(session, run)
         if before is None:
             day = _day(run.as_of)
             console.print(f"no earlier completed run as of {day} with these options to compare")
@@ -279,7 +277,7 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
     announce = _announcer(ctx) if params["approval"] == Approval.MANUAL else None
     state, flow_run_id = asyncio.run(_run_flow(params, announce))
     with ctx.transaction() as session:
-        run = _run_of_flow(session, flow_run_id) if flow_run_id else None
+        run = q.run_of_flow(session, flow_run_id) if flow_run_id else None
         if state.is_cancelled():
             where = f"council run {run.id}" if run else "the council"
             err_console.print(f"{where} cancelled: {state.message}", markup=False)
@@ -332,7 +330,7 @@ async def _watch_for_pause(seen: list[UUID], announce: Callable[[UUID], None]) -
 def _announcer(ctx: CommandContext) -> Callable[[UUID], None]:
     def announce(flow_run_id: UUID) -> None:
         with ctx.transaction() as session:
-            run = _run_of_flow(session, flow_run_id)
+            run = q.run_of_flow(session, flow_run_id)
             _print_decisions(session, run.id, title=f"proposed by council run {run.id}")
         console.print(
             f"council run {run.id} is waiting for approval. From another shell, with the same "
@@ -417,35 +415,8 @@ def _print_decisions(session: Session, run_id: int, title: str) -> list[_Decisio
 
 
 def _print_cost(session: Session, run: CouncilRun) -> None:
-    calls, cached = session.execute(
-        select(func.count(), func.count().filter(LLMCall.cache_hit.is_(True))).where(
-            LLMCall.run_id == run.id
-        )
-    ).one()
+    calls, cached = q.call_counts(session, run.id)
     console.print(f"LLM cost ${run.cost_usd:.6f}: {calls} calls, {cached} answered from the cache")
-
-
-def _run_of_flow(session: Session, flow_run_id: UUID) -> CouncilRun:
-    run = session.scalar(select(CouncilRun).where(CouncilRun.flow_run_id == str(flow_run_id)))
-    if run is None:
-        raise NotFoundError(f"flow run {flow_run_id} has no council run")
-    return run
-
-
-def _previous_completed_run(session: Session, run: CouncilRun) -> CouncilRun | None:
-    """The latest completed run before `run` as of the same instant with the same universe,
-    roster and rules: a run of other options is no replay. How it was approved may differ."""
-    earlier = session.scalars(
-        select(CouncilRun)
-        .where(CouncilRun.as_of == run.as_of, CouncilRun.status == RunStatus.COMPLETED)
-        .where(CouncilRun.id < run.id)
-        .order_by(CouncilRun.id.desc())
-    )
-    return next((r for r in earlier if _options(r) == _options(run)), None)
-
-
-def _options(run: CouncilRun) -> dict[str, Any]:
-    return {k: v for k, v in (run.params or {}).items() if k != "approval"}
 
 
 def _key(x: _DecisionLine | None) -> tuple[object, ...] | None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.queries.instruments import ensure_instruments
@@ -45,6 +45,40 @@ def run_for_flow(
         session.add(run)
         session.flush()
     return run
+
+
+def run_of_flow(session: Session, flow_run_id: object) -> CouncilRun:
+    """The council run a Prefect flow run sat (its id as a UUID or a string)."""
+    run = session.scalar(select(CouncilRun).where(CouncilRun.flow_run_id == str(flow_run_id)))
+    if run is None:
+        raise NotFoundError(f"flow run {flow_run_id} has no council run")
+    return run
+
+
+def previous_completed_run(session: Session, run: CouncilRun) -> CouncilRun | None:
+    """The latest completed run before `run` as of the same instant with the same universe,
+    roster and rules: a run of other options is no replay. How it was approved may differ."""
+    earlier = session.scalars(
+        select(CouncilRun)
+        .where(CouncilRun.as_of == run.as_of, CouncilRun.status == RunStatus.COMPLETED)
+        .where(CouncilRun.id < run.id)
+        .order_by(CouncilRun.id.desc())
+    )
+    return next((r for r in earlier if _options(r) == _options(run)), None)
+
+
+def call_counts(session: Session, run_id: int) -> tuple[int, int]:
+    """(LLM calls of the run, how many of them the cache answered)."""
+    calls, cached = session.execute(
+        select(func.count(), func.count().filter(LLMCall.cache_hit.is_(True))).where(
+            LLMCall.run_id == run_id
+        )
+    ).one()
+    return int(calls), int(cached)
+
+
+def _options(run: CouncilRun) -> dict[str, Any]:
+    return {k: v for k, v in (run.params or {}).items() if k != "approval"}
 
 
 def get_run(session: Session, run_id: int) -> CouncilRun:
