@@ -60,6 +60,7 @@ class OrderLeg(StrEnum):
 
 
 class OrderStatus(StrEnum):
+    PENDING_SUBMIT = "pending_submit"  # our row is written, the broker has not confirmed it
     NEW = "new"
     SUBMITTED = "submitted"
     ACCEPTED = "accepted"

@@ -1,0 +1,1 @@
+"""Execution: approved intents to broker orders, exactly once."""
