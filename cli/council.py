@@ -21,21 +21,29 @@ import asyncio
 import getpass
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import httpx
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from cli.context import CommandContext, console, err_console, open_context, run_command
+from cli.council_views import (
+    day,
+    decision_lines,
+    describe,
+    pct,
+    price,
+    print_cost,
+    print_decisions,
+    replay_key,
+)
 from db.queries import council as q
 from db.queries.bars import bar_coverage
-from models.council import CouncilRun
 from models.enums import Timeframe
 from models.errors import AITraderError, NotFoundError
 
@@ -44,7 +52,6 @@ if TYPE_CHECKING:
     from prefect.flows import Flow
 
 BUDGET_STOPPED = 3
-COLUMNS = ("id", "symbol", "action", "weight", "entry", "take-profit", "stop-loss", "status")
 CALL_COLUMNS = ("call", "stage", "model", "status", "cached", "cost")
 
 app = typer.Typer(
@@ -110,18 +117,18 @@ def replay_cmd(
         run = q.get_run(session, run_id)
         before = q.previous_completed_run(session, run)
         if before is None:
-            day = _day(run.as_of)
-            console.print(f"no earlier completed run as of {day} with these options to compare")
+            when = day(run.as_of)
+            console.print(f"no earlier completed run as of {when} with these options to compare")
             return
-        ours, theirs = _decision_lines(session, run.id), _decision_lines(session, before.id)
+        ours, theirs = decision_lines(session, run.id), decision_lines(session, before.id)
     was, now = {x.symbol: x for x in theirs}, {x.symbol: x for x in ours}
-    changed = [s for s in sorted(was | now) if _key(was.get(s)) != _key(now.get(s))]
+    changed = [s for s in sorted(was | now) if replay_key(was.get(s)) != replay_key(now.get(s))]
     if not changed:
         console.print(f"same decisions as council run {before.id}")
         return
     console.print(f"decisions differ from council run {before.id} (then -> now):")
     for symbol in changed:
-        then, later = _describe(was.get(symbol)), _describe(now.get(symbol))
+        then, later = describe(was.get(symbol)), describe(now.get(symbol))
         console.print(f"  {symbol}: {then} -> {later}", markup=False, soft_wrap=True)
 
 
@@ -174,11 +181,11 @@ def show_cmd(run_id: Annotated[int, typer.Argument(help="Council run id.")]) -> 
     with ctx.transaction() as session:
         run = q.get_run(session, run_id)
         detail = f" ({run.detail})" if run.detail else ""
-        console.print(f"council run {run.id} as of {_day(run.as_of)}: {run.status}{detail}")
+        console.print(f"council run {run.id} as of {day(run.as_of)}: {run.status}{detail}")
         console.print(f"flow run {run.flow_run_id or '-'}")
         console.print(f"data hash {run.data_hash or '-'}")
-        _print_cost(session, run)
-        lines = _print_decisions(session, run.id, title=f"decisions of council run {run.id}")
+        print_cost(session, run)
+        lines = print_decisions(session, run.id, title=f"decisions of council run {run.id}")
     for x in lines:
         if x.approver:
             note = f": {x.note}" if x.note else ""
@@ -195,18 +202,18 @@ def audit_cmd(decision_id: Annotated[int, typer.Argument(help="Council decision 
     d, run, p = chain["decision"], chain["run"], chain["pitch"]
     by = f" by {d['approved_by']}" if d["approved_by"] else ""
     console.print(
-        f"decision {d['id']}: {d['action']} {d['symbol']} weight {_pct(d['target_weight'])}, "
+        f"decision {d['id']}: {d['action']} {d['symbol']} weight {pct(d['target_weight'])}, "
         f"conviction {d['conviction']:.2f}, {d['status']}{by}",
         markup=False,
     )
     console.print(f"  chair: {d['rationale']}", markup=False, highlight=False)
-    console.print(f"council run {run['id']} as of {_day(run['as_of'])}")
+    console.print(f"council run {run['id']} as of {day(run['as_of'])}")
     console.print(f"data hash {chain['data_hash']}")
     if p is not None:
         console.print(
             f"pitch {p['id']} by {p['pm']}: {p['side']} {p['symbol']}, conviction "
-            f"{p['conviction']:.2f}, entry {_price(p['entry_price'])}, take-profit "
-            f"{_price(p['take_profit'])}, stop-loss {_price(p['stop_loss'])}",
+            f"{p['conviction']:.2f}, entry {price(p['entry_price'])}, take-profit "
+            f"{price(p['take_profit'])}, stop-loss {price(p['stop_loss'])}",
             markup=False,
         )
         console.print(f"  thesis: {p['thesis']}", markup=False, highlight=False)
@@ -287,10 +294,10 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
             if isinstance(failure, AITraderError):
                 raise failure
             raise CouncilFlowError(f"the council's flow run ended {state.name}: {state.message}")
-        console.print(f"council run {run.id} as of {_day(run.as_of)}: {run.status}")
-        _print_decisions(session, run.id, title=f"decisions of council run {run.id}")
+        console.print(f"council run {run.id} as of {day(run.as_of)}: {run.status}")
+        print_decisions(session, run.id, title=f"decisions of council run {run.id}")
         console.print(f"data hash {run.data_hash}")
-        _print_cost(session, run)
+        print_cost(session, run)
         return run.id
 
 
@@ -331,7 +338,7 @@ def _announcer(ctx: CommandContext) -> Callable[[UUID], None]:
     def announce(flow_run_id: UUID) -> None:
         with ctx.transaction() as session:
             run = q.run_of_flow(session, flow_run_id)
-            _print_decisions(session, run.id, title=f"proposed by council run {run.id}")
+            print_decisions(session, run.id, title=f"proposed by council run {run.id}")
         console.print(
             f"council run {run.id} is waiting for approval. From another shell, with the same "
             f"DATABASE_URL and Prefect ({_prefect_location()}):\n"
@@ -370,89 +377,9 @@ def _prefect_location() -> str:
     return PREFECT_API_URL.value() or "the ephemeral Prefect under PREFECT_HOME"
 
 
-# --- reading and printing ----------------------------------------------------------
-
-
-class _DecisionLine(NamedTuple):
-    decision: int
-    symbol: str
-    action: str
-    weight: Decimal
-    entry: Decimal | None
-    take_profit: Decimal | None
-    stop_loss: Decimal | None
-    status: str
-    approver: str | None
-    note: str | None
-
-
-def _decision_lines(session: Session, run_id: int) -> list[_DecisionLine]:
-    pitches = {p.id: p for p in q.pitch_rows(session, run_id)}
-    lines = []
-    for d in q.decision_rows(session, run_id):
-        p = pitches.get(d.pitch_id) if d.pitch_id else None
-        entry, tp, sl = (p.entry_price, p.take_profit, p.stop_loss) if p else (None, None, None)
-        status, weight = str(d.status), d.target_weight
-        lines.append(
-            _DecisionLine(
-                d.id, d.symbol, str(d.action), weight, entry, tp, sl, status, d.approved_by, d.note
-            )
-        )
-    return lines
-
-
-def _print_decisions(session: Session, run_id: int, title: str) -> list[_DecisionLine]:
-    lines = _decision_lines(session, run_id)
-    if not lines:
-        console.print(f"{title}: none (no pitch survived validation and review)")
-        return lines
-    table = Table(*COLUMNS, title=title, show_edge=False)
-    for x in lines:
-        levels = (_price(x.entry), _price(x.take_profit), _price(x.stop_loss))
-        table.add_row(str(x.decision), x.symbol, x.action, _pct(x.weight), *levels, x.status)
-    console.print(table)
-    return lines
-
-
-def _print_cost(session: Session, run: CouncilRun) -> None:
-    calls, cached = q.call_counts(session, run.id)
-    console.print(f"LLM cost ${run.cost_usd:.6f}: {calls} calls, {cached} answered from the cache")
-
-
-def _key(x: _DecisionLine | None) -> tuple[object, ...] | None:
-    """What a replay must reproduce: not ids, not the approval."""
-    return None if x is None else (x.action, x.weight, x.entry, x.take_profit, x.stop_loss)
-
-
-def _describe(x: _DecisionLine | None) -> str:
-    if x is None:
-        return "no decision"
-    levels = f"entry {_price(x.entry)} tp {_price(x.take_profit)} sl {_price(x.stop_loss)}"
-    return f"{x.action} {_pct(x.weight)}, {levels}"
-
-
 def _split(value: str | None, *, upper: bool = False) -> list[str] | None:
     items = [s.strip() for s in (value or "").split(",") if s.strip()]
     return [s.upper() if upper else s for s in items] or None
-
-
-def _day(as_of: datetime) -> str:
-    """A run decides as of an instant; midnight UTC is the close of the day before."""
-    if as_of.astimezone(UTC).time() == time(0):
-        return f"{(as_of - timedelta(days=1)):%Y-%m-%d}"
-    return f"{as_of:%Y-%m-%d %H:%M %Z}"
-
-
-def _pct(weight: Decimal) -> str:
-    return f"{weight:.1%}"
-
-
-def _price(value: Decimal | None) -> str:
-    """At least cents, more only where the price has them."""
-    if value is None:
-        return "-"
-    exponent = value.normalize().as_tuple().exponent
-    return f"{value:.{max(2, -exponent) if isinstance(exponent, int) else 2}f}"
 
 
 def _login() -> str:

@@ -15,6 +15,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -23,6 +24,9 @@ from sqlalchemy.orm import Session
 
 from db.engine import make_engine
 from db.migrate import upgrade
+
+if TYPE_CHECKING:
+    from tests.fake_openai import FakeOpenAI
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="aitrader-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -162,3 +166,22 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture
+def priced_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    """A priced model (the fake OpenAI server) answering as the offline analyst would, from
+    each prompt: the real litellm path with real costs, for flows that need both."""
+    from services.llm.offline import answer_council_prompt
+    from services.settings import get_settings
+    from tests.fake_openai import Responder, fake_openai
+
+    def answer(body: dict[str, Any]) -> str:
+        return answer_council_prompt("offline/analyst", body["messages"])
+
+    with fake_openai(default=Responder(answer)) as server:
+        monkeypatch.setenv("LLM_API_BASE", server.base_url)
+        monkeypatch.setenv("LLM_API_KEY", "test-key")
+        get_settings.cache_clear()
+        yield server
+    get_settings.cache_clear()

@@ -34,11 +34,10 @@ from db.queries import council as q
 from deployments import serve as served
 from models.council import CouncilRun
 from models.enums import DecisionStatus
-from services.llm.offline import answer_council_prompt
 from services.settings import get_settings
 from tasks.import_bars import import_bar_file
 from tests.conftest import REPO, SAMPLE_DATA
-from tests.fake_openai import FakeOpenAI, Responder, fake_openai
+from tests.fake_openai import FakeOpenAI
 
 Run = Callable[..., tuple[int, str]]
 AS_OF = "2019-06-03"
@@ -76,18 +75,6 @@ def aitrader(sample_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
     yield run
     get_settings.cache_clear()
-
-
-@pytest.fixture
-def priced_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    def answer(body: dict[str, Any]) -> str:
-        return answer_council_prompt("offline/analyst", body["messages"])
-
-    with fake_openai(default=Responder(answer)) as server:
-        monkeypatch.setenv("LLM_API_BASE", server.base_url)
-        monkeypatch.setenv("LLM_API_KEY", "test-key")
-        get_settings.cache_clear()
-        yield server
 
 
 def _run_id(out: str) -> int:

@@ -38,7 +38,7 @@ from tasks.bar_validation import ConflictRule
 from tasks.council.roster import Member, Role
 from tasks.import_bars import import_bar_file
 from tests.conftest import IN_CI, SAMPLE_DATA
-from tests.fake_openai import FakeOpenAI, Responder, fake_openai
+from tests.fake_openai import FakeOpenAI, Responder
 
 AS_OF = date(2019, 6, 3)
 UNIVERSE = ["AAPL", "AMZN", "BAC", "GS", "JNJ", "JPM", "MCD", "MSFT", "NVDA", "XOM"]
@@ -60,20 +60,6 @@ def db(
     yield engine
     get_settings.cache_clear()
     engine.dispose()
-
-
-@pytest.fixture
-def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    """A priced model whose answers are the offline analyst's, computed from each prompt."""
-
-    def answer(body: dict[str, Any]) -> str:
-        return answer_council_prompt("offline/analyst", body["messages"])
-
-    with fake_openai(default=Responder(answer)) as server:
-        monkeypatch.setenv("LLM_API_BASE", server.base_url)
-        monkeypatch.setenv("LLM_API_KEY", "test-key")
-        get_settings.cache_clear()
-        yield server
 
 
 def _run(**kwargs: Any) -> Any:
@@ -159,14 +145,14 @@ def test_a_bar_from_after_as_of_changes_nothing(db: Engine, tmp_path: Path) -> N
 
 
 def test_a_replayed_week_gives_the_same_decision_at_no_new_cost(
-    db: Engine, llm: FakeOpenAI
+    db: Engine, priced_llm: FakeOpenAI
 ) -> None:
     first = _summary(_run(models=[PRICED]))
-    calls = len(llm.requests)
+    calls = len(priced_llm.requests)
     assert calls > 0
     assert Decimal(first["cost_usd"]) > 0
     again = _summary(_run(models=[PRICED]))
-    assert len(llm.requests) == calls  # not one request more
+    assert len(priced_llm.requests) == calls  # not one request more
     assert Decimal(again["cost_usd"]) == 0
     assert [(d["symbol"], d["action"], d["weight"]) for d in again["decisions"]] == [
         (d["symbol"], d["action"], d["weight"]) for d in first["decisions"]
@@ -179,7 +165,7 @@ def test_a_replayed_week_gives_the_same_decision_at_no_new_cost(
     assert all(hits)
 
 
-def test_a_run_stops_cleanly_on_its_budget(db: Engine, llm: FakeOpenAI) -> None:
+def test_a_run_stops_cleanly_on_its_budget(db: Engine, priced_llm: FakeOpenAI) -> None:
     # Research fits (two analysts reserve ~$0.0031 and spend far less); the pitches do not.
     state = _run(models=[PRICED], budget_usd=0.004)
     assert state.is_cancelled()
@@ -195,7 +181,7 @@ def test_a_run_stops_cleanly_on_its_budget(db: Engine, llm: FakeOpenAI) -> None:
 
 
 def test_a_member_whose_answer_stays_invalid_abstains_and_the_council_goes_on(
-    db: Engine, llm: FakeOpenAI
+    db: Engine, priced_llm: FakeOpenAI
 ) -> None:
     def answer(body: dict[str, Any]) -> str:
         content = body["messages"][-1]["content"]
@@ -203,7 +189,7 @@ def test_a_member_whose_answer_stays_invalid_abstains_and_the_council_goes_on(
             return '{"regime": "fine"'  # malformed, and again after the repair request
         return answer_council_prompt("offline/analyst", body["messages"])
 
-    llm.reset(default=Responder(answer))
+    priced_llm.reset(default=Responder(answer))
     state = _run(models=[PRICED])
     assert state.is_completed()
     with make_session_factory(db)() as session:
@@ -320,7 +306,7 @@ def test_with_redis_each_stage_is_announced_on_jobs_updates(
 
 
 def test_a_chairman_call_on_something_never_pitched_is_rejected_and_recorded(
-    db: Engine, llm: FakeOpenAI
+    db: Engine, priced_llm: FakeOpenAI
 ) -> None:
     def answer(body: dict[str, Any]) -> str:
         content = answer_council_prompt("offline/analyst", body["messages"])
@@ -339,7 +325,7 @@ def test_a_chairman_call_on_something_never_pitched_is_rejected_and_recorded(
         )
         return json.dumps(verdict)
 
-    llm.reset(default=Responder(answer))
+    priced_llm.reset(default=Responder(answer))
     summary = _summary(_run(models=[PRICED]))
     assert "ZZZZ" not in {d["symbol"] for d in summary["decisions"]}
     with make_session_factory(db)() as session:
