@@ -42,6 +42,7 @@ from cli.council_views import (
     print_decisions,
     replay_key,
 )
+from cli.trading import print_execution, print_lines
 from db.queries import council as q
 from db.queries.bars import bar_coverage
 from models.enums import Timeframe
@@ -230,6 +231,7 @@ def audit_cmd(decision_id: Annotated[int, typer.Argument(help="Council decision 
     console.print(calls)
     total = sum((c["cost_usd"] for c in chain["llm_calls"]), Decimal(0))
     console.print(f"{len(chain['llm_calls'])} LLM calls behind this decision, ${total:.6f}")
+    print_execution(chain["execution"])
 
 
 # --- running the flow --------------------------------------------------------------
@@ -296,6 +298,9 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
             raise CouncilFlowError(f"the council's flow run ended {state.name}: {state.message}")
         console.print(f"council run {run.id} as of {day(run.as_of)}: {run.status}")
         print_decisions(session, run.id, title=f"decisions of council run {run.id}")
+        summary = state.result(raise_on_failure=False)
+        if isinstance(summary, dict) and summary.get("orders"):
+            print_lines(summary["orders"])
         console.print(f"data hash {run.data_hash}")
         print_cost(session, run)
         return run.id

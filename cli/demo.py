@@ -4,7 +4,8 @@ Migrate the configured database, import the bundled sample and its sectors,
 summarise what is stored, then sit the weekly council for the sample's last
 week (the offline analyst unless LLM_MODELS says otherwise, approval auto)
 and print its decisions. `make demo` then starts the stack (`aitrader up`).
-Later issues add execution and the backtest.
+The approved decisions are executed on the configured accounts (the paper
+broker by default); the demo prints the orders and positions that resulted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.table import Table
 from cli.context import console, open_context, run_command
 from cli.council import sit_offline_week
 from cli.data import print_report
+from cli.trading import print_orders, print_positions
 from db.migrate import upgrade
 from db.queries.bars import bar_coverage, bars_as_of
 from models.enums import Timeframe
@@ -67,7 +69,11 @@ def demo(
     if council:
         console.rule(f"weekly council as of {last:%Y-%m-%d}")
         run_id = sit_offline_week(last.date())
+        with ctx.sessions() as session:
+            print_orders(session, None)
+            print_positions(session, None)
         console.print(
             f"Next: `aitrader council audit DECISION_ID`, `aitrader council show {run_id}`, "
+            "`aitrader positions`, `aitrader orders`, "
             "`aitrader up` (Prefect UI with the run's artifacts, and the realtime server)."
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import council, data, database, demo, serve, up
+from cli import council, data, database, demo, serve, trading, up
 
 app = typer.Typer(
     name="aitrader",
@@ -21,6 +21,10 @@ app = typer.Typer(
 app.add_typer(database.app, name="db")
 app.add_typer(data.app, name="data")
 app.add_typer(council.app, name="council")
+app.add_typer(trading.app, name="trading")
+council.app.command("execute")(trading.execute_cmd)
+app.command("positions")(trading.positions_cmd)
+app.command("orders")(trading.orders_cmd)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 app.command("up")(up.up)

@@ -1,4 +1,5 @@
-"""`python -m deployments.serve`: the weekly council served with its schedule, no work pool.
+"""`python -m deployments.serve`: the weekly council and the daily account sync, served
+with their schedules, no work pool.
 
 This is the local way to run deployments (`aitrader up` starts it beside a
 Prefect server): one long-lived process polls the Prefect API at
@@ -22,6 +23,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
+from flows.execution import sync_accounts
 from flows.weekly_council import weekly_council
 
 WEEKLY_COUNCIL = "weekly-council"
@@ -47,9 +49,26 @@ def council_deployment() -> RunnerDeployment:
     return cast(RunnerDeployment, deployment)
 
 
+ACCOUNT_SYNC = "account-sync"
+ACCOUNT_SYNC_CRON = "30 16 * * 1-5"  # weekdays 16:30, after the US close
+ACCOUNT_SYNC_TIMEZONE = "America/New_York"
+
+
+def sync_deployment() -> RunnerDeployment:
+    """The daily account sync as `prefect.yaml` declares it: fills, exits, snapshots."""
+    deployment = sync_accounts.to_deployment(
+        name=ACCOUNT_SYNC,
+        description="Books each account's fills and bracket exits and snapshots it; no orders.",
+        schedules=[Cron(ACCOUNT_SYNC_CRON, timezone=ACCOUNT_SYNC_TIMEZONE)],
+        concurrency_limit=1,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    return cast(RunnerDeployment, deployment)
+
+
 def main() -> None:
     """Serve the deployments until interrupted; their schedules pause on shutdown."""
-    serve(council_deployment())
+    serve(council_deployment(), sync_deployment())
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from prefect.client.schemas.objects import State
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run as current_flow_run
-from prefect.states import Cancelled, Completed
+from prefect.states import Cancelled, Completed, Failed
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, make_session_factory, unit_of_work
@@ -44,6 +44,7 @@ from flows.council_tasks import (
     review_task,
     snapshot_task,
 )
+from flows.execution import execution_stage
 from models.base import utcnow
 from models.enums import DecisionStatus, RunStatus, Timeframe
 from models.errors import BudgetExceededError
@@ -55,7 +56,7 @@ from services.settings import get_settings
 from tasks.council.roster import Member, default_roster, roster_of
 from tasks.council.validation import ChairRules, PitchRules
 
-STAGES = ("snapshot", "research", "pitches", "review", "chairman", "approval")
+STAGES = ("snapshot", "research", "pitches", "review", "chairman", "approval", "execution")
 
 
 class ApprovalInput(RunInput):
@@ -79,12 +80,14 @@ async def weekly_council(
     max_weight: float = 0.2,
     min_reward_risk: float = 1.5,
     approval_timeout_s: int = 7 * 24 * 3600,
+    execute: bool = True,
 ) -> State[Any]:
     """One council sitting for `as_of` (default: today); returns the run's summary.
 
     `members` seats a council of your own (roles analyst, pm and one chairman, each with a
     persona and a model); otherwise the standard council sits, on `models` (or LLM_MODELS)
-    taken in turn, the offline analyst when there are none.
+    taken in turn, the offline analyst when there are none. With `execute`, the approved
+    decisions are then sent to every configured account (flows/execution.py).
     """
     settings = get_settings()
     register_offline_provider()
@@ -164,6 +167,13 @@ async def weekly_council(
     await acreate_table_artifact(
         table=settled, key=f"council-{run_id}-decisions", description="Decisions"
     )
+    approved = [d["decision"] for d in settled if d["approved"]]
+    orders: list[dict[str, Any]] = []
+    failed: list[str] = []
+    if execute and approved:
+        await run.progress("execution")
+        orders, failed = await execution_stage(approved, when, f"council-{run_id}-orders")
+    await step(7)
     with unit_of_work(sessions) as session:
         finished = q.finish_run(session, run_id, RunStatus.COMPLETED)
         cost = finished.cost_usd.quantize(Decimal("0.000001"))
@@ -172,10 +182,13 @@ async def weekly_council(
         "as_of": when.isoformat(),
         "data_hash": snapshot.data_hash,
         "decisions": settled,
+        "orders": orders,
         "cost_usd": str(cost),
     }
     await run.progress("done", RunStatus.COMPLETED, decisions=len(settled), cost_usd=str(cost))
     await run.close()
+    if failed:
+        return Failed(message=f"execution failed on {'; '.join(failed)}", data=summary)
     return Completed(message=f"{len(settled)} decisions, ${cost}", data=summary)
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import MONEY, PRICE, QTY, Base, BigId, CreatedMixin, IdMixin, utcnow
@@ -88,6 +88,7 @@ class Order(IdMixin, CreatedMixin, Base):
     filled_qty: Mapped[Decimal] = mapped_column(QTY, default=Decimal(0))
     avg_fill_price: Mapped[Decimal | None] = mapped_column(PRICE)
     submitted_at: Mapped[datetime | None]
+    reject_reason: Mapped[str | None] = mapped_column(Text)  # the broker's words, or ours
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -150,3 +151,20 @@ class PortfolioSnapshot(IdMixin, Base):
     positions_value: Mapped[Decimal] = mapped_column(MONEY)
     equity: Mapped[Decimal] = mapped_column(MONEY)
     buying_power: Mapped[Decimal] = mapped_column(MONEY)
+
+
+class TradingHalt(IdMixin, Base):
+    """One flip of the kill switch; the newest row for a scope is its state.
+
+    `account` None is every account. An append-only log, so who halted trading,
+    when and why stays on record after it resumes.
+    """
+
+    __tablename__ = "trading_halts"
+    __table_args__ = (Index("ix_trading_halts_account_ts", "account", "ts"),)
+
+    account: Mapped[str | None] = mapped_column(String(100))
+    halted: Mapped[bool]
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))
+    ts: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from models.accounts import AccountConfig, default_accounts
 from models.errors import ConfigurationError
 
 # litellm downloads its model price map on import unless told not to; we have no internet in
@@ -150,6 +151,32 @@ class Settings(BaseSettings):
     signal_flush_ms: int = Field(
         500, ge=10, description="How often new signals are written to the database in a batch."
     )
+
+    # --- Trading accounts (flows: the execution stage) ---------------------------------
+    accounts: list[AccountConfig] = Field(
+        default_factory=default_accounts,
+        description="JSON list of accounts (name, broker, allocation, sizing, limits, keys); "
+        "default: one paper account named 'paper'.",
+    )
+    paper_state_dir: Path = Field(
+        Path("data/paper"), description="Where each paper account keeps its state file."
+    )
+
+    @field_validator("accounts")
+    @classmethod
+    def _distinct_accounts(cls, value: list[AccountConfig]) -> list[AccountConfig]:
+        names = [a.name for a in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"account names must be distinct, got {names}")
+        return value
+
+    def account(self, name: str) -> AccountConfig:
+        """The configured account called `name`; `ConfigurationError` if there is none."""
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        known = ", ".join(a.name for a in self.accounts) or "none"
+        raise ConfigurationError(f"no account {name!r} is configured (ACCOUNTS has: {known})")
 
     @field_validator("llm_api_base", "llm_api_key", mode="before")
     @classmethod

@@ -9,11 +9,12 @@ under CI=true, where the run fails: CI must not pass by skipping.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,9 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
-from db.engine import make_engine
+from db.engine import make_engine, make_session_factory, unit_of_work
 from db.migrate import upgrade
 
 if TYPE_CHECKING:
@@ -61,6 +63,12 @@ def _loopback_only(self: socket.socket, address: object) -> object:
 @pytest.fixture(autouse=True)
 def _refuse_real_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.fixture(autouse=True)
+def _paper_state_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Paper brokers opened through settings keep their state under the test's tmp dir."""
+    monkeypatch.setenv("PAPER_STATE_DIR", str(tmp_path / "paper"))
 
 
 # --- Postgres -----------------------------------------------------------------
@@ -184,4 +192,47 @@ def priced_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
         monkeypatch.setenv("LLM_API_KEY", "test-key")
         get_settings.cache_clear()
         yield server
+    get_settings.cache_clear()
+
+
+# --- the aitrader command, in-process, on a database holding the sample bars -------
+
+Run = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def sample_db(fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> str:
+    """A migrated database with the sample bars; the flow finds it through DATABASE_URL."""
+    from tasks.import_bars import import_bar_file
+
+    engine = make_engine(fresh_db_url)
+    upgrade(engine)
+    with unit_of_work(make_session_factory(engine)) as session:
+        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
+    engine.dispose()
+    monkeypatch.setenv("DATABASE_URL", fresh_db_url)
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    return fresh_db_url
+
+
+@pytest.fixture
+def aitrader(sample_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Run]:
+    """Run `aitrader ...` in-process; returns (exit code, stdout and stderr)."""
+    from cli.main import app
+    from services.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()  # the flow reads settings through the cached getter
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str]:
+        result = runner.invoke(app, list(args))
+        # The command's log handler writes to the runner's stream, closed now; later records
+        # (the harness, flow threads) would report "I/O operation on closed file".
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h.get_name() == "aitrader"]:
+            root.removeHandler(handler)
+        return result.exit_code, result.output
+
+    yield run
     get_settings.cache_clear()

@@ -75,8 +75,8 @@ from typing import Any, Literal
 from alpaca.trading.client import TradingClient
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from requests.adapters import HTTPAdapter
 
+from services.brokers.alpaca import trading_client as make_client
 from tests.live_server import serve_in_thread
 
 _POLL_S = 0.02
@@ -756,24 +756,8 @@ def fake_alpaca_rest(*, cash: Decimal | int = 100_000) -> Iterator[FakeAlpacaRes
             server._closing.set()
 
 
-class _TimeoutAdapter(HTTPAdapter):
-    """requests has no session-wide timeout; this gives every request one unless it set its own."""
-
-    def __init__(self, timeout_s: float) -> None:
-        super().__init__()
-        self._timeout_s = timeout_s
-
-    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self._timeout_s
-        return super().send(request, *args, **kwargs)
-
-
 def trading_client(server: FakeAlpacaRest, *, timeout_s: float = 2.0) -> TradingClient:
     """alpaca-py's real client, pointed at `server`, with no client retries and a read timeout."""
-    client = TradingClient(
-        api_key="fake-key", secret_key="fake-secret", paper=True, url_override=server.base_url
+    return make_client(
+        "fake-key", "fake-secret", paper=True, url=server.base_url, timeout_s=timeout_s
     )
-    client._retry = 0  # TradingClient cannot be told; RESTClient ignores retry_attempts=0
-    client._session.mount("http://", _TimeoutAdapter(timeout_s))
-    return client

@@ -8,12 +8,10 @@ is tested through the command lines it builds, not by starting a server.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,57 +22,19 @@ from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from cli.main import app
 from cli.up import stack_commands
 from db.engine import make_engine, make_session_factory, unit_of_work
-from db.migrate import upgrade
 from db.queries import council as q
 from deployments import serve as served
 from models.council import CouncilRun
-from models.enums import DecisionStatus
-from services.settings import get_settings
-from tasks.import_bars import import_bar_file
-from tests.conftest import REPO, SAMPLE_DATA
+from models.enums import DecisionStatus, IntentStatus
+from models.trading import TradeIntent
+from tests.conftest import REPO, Run
 from tests.fake_openai import FakeOpenAI
 
-Run = Callable[..., tuple[int, str]]
 AS_OF = "2019-06-03"
 PRICED = "openai/gpt-4o-mini"
-
-
-@pytest.fixture
-def sample_db(fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> str:
-    """A migrated database with the sample bars; the flow finds it through DATABASE_URL."""
-    engine = make_engine(fresh_db_url)
-    upgrade(engine)
-    with unit_of_work(make_session_factory(engine)) as session:
-        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
-    engine.dispose()
-    monkeypatch.setenv("DATABASE_URL", fresh_db_url)
-    monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    return fresh_db_url
-
-
-@pytest.fixture
-def aitrader(sample_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Run]:
-    """Run `aitrader ...` in-process; returns (exit code, stdout and stderr)."""
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()  # the flow reads settings through the cached getter
-    runner = CliRunner()
-
-    def run(*args: str) -> tuple[int, str]:
-        result = runner.invoke(app, list(args))
-        # The command's log handler writes to the runner's stream, closed now; later records
-        # (the harness, flow threads) would report "I/O operation on closed file".
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if h.get_name() == "aitrader"]:
-            root.removeHandler(handler)
-        return result.exit_code, result.output
-
-    yield run
-    get_settings.cache_clear()
 
 
 def _run_id(out: str) -> int:
@@ -166,6 +126,18 @@ def test_approving_an_unknown_run_fails_in_one_line(aitrader: Run) -> None:
     assert out.strip() == "error: council run 999 does not exist"
 
 
+def _filled_decision(db_url: str) -> int:
+    engine = make_engine(db_url)
+    try:
+        with make_session_factory(engine)() as session:
+            stmt = select(TradeIntent.decision_id).where(TradeIntent.status == IntentStatus.FILLED)
+            found = session.scalars(stmt).first()
+    finally:
+        engine.dispose()
+    assert found is not None, "the sample week should fill at least one buy"
+    return found
+
+
 def test_show_and_audit_print_the_run_and_the_chain_behind_a_decision(
     aitrader: Run, sample_db: str
 ) -> None:
@@ -189,6 +161,12 @@ def test_show_and_audit_print_the_run_and_the_chain_behind_a_decision(
         assert stage in audit
     assert "offline/" in audit  # the model of each call
     assert re.search(r"data hash [0-9a-f]{64}", audit), audit
+    # down to the money: the paper account's verdict, and for a sent order its legs and fill
+    assert re.search(r"account paper: (buy|sell) \d+ [A-Z]+, (filled|risk_rejected)", audit)
+    code, audit = aitrader("council", "audit", str(_filled_decision(sample_db)))
+    assert re.search(r"order \d+ entry ait-[0-9a-f]{40}: filled", audit), audit
+    assert re.search(r"order \d+ take_profit ait-[0-9a-f]{40}-tp: accepted", audit), audit
+    assert re.search(r"fill paper-fill-\d+: \d+ @ [\d,.]+", audit), audit
 
     code, out = aitrader("council", "approve", str(run_id))
     assert code == 1
@@ -302,7 +280,7 @@ def test_up_resolves_a_relative_prefect_home_against_the_working_directory(
 def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves() -> None:
     doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
     PrefectYamlModel.model_validate(doc)  # the shape `prefect deploy` reads
-    (council,) = doc["deployments"]
+    council, sync = doc["deployments"]
     assert council["name"] == served.WEEKLY_COUNCIL == "weekly-council"
     assert council["entrypoint"] == "flows/weekly_council.py:weekly_council"
     flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / council["entrypoint"]))
@@ -324,3 +302,17 @@ def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves(
     (served_schedule,) = deployment.schedules or []
     assert served_schedule.schedule.cron == schedule["cron"]  # type: ignore[union-attr]
     assert served_schedule.schedule.timezone == schedule["timezone"]  # type: ignore[union-attr]
+
+    # the daily account sync: the same in both places, and a loadable flow
+    assert sync["name"] == served.ACCOUNT_SYNC == "account-sync"
+    sync_flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / sync["entrypoint"]))
+    assert isinstance(sync_flow, Flow)
+    assert sync_flow.name == "sync-accounts"
+    served_sync = served.sync_deployment()
+    assert served_sync.entrypoint == "flows.execution.sync_accounts"
+    (sync_schedule,) = sync["schedules"]
+    (served_sync_schedule,) = served_sync.schedules or []
+    assert sync_schedule["cron"] == served.ACCOUNT_SYNC_CRON
+    assert served_sync_schedule.schedule.cron == sync_schedule["cron"]  # type: ignore[union-attr]
+    assert served_sync_schedule.schedule.timezone == sync_schedule["timezone"]  # type: ignore[union-attr]
+    assert sync["concurrency_limit"] == served_sync.concurrency_limit == 1

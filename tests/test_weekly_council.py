@@ -26,11 +26,13 @@ from sqlalchemy import Engine, func, select
 from db.engine import make_engine, make_session_factory, unit_of_work
 from db.migrate import upgrade
 from db.queries import council as q
+from db.queries.trading import positions
 from flows.weekly_council import weekly_council
 from models.bus import JOBS_UPDATES
 from models.council import CouncilDecision, CouncilRun
-from models.enums import DecisionStatus, LLMCallStatus, RunStatus
+from models.enums import DecisionStatus, LLMCallStatus, OrderLeg, OrderStatus, RunStatus, Side
 from models.ops import AuditEvent, Job, LLMCall
+from models.trading import Order, PortfolioSnapshot, TradeIntent
 from services.bus import RedisStreamsBus
 from services.llm.offline import answer_council_prompt
 from services.settings import get_settings
@@ -123,6 +125,39 @@ def test_the_offline_council_decides_a_past_week_end_to_end(db: Engine) -> None:
     assert chain["research"]
     stages = {c["stage"] for c in chain["llm_calls"]}
     assert {"research", "pitch", "review", "chairman"} <= stages
+
+
+def test_an_auto_approved_council_ends_with_paper_positions(db: Engine) -> None:
+    summary = _summary(_run())
+    approved = {d["decision"]: d for d in summary["decisions"] if d["approved"]}
+    lines = summary["orders"]
+    assert {line["decision"] for line in lines} == set(approved)
+    assert all(line["account"] == "paper" for line in lines)
+    with make_session_factory(db)() as session:
+        filled = session.scalars(
+            select(Order).where(Order.leg == OrderLeg.ENTRY, Order.status == OrderStatus.FILLED)
+        ).all()
+        held = {p.symbol: p.qty for p in positions(session)}
+        snapshot = session.scalars(select(PortfolioSnapshot)).first()
+        legs = session.scalars(select(Order).where(Order.parent_id.is_not(None))).all()
+    assert filled, json.dumps(lines, indent=1)
+    for order in filled:
+        want = order.qty if order.side is Side.BUY else -order.qty
+        assert held[order.symbol] == want
+        assert approved[_decision_of(db, order.intent_id)]["symbol"] == order.symbol
+    # each filled bracket entry left its two exits working at the broker, recorded as legs
+    assert len(legs) == 2 * len(filled)
+    assert {leg.status for leg in legs} == {OrderStatus.ACCEPTED}
+    assert snapshot is not None
+    assert snapshot.equity > 0
+
+
+def _decision_of(engine: Engine, intent_id: int | None) -> int:
+    with make_session_factory(engine)() as session:
+        intent = session.get(TradeIntent, intent_id)
+        assert intent is not None
+        assert intent.decision_id is not None
+        return intent.decision_id
 
 
 def test_a_bar_from_after_as_of_changes_nothing(db: Engine, tmp_path: Path) -> None:
@@ -300,6 +335,7 @@ def test_with_redis_each_stage_is_announced_on_jobs_updates(
         "pitches",
         "review",
         "chairman",
+        "execution",
         "done",
     ]
     assert mine[-1]["status"] == "completed"

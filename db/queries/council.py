@@ -22,6 +22,7 @@ from models.council import CouncilDecision, CouncilRun, PeerReview, Pitch, Resea
 from models.enums import DecisionAction, DecisionStatus, RunStatus
 from models.errors import NotFoundError
 from models.ops import LLMCall
+from models.trading import Account, Fill, Order, TradeIntent
 
 
 def run_for_flow(
@@ -296,7 +297,33 @@ def audit_chain(session: Session, decision_id: int) -> dict[str, Any]:
         "votes": [_row(r) for r in reviews],
         "research": [_row(r) for r in research],
         "llm_calls": [_row(c) for c in sorted(calls, key=lambda c: c.id)],
+        "execution": _execution(session, decision.id),
     }
+
+
+def _execution(session: Session, decision_id: int) -> list[dict[str, Any]]:
+    """Per account: the intent (size, checks, verdict), its orders and their fills."""
+    out = []
+    intents = session.scalars(
+        select(TradeIntent).where(TradeIntent.decision_id == decision_id).order_by(TradeIntent.id)
+    )
+    for intent in intents:
+        account = session.get(Account, intent.account_id)
+        orders = session.scalars(
+            select(Order).where(Order.intent_id == intent.id).order_by(Order.id)
+        ).all()
+        fills = session.scalars(
+            select(Fill).where(Fill.order_id.in_([o.id for o in orders])).order_by(Fill.ts)
+        ).all()
+        out.append(
+            {
+                "account": account.name if account else intent.account_id,
+                "intent": _row(intent),
+                "orders": [_row(o) for o in orders],
+                "fills": [_row(f) for f in fills],
+            }
+        )
+    return out
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -305,3 +332,19 @@ def _row(row: Any) -> dict[str, Any]:
 
 def _dec(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
+
+
+def decision_as_of(session: Session, decision_ids: Sequence[int]) -> datetime:
+    """The instant the decisions' council sat as of; they must all come from one run."""
+    rows = session.execute(
+        select(CouncilDecision.id, CouncilRun.as_of)
+        .join(CouncilRun, CouncilRun.id == CouncilDecision.run_id)
+        .where(CouncilDecision.id.in_(list(decision_ids)))
+    ).all()
+    missing = set(decision_ids) - {r.id for r in rows}
+    if missing:
+        raise NotFoundError(f"no council decision {', '.join(map(str, sorted(missing)))}")
+    instants: set[datetime] = {r.as_of for r in rows}
+    if len(instants) != 1:
+        raise ValueError("the decisions come from councils that sat as of different instants")
+    return instants.pop()

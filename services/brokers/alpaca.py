@@ -37,6 +37,7 @@ from alpaca.trading.requests import (
     StopOrderRequest,
     TakeProfitRequest,
 )
+from requests.adapters import HTTPAdapter
 
 from models.broker import BrokerAccount, BrokerFill, BrokerOrder, BrokerPosition, OrderRequest
 from models.enums import OrderLeg, OrderStatus, OrderType, Side, TimeInForce
@@ -49,6 +50,32 @@ from services.brokers.protocol import (
 )
 
 T = TypeVar("T")
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """requests has no session-wide timeout; this gives every request one unless it set its own."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self._timeout_s = timeout_s
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout_s
+        return super().send(request, *args, **kwargs)
+
+
+def trading_client(
+    api_key: str, secret_key: str, *, paper: bool, url: str | None, timeout_s: float
+) -> TradingClient:
+    """alpaca-py's client with a request timeout and without its own retries."""
+    client = TradingClient(api_key, secret_key, paper=paper, url_override=url)
+    client._retry = 0  # TradingClient cannot be told; RESTClient ignores retry_attempts=0
+    adapter = _TimeoutAdapter(timeout_s)
+    client._session.mount("http://", adapter)
+    client._session.mount("https://", adapter)
+    return client
+
 
 # Alpaca's many order states, in ours. Pending states are "accepted, not yet working".
 _STATUS = {
@@ -81,9 +108,22 @@ class AlpacaBroker:
 
     @classmethod
     def connect(
-        cls, api_key: str, secret_key: str, *, paper: bool = True, url: str | None = None
+        cls,
+        api_key: str,
+        secret_key: str,
+        *,
+        paper: bool = True,
+        url: str | None = None,
+        timeout_s: float = 10.0,
     ) -> AlpacaBroker:
-        return cls(TradingClient(api_key, secret_key, paper=paper, url_override=url))
+        """A broker on a client that gives up on a silent server after `timeout_s`.
+
+        alpaca-py sets no timeout of its own, so a hung connection would hang
+        the execution task; and its retries (429/504 only) are switched off
+        because a retried submit is the OMS's decision, made after asking the
+        broker what it already has.
+        """
+        return cls(trading_client(api_key, secret_key, paper=paper, url=url, timeout_s=timeout_s))
 
     async def submit(self, request: OrderRequest) -> BrokerOrder:
         order = await self._call(self._client.submit_order, _order_request(request))

@@ -163,6 +163,7 @@ class PaperBroker:
             raise ValueError(f"{symbol}: price {price!r} is not positive")
         symbol = symbol.strip().upper()
         self._state.last_prices[symbol] = px
+        self._state.last_price_at[symbol] = ts
         working = [
             r
             for r in self._state.orders.values()
@@ -177,6 +178,23 @@ class PaperBroker:
                 made.append(self._fill(record, fill_price, ts))
         self._save()
         return made
+
+    def trigger_levels(self, symbol: str) -> list[Decimal]:
+        """Limit and stop prices of the working orders on `symbol` (for a bar feed to visit)."""
+        symbol = symbol.strip().upper()
+        return sorted(
+            {
+                level
+                for r in self._state.orders.values()
+                if r.order.symbol == symbol and r.order.status is OrderStatus.ACCEPTED
+                for level in (r.order.limit_price, r.order.stop_price)
+                if level is not None
+            }
+        )
+
+    def last_price_at(self, symbol: str) -> datetime | None:
+        """When the newest price of `symbol` was stamped: a bar feed resumes after it."""
+        return self._state.last_price_at.get(symbol.strip().upper())
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -360,6 +378,7 @@ class _State(BaseModel):
     positions: dict[str, BrokerPosition] = Field(default_factory=dict)
     client_order_ids: set[str] = Field(default_factory=set)
     last_prices: dict[str, Decimal] = Field(default_factory=dict)
+    last_price_at: dict[str, datetime] = Field(default_factory=dict)  # feeds resume from here
 
 
 def _client_ids(request: OrderRequest) -> list[str]:

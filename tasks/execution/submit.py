@@ -75,12 +75,20 @@ def record_order(sessions: sessionmaker[Session], intent_id: int) -> Order:
         return order
 
 
-async def submit_once(sessions: sessionmaker[Session], broker: Broker, intent_id: int) -> Order:
-    """Make sure the broker has the intent's order, once; return the order row as it stands."""
+async def submit_once(
+    sessions: sessionmaker[Session], broker: Broker, intent_id: int, *, send: bool = True
+) -> Order:
+    """Make sure the broker has the intent's order, once; return the order row as it stands.
+
+    With `send=False` (trading halted) an order the broker already has is still
+    adopted, but nothing is submitted: the row stays `pending_submit`.
+    """
     order = record_order(sessions, intent_id)
     if order.status is not OrderStatus.PENDING_SUBMIT:
         return order
     known = await broker.get_by_client_order_id(order.client_order_id)
+    if known is None and not send:
+        return order
     if known is None:
         with sessions() as session:
             intent = session.get(TradeIntent, intent_id)
