@@ -31,13 +31,7 @@ from services.settings import get_settings
 from tasks.execution.account_run import execute_account, sync_account
 
 
-@task(
-    name="execute-account",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
-    tags=["broker"],
-)
+@task(name="execute-account", cache_policy=NO_CACHE, tags=["broker"])
 async def execute_account_task(
     account_name: str, decision_ids: list[int], as_of: datetime
 ) -> dict[str, Any]:
@@ -60,13 +54,7 @@ async def execute_account_task(
     return {"lines": result.lines, "new_fills": result.new_fills, "drift": result.drift}
 
 
-@task(
-    name="sync-account",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
-    tags=["broker"],
-)
+@task(name="sync-account", cache_policy=NO_CACHE, tags=["broker"])
 async def sync_account_task(account_name: str, until: datetime) -> dict[str, Any]:
     """Book one account's new fills and exits, and snapshot it; sends no order."""
     settings = get_settings()
@@ -89,10 +77,12 @@ async def sync_account_task(account_name: str, until: datetime) -> dict[str, Any
 async def sync_accounts(until: datetime | None = None) -> State[Any]:
     """Every configured account brought up to date (`until`: now); one task per account."""
     when = until or utcnow()
-    names = [a.name for a in get_settings().accounts]
-    outcomes = await asyncio.gather(
-        *(sync_account_task(n, when) for n in names), return_exceptions=True
+    settings = get_settings()
+    names = [a.name for a in settings.accounts]
+    task = sync_account_task.with_options(
+        retries=settings.broker_task_retries, retry_delay_seconds=settings.broker_retry_delay_s
     )
+    outcomes = await asyncio.gather(*(task(n, when) for n in names), return_exceptions=True)
     rows: list[dict[str, Any]] = []
     for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, BaseException):
@@ -110,9 +100,13 @@ async def execution_stage(
     decision_ids: list[int], as_of: datetime, key: str
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run every configured account's task at once; return the artifact rows and the failures."""
-    names = [a.name for a in get_settings().accounts]
+    settings = get_settings()
+    names = [a.name for a in settings.accounts]
+    task = execute_account_task.with_options(
+        retries=settings.broker_task_retries, retry_delay_seconds=settings.broker_retry_delay_s
+    )
     outcomes = await asyncio.gather(
-        *(execute_account_task(n, decision_ids, as_of) for n in names), return_exceptions=True
+        *(task(n, decision_ids, as_of) for n in names), return_exceptions=True
     )
     rows: list[dict[str, Any]] = []
     failed: list[str] = []

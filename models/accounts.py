@@ -115,6 +115,7 @@ class AccountConfig(BaseModel):
     api_key: SecretStr | None = None
     secret_key: SecretStr | None = None
     base_url: str | None = Field(None, description="Alpaca trading API URL; unset: by `live`.")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Alpaca: per-request timeout.")
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     paper_state_dir: Path = Field(
         Path("data/paper"), description="Where each paper account keeps its state file."
     )
+    broker_task_retries: int = Field(
+        3, ge=0, le=20, description="Retries of an account's execution task (safe: idempotent)."
+    )
+    broker_retry_delay_s: float = Field(10.0, ge=0, description="Seconds between those retries.")
 
     @field_validator("accounts")
     @classmethod

@@ -44,6 +44,7 @@ def make_broker(account: AccountConfig, settings: Settings) -> Broker:
         secret.get_secret_value(),
         paper=not account.live,
         url=account.base_url,
+        timeout_s=account.timeout_s,
     )
 
 
