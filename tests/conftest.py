@@ -81,6 +81,17 @@ def _service_missing(what: str, reason: str) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture
+def redis_up() -> None:
+    """Redis at 127.0.0.1:6379 answers, or the test is skipped (fails under CI=true)."""
+    import redis
+
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=1).ping()
+    except redis.ConnectionError as exc:
+        _service_missing("Redis at redis://127.0.0.1:6379/0", str(exc))
+
+
 @pytest.fixture(scope="session")
 def postgres_admin() -> Iterator[Engine]:
     engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from sqlalchemy import update
 from websockets.sync.client import connect
 from websockets.sync.connection import Connection
@@ -23,7 +22,6 @@ from models.enums import RunStatus
 from models.ops import Job
 from services.bus import RedisStreamsBus
 from services.settings import Settings
-from tests.conftest import IN_CI
 from tests.live_server import free_port, serve_in_thread
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -76,16 +74,6 @@ def test_without_redis_job_changes_are_polled_from_the_database(
             s.execute(update(Job).where(Job.id == job.id).values(status=RunStatus.COMPLETED))
         done = _next_of(ws, "job_updates")["data"]
         assert (done["id"], done["status"]) == (job.id, "completed")
-
-
-@pytest.fixture
-def redis_up() -> None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.ConnectionError as exc:
-        if IN_CI:
-            pytest.fail(f"Redis at {REDIS_URL} unreachable: {exc} (CI=true)", pytrace=False)
-        pytest.skip(f"Redis at {REDIS_URL} unreachable: {exc}")
 
 
 @pytest.mark.redis
