@@ -26,6 +26,9 @@ from models.errors import ConfigurationError
 # tests and want the prices pinned with the installed version. Set before litellm is imported
 # (services/llm imports this module first).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# Prefect's server sends usage telemetry unless told not to; offline that is an ERROR line in
+# every command's output, and an offline-first product should not phone home by default.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/aitrader.db"
 

@@ -76,6 +76,9 @@ SYMBOLS = (
     *("IBM", "INTC", "JNJ", "JPM", "KO", "MCD", "MRK", "MSFT", "NFLX", "NVDA", "PFE", "PG"),
 )
 WEIGHT = Decimal("0.03")  # 3,000 of alpha's 100,000: whole shares of all but AMZN on beta
+# More sittings arrive while the kills go on, so most kills land in a run with work to do
+# (with one sitting, everything was sent by the 8th kill and the rest hit idle re-runs).
+WAVES, WAVE_EVERY, WAVE_WEIGHT = 5, 4, Decimal("0.01")
 CENT = Decimal("0.01")
 PROFIT, LOSS = Decimal("1.10"), Decimal("0.95")  # a buy's bracket around the close; mirrored
 ROTATION = ("submit", "fill", "timer", "timer")
@@ -157,13 +160,13 @@ class Audit:
 
 @pytest.fixture
 def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
-    """A migrated database with the sample bars and one council's approved decisions."""
+    """A migrated database with the sample bars and a first council's approved decisions."""
     engine = make_engine(fresh_db_url)
     upgrade(engine)
     factory = make_session_factory(engine)
     with unit_of_work(factory) as session:
         import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
-        _approved_council(session)
+        _approved_council(session, WEIGHT)
     yield factory
     engine.dispose()
 
@@ -180,11 +183,17 @@ def test_a_stage_killed_again_and_again_ends_with_one_order_per_leg_and_no_fill_
     rng = random.Random(SEED)
     chaos: list[Attempt] = []
     spent: set[str] = set()  # fuses that ran out: nothing was left to send, or to fill
+    waves = 1
     while (
         sum(a.killed for a in chaos) < KILLS
         and len(chaos) < MAX_ATTEMPTS
         and not any(a.failed for a in chaos)  # a run that broke on its own is the finding
     ):
+        if chaos and len(chaos) % WAVE_EVERY == 0 and waves < WAVES:
+            with unit_of_work(sessions) as session:  # fresh work, so kills keep landing in it
+                _approved_council(session, WAVE_WEIGHT)
+            waves += 1
+            spent.clear()
         kind = ROTATION[len(chaos) % len(ROTATION)]
         if kind in spent:
             kind = "timer"
@@ -207,6 +216,7 @@ def test_a_stage_killed_again_and_again_ends_with_one_order_per_leg_and_no_fill_
     report = {
         "backend": make_url(fresh_db_url).get_backend_name(),
         "seed": SEED,
+        "waves": waves,
         "attempts": len(chaos),
         "kills_planned": KILLS,
         "kills_delivered": delivered,
@@ -334,8 +344,11 @@ def _tail(log: Path, lines: int = 60) -> str:
 # -- the database and the brokers ----------------------------------------------------------
 
 
-def _approved_council(session: Session) -> None:
-    """One council sitting at AS_OF, every decision approved, brackets around the last close."""
+def _approved_council(session: Session, weight: Decimal) -> None:
+    """One council sitting at AS_OF, every decision approved, brackets around the last close.
+
+    Each call is another sitting (a wave of new decisions on the same symbols).
+    """
     run = CouncilRun(as_of=AS_OF, status=RunStatus.COMPLETED)
     session.add(run)
     session.flush()
@@ -365,7 +378,7 @@ def _approved_council(session: Session) -> None:
                 pitch_id=pitch.id,
                 symbol=symbol,
                 action=DecisionAction.BUY if buy else DecisionAction.SELL,
-                target_weight=WEIGHT,
+                target_weight=weight,
                 conviction=Decimal("0.6"),
                 rationale="a target for the chaos test",
                 status=DecisionStatus.APPROVED,
@@ -506,11 +519,13 @@ def _audit_orders(audit: Audit, account: str, orders: Sequence[Order], book: _Br
         for b in book.orders
         if b.client_order_id not in ours
     ]
-    entries_per_symbol = Counter(b.symbol for b in book.orders if b.leg is OrderLeg.ENTRY)
+    # one entry per intent: as many entries per symbol at the broker as we have intents sent
+    theirs = Counter(b.symbol for b in book.orders if b.leg is OrderLeg.ENTRY)
+    sent = Counter(o.symbol for o in orders if o.leg is OrderLeg.ENTRY)
     audit.extra_at_broker += [
-        f"{account} {symbol}: {n} entry orders at the broker for one decision"
-        for symbol, n in entries_per_symbol.items()
-        if n > 1
+        f"{account} {symbol}: {n} entry orders at the broker for {sent[symbol]} intents"
+        for symbol, n in theirs.items()
+        if n > sent[symbol]
     ]
 
 
