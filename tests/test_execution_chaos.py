@@ -2,8 +2,9 @@
 at the broker as in our tables, and every fill booked once.
 
 `tests/chaos_worker.py` runs the real stage (two paper accounts, broker state in
-files) in a subprocess. A seeded schedule kills it again and again, half the
-time with
+files) in a process of its own, forked by `tests/chaos_zygote.py` so a run does
+not pay a second of imports. A seeded schedule kills it again and again with
+SIGKILL, half the time with
 
 * a timer: SIGKILL at a random moment after the worker printed "ready",
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import random
 import select as io_select
 import signal
@@ -179,6 +181,7 @@ def test_a_stage_killed_again_and_again_ends_with_one_order_per_leg_and_no_fill_
 ) -> None:
     started = time.monotonic()
     state_dir, log = tmp_path / "paper", tmp_path / "worker.log"
+    state_dir.mkdir()
     worker = _Worker(fresh_db_url, state_dir, log, lambda: _progress(sessions, state_dir))
     rng = random.Random(SEED)
     chaos: list[Attempt] = []
@@ -204,6 +207,7 @@ def test_a_stage_killed_again_and_again_ends_with_one_order_per_leg_and_no_fill_
     clean = [worker.run("clean", None)]
     while clean[-1].returncode != 0 and len(clean) < CLEAN_RUNS:
         clean.append(worker.run("clean", None))
+    worker.close()
     seconds = time.monotonic() - started
 
     audit = _audit(sessions, state_dir)
@@ -257,76 +261,96 @@ def test_a_stage_killed_again_and_again_ends_with_one_order_per_leg_and_no_fill_
 
 
 class _Worker:
-    """Starts `tests.chaos_worker` and kills it as told; each run's stderr goes to `log`."""
+    """Runs `tests.chaos_worker`, forked by `tests.chaos_zygote`, and kills it as told.
+
+    Every run is a separate process with its own pid, killed with a real
+    SIGKILL; the zygote only saves each one the second of imports. Each run's
+    stderr goes to `log`.
+    """
 
     def __init__(
         self, db_url: str, state_dir: Path, log: Path, progress: Callable[[], Progress]
     ) -> None:
-        self.command = [
-            sys.executable,
-            "-m",
-            "tests.chaos_worker",
-            "--db",
-            db_url,
-            "--state-dir",
-            str(state_dir),
-            "--as-of",
-            AS_OF.isoformat(),
-        ]
+        self.args = ["--db", db_url, "--state-dir", str(state_dir), "--as-of", AS_OF.isoformat()]
         self.log = log
         self.progress = progress
+        self._err = log.open("a")
+        self._zygote = subprocess.Popen(
+            [sys.executable, "-m", "tests.chaos_zygote"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+        )
+        assert self._zygote.stdout is not None
+        self._out = self._zygote.stdout.fileno()
+        self._buffer = b""
+
+    def close(self) -> None:
+        assert self._zygote.stdin is not None
+        self._zygote.stdin.close()
+        self._zygote.wait(timeout=WORKER_TIMEOUT_S)
+        self._err.close()
 
     def run(self, kind: str, setting: float | int | None) -> Attempt:
-        command = list(self.command)
+        args = list(self.args)
         if kind in FUSE_FLAGS:
-            command += [FUSE_FLAGS[kind], str(setting)]
-        with self.log.open("a") as err:
-            err.write(f"--- {kind} {setting}\n")
-            err.flush()
-            spawned = time.monotonic()
-            proc = subprocess.Popen(
-                command, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True
-            )
-            try:
-                ready = _wait_ready(proc)
-                timer = kind == "timer" and ready is not None
-                signalled = timer and _kill_after(proc, float(setting or 0))
-                returncode = proc.wait(timeout=WORKER_TIMEOUT_S)
-                ended = time.monotonic()
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                assert proc.stdout is not None
-                proc.stdout.close()
+            args += [FUSE_FLAGS[kind], str(setting)]
+        self._err.write(f"--- {kind} {setting}\n")
+        self._err.flush()
+        spawned = time.monotonic()
+        assert self._zygote.stdin is not None
+        self._zygote.stdin.write((json.dumps(args) + "\n").encode())
+        self._zygote.stdin.flush()
+        pid, ready, code = 0, None, None
+        while code is None and ready is None:  # until it said "ready", or died before
+            line = self._line(READY_TIMEOUT_S)
+            if line.startswith("pid "):
+                pid = int(line.split()[1])
+            elif line == "ready":
+                ready = time.monotonic()
+            elif line.startswith("exit "):
+                code = int(line.split()[2])
+        signalled = False
+        if kind == "timer" and code is None:
+            line = self._line(float(setting or 0), waiting=True)
+            if line.startswith("exit "):
+                code = int(line.split()[2])
+            else:  # still working when the timer went off
+                os.kill(pid, signal.SIGKILL)
+                signalled = True
+        while code is None:
+            line = self._line(WORKER_TIMEOUT_S)
+            if line.startswith("exit "):
+                code = int(line.split()[2])
+        ended = time.monotonic()
         ready = ready or ended
         return Attempt(
             kind,
             setting,
-            returncode,
+            code,
             signalled,
             startup_s=round(ready - spawned, 2),
             work_s=round(ended - ready, 2),
             after=self.progress(),
         )
 
-
-def _wait_ready(proc: subprocess.Popen[str]) -> float | None:
-    """When it said "ready"; None if it died (or hung) before: its return code says how."""
-    assert proc.stdout is not None
-    readable, _, _ = io_select.select([proc.stdout], [], [], READY_TIMEOUT_S)
-    if not readable or proc.stdout.readline().strip() != "ready":
-        return None
-    return time.monotonic()
-
-
-def _kill_after(proc: subprocess.Popen[str], delay: float) -> bool:
-    """SIGKILL after `delay` if it still runs; True if sent."""
-    time.sleep(delay)
-    if proc.poll() is not None:
-        return False
-    proc.send_signal(signal.SIGKILL)
-    return True
+    def _line(self, timeout: float, *, waiting: bool = False) -> str:
+        """The zygote's next line; "" if `waiting` and none came within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            readable, _, _ = io_select.select([self._out], [], [], max(left, 0))
+            if not readable:
+                if waiting:
+                    return ""
+                raise TimeoutError(f"the chaos zygote said nothing for {timeout} s")
+            chunk = os.read(self._out, 4096)
+            if not chunk:
+                raise EOFError(f"the chaos zygote exited:\n{_tail(self.log)}")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode().strip()
 
 
 def _log_uniform(rng: random.Random, low: float, high: float) -> float:
