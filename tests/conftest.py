@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from db.engine import make_engine, make_session_factory, unit_of_work
@@ -156,6 +156,21 @@ def session(db_engine: Engine) -> Iterator[Session]:
         finally:
             s.close()
             outer.rollback()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (`pytest.mark.anyio`) run on asyncio, the loop the product runs on."""
+    return "asyncio"
+
+
+@pytest.fixture
+def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
+    """A session factory on a freshly migrated database of each backend."""
+    engine = make_engine(fresh_db_url)
+    upgrade(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

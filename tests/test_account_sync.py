@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import make_engine, make_session_factory, unit_of_work
-from db.migrate import upgrade
+from db.engine import unit_of_work
 from models.enums import OrderLeg, OrderStatus, Timeframe
 from models.market import Bar
 from models.trading import Order, PortfolioSnapshot, Position, Trade
@@ -21,19 +19,6 @@ from tasks.execution.account_run import execute_account, sync_account
 from tests.test_execution_risk import AS_OF, Case, setup_decision
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
-    engine: Engine = make_engine(fresh_db_url)
-    upgrade(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def _bar(sessions: sessionmaker[Session], day: int, low: str, high: str, close: str) -> None:

@@ -31,11 +31,6 @@ BusFactory = Callable[..., Bus]
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def stream() -> str:
     """A stream name no other test run uses (the Redis server is shared)."""
     return f"test:bus:{uuid.uuid4().hex[:12]}"

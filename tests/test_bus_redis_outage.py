@@ -29,11 +29,6 @@ STREAM = "outage:signals"
 GROUP = "oms"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class PrivateRedis:
     """A redis-server subprocess on a free loopback port that can be stopped and restarted."""
 

@@ -9,18 +9,17 @@ does reach the broker when nothing is broken.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import make_engine, make_session_factory, unit_of_work
-from db.migrate import upgrade
+from db.engine import unit_of_work
 from db.queries.accounts import ensure_account
 from db.queries.halts import set_halt
 from db.queries.instruments import ensure_instruments
@@ -52,19 +51,6 @@ pytestmark = pytest.mark.anyio
 AS_OF = datetime(2024, 3, 9, tzinfo=UTC)  # a Saturday: the week's closes are known
 SATURDAY_NOON = datetime(2024, 3, 9, 17, 0, tzinfo=UTC)
 WEDNESDAY_NOON = datetime(2024, 3, 6, 17, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
-    engine: Engine = make_engine(fresh_db_url)
-    upgrade(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 @dataclass

@@ -52,11 +52,6 @@ def at(minutes: int) -> datetime:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def engine(fresh_db_url: str) -> Iterator[Engine]:
     engine = make_engine(fresh_db_url)
     upgrade(engine)

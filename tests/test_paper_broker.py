@@ -19,11 +19,6 @@ pytestmark = pytest.mark.anyio
 T0 = datetime(2025, 1, 6, 14, 30, tzinfo=UTC)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class TestPaperBrokerContract(BrokerContract):
     @pytest.fixture
     def broker(self) -> PaperBroker:

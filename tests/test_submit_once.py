@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import make_engine, make_session_factory, unit_of_work
-from db.migrate import upgrade
+from db.engine import unit_of_work
 from db.queries.instruments import ensure_instruments
 from models.broker import OrderRequest
 from models.enums import BrokerKind, OrderLeg, OrderStatus, OrderType, Side
@@ -22,19 +20,6 @@ from tasks.execution.submit import client_order_id, record_order, submit_once
 from tests.fake_alpaca_rest import AcceptThenTimeout, fake_alpaca_rest, trading_client
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
-    engine: Engine = make_engine(fresh_db_url)
-    upgrade(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def _intent(sessions: sessionmaker[Session]) -> int:
