@@ -91,3 +91,17 @@ async def test_bars_from_after_until_do_not_trigger_anything(
     assert result.new_fills == 0
     with sessions() as session:
         assert session.scalars(select(Position)).one().qty == 100
+
+
+async def test_an_old_decision_executed_after_the_market_moved_on_fills_at_the_newer_price(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    case = Case("none")
+    decision_id, _ = setup_decision(sessions, case)
+    broker = PaperBroker(Decimal(100_000), state_path=tmp_path / "acct.json")
+    broker.on_price("AAPL", Decimal("103"), AS_OF + timedelta(days=3))  # Tuesday's price
+
+    await execute_account(sessions, case.account, broker, [decision_id], as_of=AS_OF)
+
+    (order,) = await broker.list_orders()
+    assert order.avg_fill_price == Decimal("103")  # not Friday's 100: that moment has passed

@@ -192,6 +192,10 @@ class PaperBroker:
             }
         )
 
+    def last_price(self, symbol: str) -> Decimal | None:
+        """The newest price of `symbol` this broker was given, if any."""
+        return self._state.last_prices.get(symbol.strip().upper())
+
     def last_price_at(self, symbol: str) -> datetime | None:
         """When the newest price of `symbol` was stamped: a bar feed resumes after it."""
         return self._state.last_price_at.get(symbol.strip().upper())

@@ -262,18 +262,22 @@ def _execute_at_last_close(
     """Paper market orders fill at the last price known at `as_of`, stamped `as_of`.
 
     That is the price a replayed week could have traded at; the broker's
-    slippage moves it against the trader.
+    slippage moves it against the trader. If the broker was already given
+    newer prices (an old decision executed late), its own last price is used:
+    an order sent now cannot trade at a price from before.
     """
     with sessions() as session:
         for symbol in sorted(symbols):
             priced = last_close(session, symbol, as_of)
             if priced is None:
                 continue
-            seen = broker.last_price_at(symbol)
-            stamp = max(as_of, priced[1])
+            price, stamp = priced[0], max(as_of, priced[1])
+            seen, last = broker.last_price_at(symbol), broker.last_price(symbol)
             if seen is not None and stamp <= seen:
                 stamp = seen + timedelta(microseconds=1)  # after the submit, before the next bar
-            broker.on_price(symbol, priced[0], stamp)
+                if seen > priced[1] and last is not None:
+                    price = last  # the broker has seen the market move on: no trading in the past
+            broker.on_price(symbol, price, stamp)
 
 
 async def book(
