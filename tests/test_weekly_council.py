@@ -325,10 +325,10 @@ def test_with_redis_each_stage_is_announced_on_jobs_updates(
             await bus.close()
 
     start = asyncio.run(newest())
-    summary = _summary(_run())
-    mine = [
-        m for m in asyncio.run(since(start)) if m["council_run_id"] == summary["council_run_id"]
-    ]
+    state = _run()
+    flow_run_id = str(state.state_details.flow_run_id)
+    # by flow run: the SQLite and Postgres runs of this test share the stream and run ids
+    mine = [m for m in asyncio.run(since(start)) if m["flow_run_id"] == flow_run_id]
     assert [m["stage"] for m in mine] == [
         "snapshot",
         "research",
