@@ -1,21 +1,57 @@
-"""The realtime process's FastAPI application, built by `create_app(settings)`."""
+"""The realtime process's FastAPI application, built by `create_app(settings)`.
+
+Every router under `/api` is included behind `Require(viewer)`, so a route
+added later is guarded even if its author forgets; routes that write ask
+for more (`Trader`, `Admin`, `LLMSpender` in their signatures). Health,
+readiness, metrics and the OpenAPI pages are open: probes and docs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.errors import register_error_handlers
+from api.auth import Require
+from api.errors import problem_responses, register_error_handlers
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
-from api.routers import book, health, signals, stream, ws
+from api.routers import (
+    accounts,
+    book,
+    halts,
+    health,
+    market,
+    pitches,
+    portfolio,
+    research,
+    signals,
+    stream,
+    trading,
+    watchlist,
+    ws,
+)
 from api.runtime import start_runtime
+from models.enums import Role
 from realtime.sources.base import MarketDataSource
 from services.settings import Settings, get_settings
+
+GUARDED = (
+    market.router,
+    research.router,
+    pitches.router,
+    trading.router,
+    accounts.router,
+    portfolio.router,
+    watchlist.router,
+    halts.router,
+    book.router,
+    signals.router,
+)
 
 
 def create_app(
@@ -37,16 +73,34 @@ def create_app(
     app = FastAPI(
         title="AITrader",
         summary="Realtime prices, council results and trading for the AITrader dashboard.",
+        description=(
+            "Authenticate with `Authorization: Bearer <token>` (`aitrader token create "
+            "--role viewer|trader|admin`). Reads need viewer; anything that moves money or "
+            "spends on language models needs trader; halting trading and the audit log need "
+            "admin. Errors are `application/problem+json`. Lists take `limit`, `offset`, "
+            "`since` and `until` and answer a page with `next_offset`."
+        ),
         version="0.1.0",
         lifespan=lifespan,
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    if settings.api_cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api_cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Last-Event-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
     register_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(stream.router)
+    app.include_router(stream.router, responses=problem_responses(401, 403, 422))
     app.include_router(ws.router)
-    app.include_router(book.router)
-    app.include_router(signals.router)
+    viewer = [Depends(Require(Role.VIEWER))]
+    for router in GUARDED:
+        app.include_router(
+            router, dependencies=viewer, responses=problem_responses(401, 403, 404, 422)
+        )
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

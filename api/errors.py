@@ -1,23 +1,164 @@
-"""HTTP mapping of our errors, registered once on `AITraderError` (subclasses follow the MRO)."""
+"""Every error the API returns, mapped once and shaped as `application/problem+json`.
+
+RFC 9457 bodies: `type`, `title`, `status`, `detail`, and for bad input an
+`errors` list naming each field (`query.limit`, `body.trades.0.qty`). Our
+typed errors map by class (most specific first); FastAPI's own validation
+and HTTP errors are reshaped the same way, so a client parses one format.
+A 5xx says only that something failed and the request id to look for in
+the logs: tracebacks stay on the server.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.errors import AITraderError, DatabaseUnavailableError, DataError, NotFoundError
+from models.errors import (
+    AITraderError,
+    AuthenticationError,
+    BudgetExceededError,
+    ConfigurationError,
+    ConflictError,
+    DatabaseUnavailableError,
+    DataError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
+from services.brokers import BrokerUnavailableError, OrderRejectedError
+from services.bus import BusUnavailableError
 
-STATUS: dict[type[AITraderError], int] = {
-    NotFoundError: 404,
-    DataError: 422,
-    DatabaseUnavailableError: 503,
-}
+logger = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+
+# Most specific first: the first class an error is an instance of decides its status.
+STATUS: list[tuple[type[AITraderError], int]] = [
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (OrderRejectedError, 409),
+    (BudgetExceededError, 409),
+    (InvalidInputError, 422),
+    (DataError, 422),
+    (RateLimitedError, 429),
+    (ConfigurationError, 503),
+    (DatabaseUnavailableError, 503),
+    (BrokerUnavailableError, 503),
+    (BusUnavailableError, 503),
+]
 
 
-async def _handle(_request: Request, exc: Exception) -> JSONResponse:
-    status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
-    return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status)
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where: `body.x`, `query.limit`, `path.id`.")
+    message: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details."""
+
+    type: str = Field("about:blank", description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str = ""
+    request_id: str | None = None
+    errors: list[FieldProblem] = Field(default_factory=list)
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error statuses a route can answer, all with a Problem body."""
+    return {
+        code: {"model": Problem, "content": {PROBLEM: {}}, "description": _TITLES.get(code, "")}
+        for code in codes
+    }
+
+
+def problem(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    errors: list[FieldProblem] | None = None,
+    headers: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> JSONResponse:
+    body = Problem(
+        title=title or _TITLES.get(status, "Error"),
+        status=status,
+        detail=detail,
+        request_id=getattr(request.state, "request_id", None),
+        errors=errors or [],
+    )
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=status,
+        media_type=PROBLEM,
+        headers=dict(headers or {}),
+    )
+
+
+async def _ours(request: Request, exc: Exception) -> JSONResponse:
+    status = next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
+    if status >= 500:
+        logger.error("api.error", exc_info=exc, extra={"path": request.url.path})
+        return problem(request, status, f"{type(exc).__name__}: {exc}")
+    headers: dict[str, str] = {}
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, RateLimitedError):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+    errors = None
+    if isinstance(exc, InvalidInputError):
+        errors = [FieldProblem(field=exc.field, message=exc.message)]
+    return problem(request, status, str(exc), errors=errors, headers=headers)
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        FieldProblem(field=".".join(str(p) for p in e["loc"]), message=e["msg"])
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return problem(request, 422, detail, errors=errors)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(request, exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The process edge: anything unforeseen becomes a 500 with a request id; Starlette's
+    # ServerErrorMiddleware logs the traceback and re-raises it after this response.
+    return problem(request, 500, "internal error; the server log has the details")
 
 
 def register_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(AITraderError, _handle)
+    app.add_exception_handler(AITraderError, _ours)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}

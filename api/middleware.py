@@ -27,7 +27,11 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))
-        request_id = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        given = headers.get(b"x-request-id", b"").decode(errors="replace")[:64]
+        request_id = "".join(c for c in given if c.isascii() and c.isprintable()) or (
+            uuid.uuid4().hex
+        )
+        scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id
         started = time.perf_counter()
         status = 500
 

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.metrics import Metrics
+from api.rate_limit import RateLimiter
 from db.engine import make_engine, make_session_factory, unit_of_work
 from db.queries.signals import ensure_strategy
 from models.errors import ConfigurationError
@@ -61,6 +62,8 @@ class Runtime:
     status_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("system-status"))
     gc_policy: GCPolicy | None = None
     gc_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("gc-policy"))
+    token_touched: dict[int, float] = field(default_factory=dict)  # api.auth: last_used_at
+    llm_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10))
 
     def status(self) -> dict[str, object]:
         """What `system_status` subscribers and operators see."""
@@ -159,6 +162,7 @@ async def start_runtime(
         if settings.redis_url
         else JobPoller(sessions, ws_hub, interval_s=settings.job_poll_interval_ms / 1000),
         books=BookService(make_book_feed(settings, cache)),
+        llm_limiter=RateLimiter(settings.api_llm_rate_per_minute),
     )
     metrics.count_from(
         "aitrader_book_events",

@@ -121,3 +121,36 @@ class LLMCallStatus(StrEnum):
     REPAIRED = "repaired"
     PARSE_ERROR = "parse_error"
     ERROR = "error"
+
+
+class Role(StrEnum):
+    """What an API token may do; each role can do everything the roles below it can.
+
+    viewer reads; trader also moves money and starts LLM spend; admin also
+    halts trading and reads the audit log.
+    """
+
+    VIEWER = "viewer"
+    TRADER = "trader"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return _ROLE_RANK[self]
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+_ROLE_RANK = {Role.VIEWER: 0, Role.TRADER: 1, Role.ADMIN: 2}
+
+
+class JobType(StrEnum):
+    """What `POST /api/jobs` can start; each is a Prefect flow (flows/jobs.py)."""
+
+    COUNCIL = "council"
+    RESEARCH = "research"
+    BACKTEST = "backtest"
+    TRAINING = "training"
+    SENTIMENT = "sentiment"
+    PATTERN_SCAN = "pattern_scan"

@@ -4,8 +4,13 @@
   x ConfigurationError          bad settings, caught at start-up
   x DataError
     x DataFileError             missing file, unknown layout, unreadable content
+    x InvalidInputError         a request's field is wrong in a way its schema cannot say
   x DatabaseUnavailableError    the database URL cannot be reached
   x NotFoundError
+  x ConflictError               the request contradicts the record's state (not paused, exists)
+  x AuthenticationError         no credentials, or ones we do not know (API: 401)
+  x PermissionDeniedError       known credentials, not enough role (API: 403)
+  x RateLimitedError            too many LLM-spending requests for now (API: 429)
   x LLMError
     x BudgetExceededError       the next call would take a run past its LLM budget
 """
@@ -29,12 +34,40 @@ class DataFileError(DataError):
     """A data file (bars, instruments) is missing, unreadable or in an unknown layout."""
 
 
+class InvalidInputError(DataError):
+    """One field of a request is invalid given the data (an unknown symbol, since > until)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
 class DatabaseUnavailableError(AITraderError):
     """The configured database cannot be connected to."""
 
 
 class NotFoundError(AITraderError):
     """A requested record does not exist."""
+
+
+class ConflictError(AITraderError):
+    """The request is well formed but the record's state does not allow it."""
+
+
+class AuthenticationError(AITraderError):
+    """The request carries no credentials, or ones that are unknown, expired or revoked."""
+
+
+class PermissionDeniedError(AITraderError):
+    """The credentials are valid but their role does not allow the action."""
+
+
+class RateLimitedError(AITraderError):
+    """Too many requests of a limited kind; `retry_after_s` says when one will be let through."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class LLMError(AITraderError):

@@ -32,6 +32,9 @@ class Job(IdMixin, CreatedMixin, Base):
     created_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # migration 0006: where it runs ("deployment" or "process") and the token that asked
+    runner: Mapped[str | None] = mapped_column(String(16))
+    token_id: Mapped[int | None] = mapped_column(BigId)
 
 
 class AuditEvent(IdMixin, Base):
@@ -46,6 +49,10 @@ class AuditEvent(IdMixin, Base):
     entity_type: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # migration 0006: who, over the API (actor is the token's user, or "cli", "flow", ...)
+    token_id: Mapped[int | None] = mapped_column(BigId)  # no FK: the record outlives the token
+    role: Mapped[str | None] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class LLMCall(IdMixin, CreatedMixin, Base):

@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, CreatedMixin, IdMixin, utcnow
-from models.enums import ChatRole
+from models.enums import ChatRole, Role
 
 
 class User(IdMixin, CreatedMixin, Base):
@@ -33,6 +33,8 @@ class ApiToken(IdMixin, CreatedMixin, Base):
     last_used_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # migration 0006: what the token may do (models.enums.Role)
+    role: Mapped[Role] = mapped_column(default=Role.VIEWER, server_default=Role.VIEWER.value)
 
 
 class Conversation(IdMixin, CreatedMixin, Base):
@@ -53,3 +55,5 @@ class ChatMessage(IdMixin, CreatedMixin, Base):
     role: Mapped[ChatRole]
     content: Mapped[str] = mapped_column(Text)
     llm_call_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("llm_calls.id"))
+    # migration 0006: an assistant message's structured answer and what was done with it
+    payload: Mapped[dict[str, Any] | None]

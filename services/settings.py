@@ -55,6 +55,12 @@ class BookFeedKind(StrEnum):
     NONE = "none"  # no order books; the book API answers 404
 
 
+class JobRunner(StrEnum):
+    AUTO = "auto"  # deployment when PREFECT_API_URL is set, else process
+    DEPLOYMENT = "deployment"  # run_deployment on the Prefect server; a worker runs it
+    PROCESS = "process"  # a child process of the realtime server runs the flow
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -168,6 +174,39 @@ class Settings(BaseSettings):
         3, ge=0, le=20, description="Retries of an account's execution task (safe: idempotent)."
     )
     broker_retry_delay_s: float = Field(10.0, ge=0, description="Seconds between those retries.")
+
+    # --- REST API (realtime process) ---------------------------------------------------
+    api_anonymous_read: bool = Field(
+        True,
+        description="Let requests from this machine (loopback) read without a token; for the "
+        "demo. Turn off behind a reverse proxy on the same host: every request looks local.",
+    )
+    api_cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser."
+    )
+    api_llm_rate_per_minute: int = Field(
+        10, ge=1, le=10_000, description="LLM-spending requests per token per minute."
+    )
+    jobs_runner: JobRunner = Field(
+        JobRunner.AUTO, description="How POST /api/jobs runs a flow: deployment or process."
+    )
+    jobs_max_running: int = Field(
+        4, ge=1, le=64, description="Most job processes the realtime server runs at once."
+    )
+
+    # --- chat (realtime process) -------------------------------------------------------
+    chat_model: str = Field("offline/assistant", description="litellm model of the chat assistant.")
+    chat_budget_usd: float = Field(
+        0.05, ge=0, description="Most one chat message may spend on its model, in USD."
+    )
+    chat_execute: bool = Field(
+        False,
+        description="Execute the trades the chat assistant proposes at once (after the risk "
+        "checks); off: they wait in /api/trades/pending for a trader's approval.",
+    )
+    chat_account: str | None = Field(
+        None, description="Account chat trades go to; unset: the first configured account."
+    )
 
     @field_validator("accounts")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -28,6 +29,7 @@ from db.engine import make_engine, make_session_factory, unit_of_work
 from db.migrate import upgrade
 
 if TYPE_CHECKING:
+    from tests.api_support import Api
     from tests.fake_openai import FakeOpenAI
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="aitrader-prefect-"))
@@ -262,3 +264,55 @@ def aitrader(sample_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
     yield run
     get_settings.cache_clear()
+
+
+# --- the REST API on a copy of a database holding the sample bars -----------------
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def api_template(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database with the sample bars, built once per session and backend."""
+    from tasks.import_bars import import_bar_file
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('api-template')}/template.db"
+    else:
+        url = create_postgres_database(request.getfixturevalue("postgres_admin"))
+    engine = make_engine(url)
+    upgrade(engine)
+    with unit_of_work(make_session_factory(engine)) as session:
+        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
+    engine.dispose()
+    yield url
+    if request.param == "postgres":
+        drop_postgres_database(request.getfixturevalue("postgres_admin"), url)
+
+
+@pytest.fixture
+def api_db_url(api_template: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A copy of the template, this test's own: a file copy, or CREATE DATABASE ... TEMPLATE."""
+    if api_template.startswith("sqlite"):
+        target = tmp_path / "api.db"
+        shutil.copyfile(api_template.removeprefix("sqlite:///"), target)
+        yield f"sqlite:///{target}"
+        return
+    admin: Engine = request.getfixturevalue("postgres_admin")
+    name = f"aitrader_test_{uuid.uuid4().hex[:12]}"
+    template = api_template.rsplit("/", 1)[-1]
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    yield url
+    drop_postgres_database(admin, url)
+
+
+@pytest.fixture
+def api(api_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Api]:
+    """The app on its own copy of the sample database; `api.get(path, role=...)`."""
+    from tests.api_support import api_settings, running_api
+
+    monkeypatch.chdir(tmp_path)
+    with running_api(api_settings(api_db_url)) as client:
+        yield client

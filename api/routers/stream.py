@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse
 
+from api.auth import StreamViewer
 from api.deps import RuntimeDep
 
 router = APIRouter(prefix="/api/stream", tags=["stream"])
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/api/stream", tags=["stream"])
 @router.get("/prices", response_class=EventSourceResponse)
 async def stream_prices(
     runtime: RuntimeDep,
+    _caller: StreamViewer,
     symbols: Annotated[
         str | None, Query(description="Comma-separated symbols; all when absent.", max_length=4000)
     ] = None,
