@@ -93,10 +93,10 @@ async def execute_account(
     submitted: set[str] = set()
     for decision_id, symbol in todo:
         intent_id = await _plan(sessions, account, account_id, broker, decision_id, as_of, now)
-        if intent_id is not None and await _submit(sessions, broker, intent_id, account.name):
+        if intent_id is not None and await submit_intent(sessions, broker, intent_id, account.name):
             submitted.add(symbol)
     if isinstance(broker, PaperBroker):
-        _execute_at_last_close(sessions, broker, submitted, as_of)
+        execute_at_last_close(sessions, broker, submitted, as_of)
     result = AccountExecution(account.name)
     result.new_fills, result.drift = await book(sessions, broker, account_id, as_of, bus)
     with sessions() as session:
@@ -146,7 +146,7 @@ async def reconcile_pending(
         ).all()
     for intent_id in pending:
         if intent_id is not None:
-            await _submit(sessions, broker, intent_id, account)
+            await submit_intent(sessions, broker, intent_id, account)
     return len(pending)
 
 
@@ -219,7 +219,7 @@ def _open_count(order: BrokerOrder) -> int:
     )
 
 
-async def _submit(
+async def submit_intent(
     sessions: sessionmaker[Session], broker: Broker, intent_id: int, account: str
 ) -> bool:
     """Send the intent's order once; a refusal is stored with its reason.
@@ -256,7 +256,7 @@ async def _submit(
     return order.status in OPEN_STATUSES
 
 
-def _execute_at_last_close(
+def execute_at_last_close(
     sessions: sessionmaker[Session], broker: PaperBroker, symbols: set[str], as_of: datetime
 ) -> None:
     """Paper market orders fill at the last price known at `as_of`, stamped `as_of`.
