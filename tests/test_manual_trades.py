@@ -47,7 +47,8 @@ async def test_a_queued_trade_waits_then_executes_once_when_approved(
     buy = ManualTrade(symbol="AAPL", side=Side.BUY, qty=Decimal(10))
     [queued] = await place_manual_trades(priced, settings, [buy], source="t1", execute=False)
     assert queued.status == IntentStatus.PENDING_APPROVAL
-    assert queued.order_status is None and _count(priced, Order) == 0
+    assert queued.order_status is None
+    assert _count(priced, Order) == 0
     again = await place_manual_trades(priced, settings, [buy], source="t1", execute=False)
     assert [o.intent_id for o in again] == [queued.intent_id]  # the same request, one intent
     assert queued.intent_id is not None
@@ -56,7 +57,8 @@ async def test_a_queued_trade_waits_then_executes_once_when_approved(
     assert done.order_status == OrderStatus.FILLED
     with priced() as session:
         position = session.scalar(select(Position).where(Position.symbol == "AAPL"))
-        assert position is not None and position.qty == 10
+        assert position is not None
+        assert position.qty == 10
     with pytest.raises(ConflictError):
         await execute_pending(priced, settings, [queued.intent_id])
     with pytest.raises(NotFoundError):
