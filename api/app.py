@@ -23,8 +23,10 @@ from api.middleware import RequestContextMiddleware
 from api.routers import (
     accounts,
     book,
+    council,
     halts,
     health,
+    jobs,
     market,
     pitches,
     portfolio,
@@ -41,6 +43,8 @@ from realtime.sources.base import MarketDataSource
 from services.settings import Settings, get_settings
 
 GUARDED = (
+    jobs.router,
+    council.router,
     market.router,
     research.router,
     pitches.router,

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from api.runtime import Runtime
 from db.engine import unit_of_work
@@ -111,7 +112,7 @@ class RequireLLM(Require):
         return principal
 
 
-async def authorise(request: Request, secret: str | None, needed: Role) -> Principal:
+async def authorise(request: HTTPConnection, secret: str | None, needed: Role) -> Principal:
     runtime: Runtime = request.app.state.runtime
     request_id = getattr(request.state, "request_id", None)
     if not secret:
@@ -142,12 +143,21 @@ def _lookup(runtime: Runtime, secret: str) -> tuple[int, str, Role] | None:
     return result
 
 
-def _local(request: Request) -> bool:
+def _local(request: HTTPConnection) -> bool:
     host = request.client.host if request.client else ""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def bearer_secret(connection: HTTPConnection) -> str | None:
+    """The token of a connection that cannot use the `bearer` dependency (a WebSocket):
+    `Authorization: Bearer ...`, else `?access_token=`."""
+    scheme, _, value = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return connection.query_params.get("access_token") or None
 
 
 Viewer = Annotated[Principal, Depends(Require(Role.VIEWER))]

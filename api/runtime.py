@@ -25,6 +25,7 @@ from realtime.bar_aggregator import MinuteBarAggregator
 from realtime.book_service import BookService
 from realtime.bus_bridge import BusBridge, JobPoller
 from realtime.gc_policy import GCPolicy
+from realtime.jobs import JobSupervisor
 from realtime.patterns.config import PatternConfig
 from realtime.patterns.engine import PatternEngine, datetime_to_ns, warm_up
 from realtime.patterns.sink import SignalSink
@@ -56,6 +57,7 @@ class Runtime:
     bridge: BusBridge
     job_poller: JobPoller | None  # only without Redis: flows cannot reach an in-process bus
     books: BookService
+    jobs: JobSupervisor
     patterns: PatternEngine | None = None  # PATTERN_ENGINE=false: none
     signals: SignalSink | None = None
     bars: MinuteBarAggregator | None = None  # live sources only
@@ -115,6 +117,7 @@ class Runtime:
         }
 
     async def stop(self) -> None:
+        await self.jobs.stop()
         await self.gc_task.stop()
         if self.gc_policy is not None:
             self.gc_policy.restore()
@@ -162,6 +165,7 @@ async def start_runtime(
         if settings.redis_url
         else JobPoller(sessions, ws_hub, interval_s=settings.job_poll_interval_ms / 1000),
         books=BookService(make_book_feed(settings, cache)),
+        jobs=JobSupervisor(settings, sessions, bus if settings.redis_url else None),
         llm_limiter=RateLimiter(settings.api_llm_rate_per_minute),
     )
     metrics.count_from(

@@ -45,6 +45,7 @@ from flows.council_tasks import (
     snapshot_task,
 )
 from flows.execution import execution_stage
+from flows.jobs import JOB_HOOKS
 from models.base import utcnow
 from models.enums import DecisionStatus, RunStatus, Timeframe
 from models.errors import BudgetExceededError
@@ -68,7 +69,7 @@ class ApprovalInput(RunInput):
     approver: str = "prefect-ui"
 
 
-@flow(name="weekly-council", retries=0)
+@flow(name="weekly-council", retries=0, **JOB_HOOKS)
 async def weekly_council(
     as_of: date | None = None,
     universe: list[str] | None = None,
@@ -81,6 +82,8 @@ async def weekly_council(
     min_reward_risk: float = 1.5,
     approval_timeout_s: int = 7 * 24 * 3600,
     execute: bool = True,
+    stop_after: Literal["research", "pitches", "chairman"] | None = None,
+    job_id: int | None = None,
 ) -> State[Any]:
     """One council sitting for `as_of` (default: today); returns the run's summary.
 
@@ -88,6 +91,9 @@ async def weekly_council(
     persona and a model); otherwise the standard council sits, on `models` (or LLM_MODELS)
     taken in turn, the offline analyst when there are none. With `execute`, the approved
     decisions are then sent to every configured account (flows/execution.py).
+    `stop_after` ends the run (completed) after that stage: research alone, or the pitches
+    too (the research prompts are then answered from the response cache, at $0). `job_id`
+    is the API's job row this run reports to (flows/jobs.py); without one a row is made.
     """
     settings = get_settings()
     register_offline_provider()
@@ -107,15 +113,16 @@ async def weekly_council(
         }
         budget = Decimal(str(budget_usd)) if budget_usd is not None else None
         council = q.run_for_flow(session, str(current_flow_run.id), when, budget, params)
-        job = Job(
-            type="council",
-            status=RunStatus.RUNNING,
-            params={"council_run_id": council.id, **params},
-            flow_run_id=str(current_flow_run.id),
-            started_at=utcnow(),
-        )
-        session.add(job)
+        job = session.get(Job, job_id) if job_id is not None else None
+        if job is None:
+            job = Job(type="council", params={}, started_at=utcnow())
+            session.add(job)
+        job.status = RunStatus.RUNNING
+        job.params = {**job.params, "council_run_id": council.id, **params}
+        job.flow_run_id = str(current_flow_run.id)
+        job.started_at = job.started_at or utcnow()
         session.flush()
+        council.job_id = job.id
         run_id, job_id = council.id, job.id
     gateway = LLMGateway(
         SqlCallStore(sessions),
@@ -137,15 +144,21 @@ async def weekly_council(
         await step(1)
         research = await research_task(run, roster, snapshot)
         await step(2)
+        if stop_after == "research":
+            return await _stopped_after(run, sessions, "research")
         candidates = await pitch_task(
             run, roster, snapshot, research, PitchRules(Decimal(str(min_reward_risk)))
         )
         await step(3)
+        if stop_after == "pitches":
+            return await _stopped_after(run, sessions, "pitches")
         review = await review_task(run, roster, snapshot, candidates)
         await step(4)
         chair_rules = ChairRules(max_positions, Decimal(str(max_weight)))
         decision_ids = await chair_task(run, roster, snapshot, candidates, review, chair_rules)
         await step(5)
+        if stop_after == "chairman":
+            return await _stopped_after(run, sessions, "chairman")
     except BudgetExceededError as exc:
         detail = f"stopped on its LLM budget: {exc}; no decision was made"
         with unit_of_work(sessions) as session:
@@ -157,6 +170,7 @@ async def weekly_council(
     if approval == "auto" or not decision_ids:
         settled = _settle(sessions, run_id, {}, "auto", None)
     else:
+        await run.progress("approval", waiting_for="approval", decisions=len(decision_ids))
         answer = await apause_flow_run(
             wait_for_input=ApprovalInput, timeout=approval_timeout_s, key=f"approval-{run_id}"
         )
@@ -185,11 +199,26 @@ async def weekly_council(
         "orders": orders,
         "cost_usd": str(cost),
     }
-    await run.progress("done", RunStatus.COMPLETED, decisions=len(settled), cost_usd=str(cost))
+    status = RunStatus.FAILED if failed else RunStatus.COMPLETED
+    await run.progress("done", status, decisions=len(settled), cost_usd=str(cost))
     await run.close()
     if failed:
         return Failed(message=f"execution failed on {'; '.join(failed)}", data=summary)
     return Completed(message=f"{len(settled)} decisions, ${cost}", data=summary)
+
+
+async def _stopped_after(
+    run: CouncilRun, sessions: sessionmaker[Session], stage: str
+) -> State[Any]:
+    """End the run after `stage`, as asked: completed, with what it has so far."""
+    detail = f"stopped after {stage}, as asked"
+    with unit_of_work(sessions) as session:
+        finished = q.finish_run(session, run.run_id, RunStatus.COMPLETED, detail)
+        cost = str(finished.cost_usd.quantize(Decimal("0.000001")))
+    summary = {"council_run_id": run.run_id, "stopped_after": stage, "cost_usd": cost}
+    await run.progress("done", RunStatus.COMPLETED, stopped_after=stage, cost_usd=cost)
+    await run.close()
+    return Completed(message=detail, data=summary)
 
 
 def _settle(

@@ -11,6 +11,7 @@
   x AuthenticationError         no credentials, or ones we do not know (API: 401)
   x PermissionDeniedError       known credentials, not enough role (API: 403)
   x RateLimitedError            too many LLM-spending requests for now (API: 429)
+  x JobLaunchError              a job's flow run could not be started (API: 503)
   x LLMError
     x BudgetExceededError       the next call would take a run past its LLM budget
 """
@@ -68,6 +69,10 @@ class RateLimitedError(AITraderError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class JobLaunchError(AITraderError):
+    """A job's flow run could not be started: no deployment, no Prefect, no process."""
 
 
 class LLMError(AITraderError):

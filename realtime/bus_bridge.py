@@ -91,7 +91,7 @@ class JobPoller:
         self._interval = interval_s
         self._task = BackgroundTask("job-poller")
         self._after_id = 0
-        self._watching: dict[int, str] = {}  # unfinished job id -> last status seen
+        self._watching: dict[int, tuple[str, str | None]] = {}  # unfinished job -> (status, stage)
         self.polls = 0
 
     @property
@@ -128,7 +128,9 @@ class JobPoller:
         with self._sessions() as session:
             for job in jobs_to_watch(session, self._after_id, self._watching):
                 self._after_id = max(self._after_id, job.id)
-                if self._watching.get(job.id) == job.status:
+                stage = (job.result or {}).get("stage")
+                seen = (job.status, stage if isinstance(stage, str) else None)
+                if self._watching.get(job.id) == seen:
                     continue
                 changes.append(
                     {
@@ -136,6 +138,7 @@ class JobPoller:
                         "id": job.id,
                         "type": job.type,
                         "status": str(job.status),
+                        "stage": seen[1],
                         "error": job.error,
                         "flow_run_id": job.flow_run_id,
                     }
@@ -143,5 +146,5 @@ class JobPoller:
                 if job.status in FINISHED:
                     self._watching.pop(job.id, None)
                 else:
-                    self._watching[job.id] = job.status
+                    self._watching[job.id] = seen
         return changes

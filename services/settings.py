@@ -8,13 +8,14 @@ with the variable's name (`load_settings` turns pydantic's error into a
 
 from __future__ import annotations
 
+import json
 import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -190,6 +191,9 @@ class Settings(BaseSettings):
     jobs_runner: JobRunner = Field(
         JobRunner.AUTO, description="How POST /api/jobs runs a flow: deployment or process."
     )
+    jobs_log_dir: Path = Field(
+        Path("data/jobs"), description="Where job worker processes write their logs."
+    )
     jobs_max_running: int = Field(
         4, ge=1, le=64, description="Most job processes the realtime server runs at once."
     )
@@ -291,3 +295,35 @@ def load_settings() -> Settings:
 def get_settings() -> Settings:
     """The process's settings, read once. Tests build `Settings(...)` directly instead."""
     return load_settings()
+
+
+def child_environment(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process that must see `settings` exactly: this process's
+    environment, with every field of `settings` written over it as its variable.
+
+    The realtime server may have been given its settings in code (tests, embedding), not in
+    the environment; a job's worker process reads them back from these variables.
+    """
+    env = dict(os.environ)
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            env.pop(name.upper(), None)
+            continue
+        field = getattr(settings, name)
+        if isinstance(field, SecretStr):
+            value = field.get_secret_value()
+        elif isinstance(field, list) and field and isinstance(field[0], BaseModel):
+            value = [_with_secrets(item) for item in field]
+        env[name.upper()] = value if isinstance(value, str) else json.dumps(value)
+    env.update(extra or {})
+    return env
+
+
+def _with_secrets(model: BaseModel) -> dict[str, Any]:
+    """A model as JSON-ready data with its secrets in clear (for a child's environment only)."""
+    data: dict[str, Any] = model.model_dump(mode="json")
+    for key in data:
+        value = getattr(model, key)
+        if isinstance(value, SecretStr):
+            data[key] = value.get_secret_value()
+    return data

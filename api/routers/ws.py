@@ -1,7 +1,9 @@
 """`/ws`: subscribe to topics, receive `{type, ts, data}` messages.
 
 Client commands (JSON): `{"action": "subscribe"|"unsubscribe", "topics": [...],
-"symbols": [...]}` (no symbols: all) and `{"action": "ping"}`. A bad command
+"symbols": [...]}` (no symbols: all) and `{"action": "ping"}`. Connecting needs a
+viewer token (`Authorization: Bearer`, or `?access_token=` for browsers), or
+a local connection with API_ANONYMOUS_READ; otherwise it is closed with 1008. A bad command
 gets an `error` message back and the connection stays open: one client's
 mistake is its own problem, not the server's.
 """
@@ -17,13 +19,17 @@ from typing import Literal
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from api.auth import authorise, bearer_secret
 from api.runtime import Runtime
+from models.enums import Role
+from models.errors import AuthenticationError, PermissionDeniedError
 from models.market import Symbol
 from realtime.ws_hub import Topic, WSClient, WSHub
 
 router = APIRouter(tags=["stream"])
 
 MAX_COMMAND_BYTES = 16_384
+POLICY_VIOLATION = 1008  # the close code for "not allowed": no token, or a bad one
 
 
 class WSCommand(BaseModel):
@@ -38,6 +44,11 @@ class WSCommand(BaseModel):
 async def websocket_feed(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
     hub = runtime.ws_hub
+    try:
+        await authorise(websocket, bearer_secret(websocket), Role.VIEWER)
+    except (AuthenticationError, PermissionDeniedError) as exc:
+        await websocket.close(code=POLICY_VIOLATION, reason=str(exc)[:120])
+        return
     await websocket.accept()
     client = hub.connect()
     writer = asyncio.create_task(_write(websocket, client), name=f"ws-writer-{client.id}")

@@ -56,6 +56,14 @@ def run_of_flow(session: Session, flow_run_id: object) -> CouncilRun:
     return run
 
 
+def latest_run(session: Session) -> CouncilRun:
+    """The newest council run, whatever its status."""
+    run = session.scalar(select(CouncilRun).order_by(CouncilRun.id.desc()).limit(1))
+    if run is None:
+        raise NotFoundError('no council has sat yet: POST /api/jobs {"type": "council"}')
+    return run
+
+
 def previous_completed_run(session: Session, run: CouncilRun) -> CouncilRun | None:
     """The latest completed run before `run` as of the same instant with the same universe,
     roster and rules: a run of other options is no replay. How it was approved may differ."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import unit_of_work
@@ -41,3 +44,49 @@ class SqlCallStore:
             return LLMCallRecord.model_validate(
                 {name: getattr(row, name) for name in LLMCallRecord.model_fields}
             )
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """A run's spend on one (stage, member, model)."""
+
+    stage: str
+    member: str
+    model: str
+    calls: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+
+
+def run_costs(session: Session, run_id: int) -> list[CostLine]:
+    """Tokens and dollars of a run's LLM calls, by stage, member and model."""
+    rows = session.execute(
+        select(
+            LLMCall.stage,
+            LLMCall.member,
+            LLMCall.model,
+            func.count(),
+            func.sum(case((LLMCall.cache_hit.is_(True), 1), else_=0)),
+            func.sum(LLMCall.prompt_tokens),
+            func.sum(LLMCall.completion_tokens),
+            func.sum(LLMCall.cost_usd),
+        )
+        .where(LLMCall.run_id == run_id)
+        .group_by(LLMCall.stage, LLMCall.member, LLMCall.model)
+        .order_by(LLMCall.stage, LLMCall.member, LLMCall.model)
+    ).all()
+    return [
+        CostLine(
+            stage=r[0],
+            member=r[1],
+            model=r[2],
+            calls=int(r[3]),
+            cache_hits=int(r[4] or 0),
+            prompt_tokens=int(r[5] or 0),
+            completion_tokens=int(r[6] or 0),
+            cost_usd=Decimal(str(r[7] or 0)),
+        )
+        for r in rows
+    ]

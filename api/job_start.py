@@ -1,0 +1,58 @@
+"""Starting a job: the one path `POST /api/jobs`, `/research/generate`,
+`/pitches/generate` and `/council/synthesize` share.
+
+The job row and its audit event are committed first, then the flow run is
+started (`runtime.jobs.launch`): a worker or child process that looks the
+job up must find it. A launch that fails marks the job failed, with why,
+and the request answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from api.auth import Principal
+from api.runtime import Runtime
+from db.engine import unit_of_work
+from db.queries.audit import record_event
+from db.queries.bars import bar_coverage
+from db.queries.jobs import create_job, get_job
+from db.queries.tokens import ensure_user
+from models.enums import Timeframe
+from models.errors import InvalidInputError
+from models.jobs import CouncilJob, JobOut, ResearchJob
+
+JobRequestBody = CouncilJob | ResearchJob
+
+
+async def start_job(runtime: Runtime, request: JobRequestBody, caller: Principal) -> JobOut:
+    job_id = await asyncio.to_thread(_record, runtime, request, caller)
+    await runtime.jobs.launch(job_id, request.type)
+    return await asyncio.to_thread(_read, runtime, job_id)
+
+
+def _record(runtime: Runtime, request: JobRequestBody, caller: Principal) -> int:
+    params = request.flow_parameters()
+    with unit_of_work(runtime.sessions) as session:
+        if universe := params.get("universe"):
+            stored = {c.symbol for c in bar_coverage(session, universe, Timeframe.D1)}
+            if missing := [s for s in universe if s not in stored]:
+                raise InvalidInputError(
+                    "body.params.universe", f"no daily bars for {', '.join(missing)}"
+                )
+        user = ensure_user(session, caller.actor)
+        job = create_job(session, str(request.type), params, caller.token_id, user.id)
+        record_event(
+            session,
+            **caller.audit(),
+            event="job.requested",
+            entity_type="job",
+            entity_id=job.id,
+            after={"type": job.type, "params": params},
+        )
+        return job.id
+
+
+def _read(runtime: Runtime, job_id: int) -> JobOut:
+    with runtime.sessions() as session:
+        return JobOut.model_validate(get_job(session, job_id))

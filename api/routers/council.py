@@ -1,0 +1,181 @@
+"""The council: its runs, each decision's chain, its spend, starting one and approving one."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Annotated
+from uuid import UUID
+
+import httpx
+from fastapi import APIRouter, Body, Path
+
+from api.auth import LLMSpender, Principal, Trader
+from api.deps import ReadSession, RuntimeDep
+from api.job_start import start_job
+from api.runtime import Runtime
+from api.schemas.council import (
+    ApprovalIn,
+    ApprovalOut,
+    CostLineOut,
+    CostsOut,
+    CouncilOut,
+    CouncilRunOut,
+    DecisionChainOut,
+    DecisionOut,
+)
+from db.engine import unit_of_work
+from db.queries import council as q
+from db.queries.audit import record_event
+from db.queries.llm_calls import run_costs
+from models.enums import DecisionStatus, JobType, RunStatus
+from models.errors import ConflictError, InvalidInputError, JobLaunchError, NotFoundError
+from models.jobs import CouncilJob, CouncilParams, JobOut
+from models.ops import Job
+
+router = APIRouter(prefix="/api/council", tags=["council"])
+
+RunId = Annotated[int, Path(ge=1, le=2**53, description="Council run id.")]
+
+
+@router.get("/current")
+def current_council(session: ReadSession) -> CouncilOut:
+    """The newest council run, its decisions, and whether it waits for approval."""
+    return _council(session, q.latest_run(session).id, chains=False)
+
+
+@router.post("/synthesize", status_code=202)
+async def synthesize(
+    caller: LLMSpender,
+    runtime: RuntimeDep,
+    body: Annotated[
+        CouncilParams,
+        Body(openapi_examples={"week": {"value": {"as_of": "2020-06-26", "approval": "manual"}}}),
+    ],
+) -> JobOut:
+    """Sit the whole council (research, pitches, review, chairman) as a job; same as
+    `POST /api/jobs {"type": "council"}`. With approval manual it pauses for
+    `POST /api/council/{run_id}/approve`."""
+    return await start_job(runtime, CouncilJob(type=JobType.COUNCIL, params=body), caller)
+
+
+@router.get("/{run_id}")
+def council_run(run_id: RunId, session: ReadSession) -> CouncilOut:
+    """A council run with its audit chain: for each decision, its pitch, the anonymous
+    reviews, the research, every LLM call behind it, and its orders and fills."""
+    return _council(session, run_id, chains=True)
+
+
+@router.get("/{run_id}/costs")
+def council_costs(run_id: RunId, session: ReadSession) -> CostsOut:
+    """Tokens and dollars by stage, member and model; cache hits cost $0."""
+    run = q.get_run(session, run_id)
+    lines = [CostLineOut.model_validate(line) for line in run_costs(session, run_id)]
+    return CostsOut(
+        run_id=run.id,
+        budget_usd=run.budget_usd,
+        cost_usd=sum((line.cost_usd for line in lines), Decimal(0)),
+        prompt_tokens=sum(line.prompt_tokens for line in lines),
+        completion_tokens=sum(line.completion_tokens for line in lines),
+        lines=lines,
+    )
+
+
+@router.post("/{run_id}/approve", status_code=202)
+async def approve_council(
+    run_id: RunId,
+    caller: Trader,
+    runtime: RuntimeDep,
+    body: Annotated[ApprovalIn, Body()] = ApprovalIn(),  # noqa: B008 (an immutable default)
+) -> ApprovalOut:
+    """Resume the run's paused flow with the same input `aitrader council approve` sends:
+    every proposed decision is approved except `reject`. The flow settles the decisions
+    and executes the approved ones; follow it on `job_updates`. 409 if it is not paused."""
+    flow_run_id, proposed = await asyncio.to_thread(_approvable, runtime, run_id, body)
+    await _resume(flow_run_id, run_id, body, caller)
+    await asyncio.to_thread(_audit_approval, runtime, run_id, proposed, body, caller)
+    rejected = sorted(set(body.reject))
+    return ApprovalOut(
+        run_id=run_id,
+        flow_run_id=flow_run_id,
+        approver=caller.actor,
+        approve=sorted(set(proposed) - set(rejected)),
+        reject=rejected,
+    )
+
+
+def _council(session: ReadSession, run_id: int, *, chains: bool) -> CouncilOut:
+    run = q.get_run(session, run_id)
+    job = session.get(Job, run.job_id) if run.job_id is not None else None
+    stage = (job.result or {}).get("stage") if job is not None else None
+    decisions = q.decision_rows(session, run_id)
+    return CouncilOut(
+        run=CouncilRunOut.model_validate(run),
+        job_status=job.status if job is not None else None,
+        stage=stage if isinstance(stage, str) else None,
+        waiting_for_approval=run.status is RunStatus.RUNNING and stage == "approval",
+        decisions=[DecisionOut.model_validate(d) for d in decisions],
+        chains=[
+            DecisionChainOut.model_validate(q.audit_chain(session, d.id), from_attributes=True)
+            for d in decisions
+        ]
+        if chains
+        else [],
+    )
+
+
+def _approvable(runtime: Runtime, run_id: int, body: ApprovalIn) -> tuple[str, list[int]]:
+    with runtime.sessions() as session:
+        run = q.get_run(session, run_id)
+        proposed = [
+            d.id for d in q.decision_rows(session, run_id) if d.status is DecisionStatus.PROPOSED
+        ]
+        if run.flow_run_id is None:
+            raise NotFoundError(f"council run {run_id} has no Prefect flow run")
+        if unknown := sorted(set(body.reject) - set(proposed)):
+            raise InvalidInputError(
+                "body.reject", f"council run {run_id} has no proposed decisions {unknown}"
+            )
+        return run.flow_run_id, proposed
+
+
+async def _resume(flow_run_id: str, run_id: int, body: ApprovalIn, caller: Principal) -> None:
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.flow_runs import aresume_flow_run
+
+    try:
+        async with get_client() as client:
+            state = (await client.read_flow_run(UUID(flow_run_id))).state
+        if state is None or not state.is_paused():
+            name = state.name if state is not None else "without a state"
+            raise ConflictError(f"council run {run_id} is not paused: its flow run is {name}")
+        run_input = {
+            "reject": sorted(set(body.reject)),
+            "note": body.note,
+            "approver": caller.actor,
+        }
+        await aresume_flow_run(UUID(flow_run_id), run_input=run_input)
+    except ObjectNotFound:
+        raise NotFoundError(
+            f"flow run {flow_run_id} of council run {run_id} is unknown to this Prefect API"
+        ) from None
+    except httpx.TransportError as exc:
+        raise JobLaunchError(f"the Prefect API cannot be reached: {exc}") from None
+    except RuntimeError as exc:  # the server refused the input or the resume
+        raise ConflictError(f"council run {run_id} was not resumed: {exc}") from None
+
+
+def _audit_approval(
+    runtime: Runtime, run_id: int, proposed: list[int], body: ApprovalIn, caller: Principal
+) -> None:
+    with unit_of_work(runtime.sessions) as session:
+        record_event(
+            session,
+            **caller.audit(),
+            event="council.approval_sent",
+            entity_type="council_run",
+            entity_id=run_id,
+            before={"proposed": proposed},
+            after={"reject": sorted(set(body.reject)), "note": body.note},
+        )

@@ -1,0 +1,1 @@
+"""Response and request shapes shared by more than one router."""

@@ -1,0 +1,110 @@
+"""What a job may be asked to do: one body per job type, validated before anything runs.
+
+A job is a Prefect flow run. `POST /api/jobs` takes `{type, params}`; the
+type picks the params model here (a discriminated union, so the OpenAPI page
+lists each type's parameters and a bad one is a 422 naming the field).
+Only types whose flow exists are in `JobRequest`; the others (backtest,
+training, sentiment, pattern_scan) are named in `JobType` and refused until
+their flows land, rather than accepted and never run.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.enums import JobType, RunStatus
+from models.market import Symbol
+
+Stage = Literal["research", "pitches", "chairman"]
+
+
+class CouncilParams(BaseModel):
+    """The weekly council's parameters (flows/weekly_council.py), as a job may set them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    as_of: date | None = Field(None, description="Decide at this day's close; default today.")
+    universe: list[Symbol] | None = Field(
+        None, min_length=1, max_length=500, description="Symbols; default every stored one."
+    )
+    models: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        None, min_length=1, max_length=16, description="litellm models; default LLM_MODELS."
+    )
+    approval: Literal["manual", "auto"] = Field(
+        "manual", description="manual: the run pauses until POST /api/council/{id}/approve."
+    )
+    budget_usd: float | None = Field(None, ge=0, le=10_000, description="LLM budget of the run.")
+    max_positions: int = Field(5, ge=1, le=50)
+    max_weight: float = Field(0.2, gt=0, le=1)
+    min_reward_risk: float = Field(1.5, ge=0, le=100)
+    execute: bool = Field(True, description="Send the approved decisions to every account.")
+
+
+class ResearchParams(BaseModel):
+    """A council sitting that stops after research (or after the pitches)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    as_of: date | None = None
+    universe: list[Symbol] | None = Field(None, min_length=1, max_length=500)
+    models: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        None, min_length=1, max_length=16
+    )
+    budget_usd: float | None = Field(None, ge=0, le=10_000)
+
+
+class CouncilJob(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"type": "council", "params": {"as_of": "2020-06-26"}}]},
+    )
+
+    type: Literal[JobType.COUNCIL]
+    params: CouncilParams = Field(default_factory=CouncilParams)
+
+    def flow_parameters(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json", exclude_none=True)
+
+
+class ResearchJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal[JobType.RESEARCH]
+    params: ResearchParams = Field(default_factory=ResearchParams)
+    stop_after: Literal["research", "pitches"] = Field(
+        "research", description="research, or also the PMs' pitches (research is then cached)."
+    )
+
+    def flow_parameters(self) -> dict[str, Any]:
+        given = self.params.model_dump(mode="json", exclude_none=True)
+        return {**given, "approval": "auto", "stop_after": self.stop_after, "execute": False}
+
+
+JobRequest = Annotated[CouncilJob | ResearchJob, Field(discriminator="type")]
+
+# The Prefect deployment each type runs under when a Prefect server is configured.
+DEPLOYMENTS: dict[JobType, str] = {
+    JobType.COUNCIL: "weekly-council/weekly-council",
+    JobType.RESEARCH: "weekly-council/weekly-council",
+}
+
+
+class JobOut(BaseModel):
+    """A job and where its flow run stands."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    type: str
+    status: RunStatus
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    flow_run_id: str | None
+    runner: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
