@@ -22,6 +22,7 @@ from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
 from api.routers import (
     accounts,
+    audit,
     book,
     council,
     halts,
@@ -43,6 +44,7 @@ from realtime.sources.base import MarketDataSource
 from services.settings import Settings, get_settings
 
 GUARDED = (
+    audit.router,
     jobs.router,
     council.router,
     market.router,

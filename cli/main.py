@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import council, data, database, demo, serve, trading, up
+from cli import council, data, database, demo, serve, tokens, trading, up
 
 app = typer.Typer(
     name="aitrader",
@@ -22,6 +22,7 @@ app.add_typer(database.app, name="db")
 app.add_typer(data.app, name="data")
 app.add_typer(council.app, name="council")
 app.add_typer(trading.app, name="trading")
+app.add_typer(tokens.app, name="token")
 council.app.command("execute")(trading.execute_cmd)
 app.command("positions")(trading.positions_cmd)
 app.command("orders")(trading.orders_cmd)

@@ -67,6 +67,10 @@ class JobSupervisor:
     def running(self) -> int:
         return len(self._children)
 
+    def worker_pids(self) -> dict[int, int]:
+        """Job id -> pid of each worker process running now (operators, tests)."""
+        return {job_id: proc.pid for job_id, proc in self._children.items()}
+
     async def launch(self, job_id: int, kind: JobType) -> None:
         """Start job `job_id`'s flow run (or queue it for a free process slot)."""
         if self.runner is JobRunner.DEPLOYMENT:
