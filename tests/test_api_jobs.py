@@ -1,0 +1,163 @@
+"""Jobs as flow runs, both ways: a deployment on the Prefect server (run here by
+`prefect flow-run execute`, as a worker would), and a worker process of the server, whose
+death is noticed. The job row follows the flow run's state through the flow's hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from sqlalchemy import select
+
+from api.runtime import Runtime
+from models.ops import Job
+from services.settings import Settings, child_environment
+from tests.api_support import Api, api_settings, running_api
+
+RESEARCH = {
+    "type": "research",
+    "params": {"as_of": "2019-06-03", "universe": ["AAPL", "MSFT", "XOM"]},
+}
+
+
+@pytest.fixture
+def deployment_api(
+    api_db_url: str, prefect_harness: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Api]:
+    monkeypatch.chdir(tmp_path)
+    settings = api_settings(api_db_url, jobs_runner="deployment", log_level="WARNING")
+    with running_api(settings) as api:
+        yield api
+
+
+@pytest.fixture
+def process_api(
+    api_db_url: str, prefect_harness: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Api]:
+    monkeypatch.chdir(tmp_path)
+    settings = api_settings(api_db_url, jobs_log_dir=tmp_path / "jobs", log_level="WARNING")
+    with running_api(settings) as api:
+        yield api
+
+
+def _until(what: str, check: Any, timeout_s: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (found := check()) is not None:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def _deploy_council() -> None:
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.weekly_council import weekly_council
+
+    deployment = await weekly_council.to_deployment(
+        name="weekly-council", entrypoint_type=EntrypointType.MODULE_PATH
+    )
+    await deployment.apply()
+
+
+async def _flow_run(flow_run_id: str) -> Any:
+    from prefect import get_client
+
+    async with get_client() as client:
+        return await client.read_flow_run(UUID(flow_run_id))
+
+
+def test_without_the_deployment_the_job_fails_at_once_with_the_reason(
+    deployment_api: Api,
+) -> None:
+    async def drop() -> None:
+        from prefect import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        async with get_client() as client:
+            try:
+                found = await client.read_deployment_by_name("weekly-council/weekly-council")
+            except ObjectNotFound:
+                return
+            await client.delete_deployment(found.id)
+
+    asyncio.run(drop())
+    refused = deployment_api.post("/api/jobs", json=RESEARCH)
+    assert refused.status_code == 503
+    assert "no deployment 'weekly-council/weekly-council'" in refused.json()["detail"]
+    with deployment_api.sessions() as session:
+        [job] = session.scalars(select(Job)).all()
+        assert job.status == "failed"
+        assert "prefect deploy" in (job.error or "")
+
+
+def test_a_deployment_job_is_a_flow_run_whose_hooks_move_the_job(
+    deployment_api: Api, api_db_url: str, tmp_path: Path
+) -> None:
+    asyncio.run(_deploy_council())
+    started = deployment_api.post("/api/jobs", json=RESEARCH)
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert job["runner"] == "deployment"
+    flow_run = asyncio.run(_flow_run(job["flow_run_id"]))
+    assert flow_run.parameters["job_id"] == job["id"]
+    assert flow_run.parameters["stop_after"] == "research"
+    assert flow_run.state.is_scheduled()
+    # What a Prefect worker does with the run: execute it in a process of its own.
+    from prefect.settings import PREFECT_API_URL
+
+    runtime: Runtime = deployment_api.app.state.runtime
+    env = child_environment(runtime.settings, {"PREFECT_API_URL": PREFECT_API_URL.value()})
+    subprocess.run(
+        [sys.executable, "-m", "prefect", "flow-run", "execute", job["flow_run_id"]],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    done = deployment_api.get(f"/api/jobs/{job['id']}").json()
+    assert done["status"] == "completed", done
+    assert done["result"]["stopped_after"] == "research"
+    assert done["started_at"] is not None
+    assert done["finished_at"] is not None
+    research = deployment_api.get("/api/council/current").json()
+    assert research["run"]["job_id"] == job["id"]
+    assert research["run"]["detail"] == "stopped after research, as asked"
+    assert research["decisions"] == []
+
+
+def test_a_worker_process_that_dies_fails_its_job_with_the_reason(process_api: Api) -> None:
+    runtime: Runtime = process_api.app.state.runtime
+    job = process_api.post("/api/jobs", json={**RESEARCH, "stop_after": "pitches"}).json()
+    assert job["runner"] == "process"
+    pid = _until("the worker process", lambda: runtime.jobs.worker_pids().get(job["id"]))
+    os.killpg(pid, signal.SIGKILL)
+
+    def ended() -> dict[str, Any] | None:
+        state = process_api.get(f"/api/jobs/{job['id']}").json()
+        return state if state["status"] != "pending" and state["status"] != "running" else None
+
+    failed = _until("the job to fail", ended)
+    assert failed["status"] == "failed"
+    assert "exited with code -9" in failed["error"]
+    assert failed["finished_at"] is not None
+
+
+def test_settings_given_in_code_reach_the_worker_process(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/x.db", chat_execute=True)
+    env = child_environment(settings)
+    code = "from services.settings import Settings; s = Settings(); print(s.database_url, s.chat_execute)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [f"sqlite:///{tmp_path}/x.db", "True"]
