@@ -5,6 +5,7 @@ death is noticed. The job row follows the flow run's state through the flow's ho
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import subprocess
@@ -63,10 +64,13 @@ async def _deploy_council() -> None:
 
     from flows.weekly_council import weekly_council
 
-    deployment = await weekly_council.to_deployment(
+    deployment = weekly_council.to_deployment(
         name="weekly-council", entrypoint_type=EntrypointType.MODULE_PATH
-    )
-    await deployment.apply()
+    )  # async-dispatched: inside a running loop it is a coroutine
+    assert inspect.isawaitable(deployment)
+    applied = (await deployment).apply()
+    assert inspect.isawaitable(applied)
+    await applied
 
 
 async def _flow_run(flow_run_id: str) -> Any:
@@ -156,7 +160,7 @@ def test_a_worker_process_that_dies_fails_its_job_with_the_reason(process_api: A
 def test_settings_given_in_code_reach_the_worker_process(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/x.db", chat_execute=True)
     env = child_environment(settings)
-    code = "from services.settings import Settings; s = Settings(); print(s.database_url, s.chat_execute)"
+    code = "from services.settings import Settings; s = Settings()\nprint(s.database_url, s.chat_execute)"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
