@@ -160,7 +160,11 @@ def test_a_worker_process_that_dies_fails_its_job_with_the_reason(process_api: A
 def test_settings_given_in_code_reach_the_worker_process(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/x.db", chat_execute=True)
     env = child_environment(settings)
-    code = "from services.settings import Settings; s = Settings()\nprint(s.database_url, s.chat_execute)"
+    code = (
+        "from services.settings import Settings\n"
+        "s = Settings()\n"
+        "print(s.database_url, s.chat_execute)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
