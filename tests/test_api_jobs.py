@@ -59,7 +59,7 @@ def _until(what: str, check: Any, timeout_s: float = 90.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def _deploy_council() -> None:
+async def deploy_council() -> None:
     from prefect.types.entrypoint import EntrypointType
 
     from flows.weekly_council import weekly_council
@@ -107,7 +107,7 @@ def test_without_the_deployment_the_job_fails_at_once_with_the_reason(
 def test_a_deployment_job_is_a_flow_run_whose_hooks_move_the_job(
     deployment_api: Api, api_db_url: str, tmp_path: Path
 ) -> None:
-    asyncio.run(_deploy_council())
+    asyncio.run(deploy_council())
     started = deployment_api.post("/api/jobs", json=RESEARCH)
     assert started.status_code == 202, started.text
     job = started.json()

@@ -1,7 +1,93 @@
-"""Orders, fills, round-trip trades, and the intents waiting for a trader's approval."""
+"""Orders, fills, round-trip trades, and the intents waiting for a trader's approval.
+
+All read our books (what the execution stage recorded), not the broker, so
+they answer with the broker down. Each list is newest first and paged;
+`account=` must name a configured account (or one with books): 404 if not.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import ReadSession
+from api.pagination import Page, PageDep
+from api.schemas.trading import (
+    AccountFilter,
+    FillOut,
+    OrderOut,
+    PendingIntentOut,
+    SymbolFilter,
+    TradeOut,
+    paging,
+)
+from db.queries.trading import (
+    list_fills,
+    list_orders,
+    list_pending_intents,
+    list_trades,
+)
+from models.enums import OrderStatus
 
 router = APIRouter(prefix="/api", tags=["trading"])
+
+
+@router.get("/orders")
+def get_orders(
+    session: ReadSession,
+    page: PageDep,
+    account: AccountFilter = None,
+    symbol: SymbolFilter = None,
+    status: Annotated[
+        list[OrderStatus] | None, Query(description="Any of these statuses (repeat the key).")
+    ] = None,
+) -> Page[OrderOut]:
+    """Orders newest first by creation (`since`/`until` on it), bracket exits as their own
+    rows with `parent_id`; each with its intent, the council decision behind that intent,
+    and for a refused order the reason."""
+    rows = list_orders(session, paging(page), account=account, symbol=symbol, status=status)
+    return Page.of([OrderOut.of(row) for row in rows], page)
+
+
+@router.get("/fills")
+def get_fills(
+    session: ReadSession,
+    page: PageDep,
+    account: AccountFilter = None,
+    symbol: SymbolFilter = None,
+) -> Page[FillOut]:
+    """Executions newest first by their time (`since`/`until` on it), with the order's
+    symbol, side and account."""
+    rows = list_fills(session, paging(page), account=account, symbol=symbol)
+    return Page.of([FillOut.of(row) for row in rows], page)
+
+
+@router.get("/trades")
+def get_trades(
+    session: ReadSession,
+    page: PageDep,
+    account: AccountFilter = None,
+    symbol: SymbolFilter = None,
+    is_open: Annotated[
+        bool | None,
+        Query(alias="open", description="true: only open round trips; false: only closed."),
+    ] = None,
+) -> Page[TradeOut]:
+    """Round trips newest first by their latest move (the exit, else the entry; `since`/`until`
+    on the same instant), with realised P&L after fees once closed."""
+    rows = list_trades(session, paging(page), account=account, symbol=symbol, is_open=is_open)
+    return Page.of([TradeOut.of(row) for row in rows], page)
+
+
+@router.get("/trades/pending")
+def get_pending_trades(
+    session: ReadSession,
+    page: PageDep,
+    account: AccountFilter = None,
+    symbol: SymbolFilter = None,
+) -> Page[PendingIntentOut]:
+    """Trade intents waiting for approval, newest first (`since`/`until` on their creation),
+    with the pre-trade checks they passed and where they came from."""
+    rows = list_pending_intents(session, paging(page), account=account, symbol=symbol)
+    return Page.of([PendingIntentOut.of(row) for row in rows], page)
