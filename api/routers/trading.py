@@ -7,12 +7,16 @@ they answer with the broker down. Each list is newest first and paged;
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ReadSession
+from api.auth import Principal, Trader
+from api.deps import ReadSession, RuntimeDep
 from api.pagination import Page, PageDep
+from api.runtime import Runtime
 from api.schemas.trading import (
     AccountFilter,
     FillOut,
@@ -22,6 +26,8 @@ from api.schemas.trading import (
     TradeOut,
     paging,
 )
+from db.engine import unit_of_work
+from db.queries.audit import record_event
 from db.queries.trading import (
     list_fills,
     list_orders,
@@ -29,6 +35,8 @@ from db.queries.trading import (
     list_trades,
 )
 from models.enums import OrderStatus
+from models.intents import IntentOutcome
+from tasks.execution.manual import execute_pending
 
 router = APIRouter(prefix="/api", tags=["trading"])
 
@@ -91,3 +99,41 @@ def get_pending_trades(
     with the pre-trade checks they passed and where they came from."""
     rows = list_pending_intents(session, paging(page), account=account, symbol=symbol)
     return Page.of([PendingIntentOut.of(row) for row in rows], page)
+
+
+class ExecuteIn(BaseModel):
+    """Intents waiting in `/api/trades/pending` to approve and send."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"intent_ids": [41, 42]}]}
+    )
+
+    intent_ids: list[Annotated[int, Field(ge=1, le=2**53)]] = Field(min_length=1, max_length=50)
+
+
+@router.post("/trades/execute")
+async def execute_trades(
+    body: ExecuteIn, caller: Trader, runtime: RuntimeDep
+) -> list[IntentOutcome]:
+    """Approve waiting intents and send them: each is checked again first (the account and the
+    market moved since it was asked for), and one that now fails stays unsent,
+    `risk_rejected` with the reason. 404 for an unknown id, 409 for one not waiting, before
+    anything is sent. Sent at most once, like the council's orders."""
+    outcomes = await execute_pending(runtime.sessions, runtime.settings, body.intent_ids)
+    await asyncio.to_thread(_audit_execution, runtime, caller, outcomes)
+    return outcomes
+
+
+def _audit_execution(runtime: Runtime, caller: Principal, outcomes: list[IntentOutcome]) -> None:
+    with unit_of_work(runtime.sessions) as session:
+        for outcome in outcomes:
+            record_event(
+                session,
+                **caller.audit(),
+                event="trade.approved",
+                entity_type="trade_intent",
+                entity_id=outcome.intent_id,
+                before={"status": "pending_approval"},
+                after={"status": outcome.status, "order_status": outcome.order_status},
+                reason=outcome.reason,
+            )

@@ -30,9 +30,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import unit_of_work
-from db.queries.accounts import ensure_account
+from db.queries.accounts import account_by_name, ensure_account
+from db.queries.trading import latest_snapshot
 from models.accounts import AccountConfig
 from models.base import utcnow
+from models.council import Pitch
 from models.enums import IntentStatus, OrderLeg, OrderType, TimeInForce
 from models.errors import ConflictError, NotFoundError
 from models.intents import IntentOutcome, ManualTrade
@@ -56,6 +58,7 @@ from tasks.execution.risk import (
     pre_trade_checks,
     rejection_reason,
 )
+from tasks.execution.sizing import size_order
 
 NO_PRICE = "no_price"
 
@@ -312,3 +315,47 @@ def _outcome(
         reason=intent.reject_reason,
         order_status=str(entry.status) if entry is not None else None,
     )
+
+
+def pitch_trade(
+    session: Session,
+    pitch: Pitch,
+    account: AccountConfig,
+    *,
+    qty: Decimal | None,
+    weight: Decimal | None,
+    now: datetime,
+) -> ManualTrade:
+    """The trade a person approves from a pitch: its side and bracket, sized by `qty`, or by
+    `weight` of the account's equity (its latest snapshot; starting cash before any) with the
+    account's sizing rule. A dropped pitch, or one with no stored price, raises."""
+    if pitch.dropped_reason is not None:
+        raise ConflictError(f"pitch {pitch.id} was dropped: {pitch.dropped_reason}")
+    if qty is None:
+        priced = last_close(session, pitch.symbol, now)
+        if priced is None:
+            raise ConflictError(f"{pitch.symbol}: no stored price to size pitch {pitch.id} at")
+        row = account_by_name(session, account.name)
+        snapshot = latest_snapshot(session, row.id) if row is not None else None
+        equity = snapshot.equity if snapshot is not None else account.starting_cash
+        sized = size_order(
+            weight=weight if weight is not None else Decimal("0.05"),
+            price=priced[0],
+            equity=equity,
+            account=account,
+        )
+        if sized.skipped is not None:
+            raise ConflictError(f"pitch {pitch.id} cannot be sized: {sized.skipped}")
+        qty = sized.qty
+    return ManualTrade(
+        symbol=pitch.symbol,
+        side=pitch.side,
+        qty=qty,
+        take_profit=_cents(pitch.take_profit),
+        stop_loss=_cents(pitch.stop_loss),
+        reason=f"pitch {pitch.id} by {pitch.pm}: {pitch.thesis}"[:1000],
+    )
+
+
+def _cents(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.quantize(Decimal("0.01"))
