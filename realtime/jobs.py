@@ -107,6 +107,8 @@ class JobSupervisor:
             job = session.get(Job, job_id)
             assert job is not None
             parameters = {**job.params, "job_id": job_id}
+            # Unique across databases that share one Prefect server (ids restart in each).
+            key = f"aitrader-job-{job_id}-{job.created_at.timestamp():.6f}"
         name = DEPLOYMENTS[kind]
         try:
             flow_run = await arun_deployment(
@@ -114,7 +116,7 @@ class JobSupervisor:
                 parameters=parameters,
                 timeout=0,
                 as_subflow=False,
-                idempotency_key=f"aitrader-job-{job_id}",
+                idempotency_key=key,
             )
         except ObjectNotFound:
             reason = f"no deployment {name!r} on the Prefect server: `prefect deploy` it first"

@@ -139,7 +139,8 @@ def test_depth_honours_levels_best_first(market: Market) -> None:
 def test_an_unknown_symbol_is_404_naming_it(market: Market) -> None:
     status, body = market.get("/api/book/zzzz")
     assert status == 404
-    assert body["error"] == "NotFoundError"
+    assert body["status"] == 404
+    assert body["title"] == "Not found"
     assert "ZZZZ" in str(body["detail"])
 
 
