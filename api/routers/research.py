@@ -1,7 +1,192 @@
-"""Council research: current and past reports, the prompt, generation jobs, verification."""
+"""Council research: current and past reports, the prompt, generation jobs, verification.
+
+Research is the council's first stage (tasks/council/stages.py). Generating it
+is a council job that stops after research (docs/decisions/0010).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query
+from sqlalchemy.orm import Session
+
+from api.auth import LLMSpender, Viewer
+from api.deps import ReadSession, RuntimeDep, SettingsDep
+from api.job_start import start_job
+from api.pagination import Page, PageDep
+from api.params import AsOfQuery, SymbolsQuery, parse_symbols
+from api.schemas.council import LLMCallOut
+from api.schemas.research import (
+    FigureOut,
+    PromptOut,
+    ReportDetailOut,
+    ReportOut,
+    ResearchWeekOut,
+    RunResearchOut,
+    VerifyIn,
+    VerifyOut,
+)
+from db.queries import council as q
+from db.queries.bars import bar_coverage, newest_bar_day
+from db.queries.jobs import latest_job
+from db.queries.research import latest_run_with_research, report_with_call, runs_with_report_counts
+from models.enums import JobType, Timeframe
+from models.errors import InvalidInputError, NotFoundError
+from models.jobs import JobOut, ResearchJob, ResearchParams
+from models.llm_outputs import ResearchPack
+from tasks.council.prompts import stage_messages
+from tasks.council.roster import default_roster
+from tasks.market_snapshot import build_snapshot
+from tasks.research_check import check_figures
 
 router = APIRouter(prefix="/api/research", tags=["research"])
+
+
+@router.get("/current")
+def current_research(session: ReadSession) -> RunResearchOut:
+    """The research of the newest council run that has some, whatever its status."""
+    return _run_research(session, latest_run_with_research(session, completed=False).id)
+
+
+@router.get("/latest")
+def latest_research(session: ReadSession) -> RunResearchOut:
+    """The research of the newest completed council run."""
+    return _run_research(session, latest_run_with_research(session, completed=True).id)
+
+
+@router.get("/history")
+def research_history(session: ReadSession, page: PageDep) -> Page[ResearchWeekOut]:
+    """A calendar of council runs, newest week first (`since`/`until` on their as-of)."""
+    rows = runs_with_report_counts(
+        session, since=page.since, until=page.until, limit=page.fetch, offset=page.offset
+    )
+    weeks = [
+        ResearchWeekOut(
+            week=_iso_week(run.as_of),
+            run_id=run.id,
+            as_of=run.as_of,
+            status=run.status,
+            cost_usd=run.cost_usd,
+            reports=count,
+        )
+        for run, count in rows
+    ]
+    return Page.of(weeks, page)
+
+
+@router.get("/report/{report_id}")
+def research_report(
+    report_id: Annotated[int, Path(ge=1, le=2**53)], session: ReadSession
+) -> ReportDetailOut:
+    """One note with the LLM call that wrote it (model, tokens, cost, prompt hash)."""
+    report, call = report_with_call(session, report_id)
+    return ReportDetailOut(
+        **ReportOut.model_validate(report).model_dump(),
+        llm_call=LLMCallOut.model_validate(call) if call is not None else None,
+    )
+
+
+@router.get("/prompt")
+def research_prompt(
+    session: ReadSession,
+    settings: SettingsDep,
+    as_of: AsOfQuery = None,
+    symbols: SymbolsQuery = None,
+    analyst: Annotated[
+        str | None, Query(max_length=64, description="An analyst's name; default the first.")
+    ] = None,
+) -> PromptOut:
+    """The exact messages the research stage would send an analyst for `as_of`, built from
+    the point-in-time snapshot: what a model is shown, without calling one."""
+    roster = default_roster([m for m in settings.llm_models if m != "offline"])
+    member = next((a for a in roster.analysts if analyst in (None, a.name)), None)
+    if member is None:
+        names = ", ".join(a.name for a in roster.analysts)
+        raise InvalidInputError(
+            "query.analyst", f"no analyst {analyst!r} (the council has {names})"
+        )
+    universe = parse_symbols(symbols) or sorted(
+        {c.symbol for c in bar_coverage(session, None, Timeframe.D1)}
+    )
+    day = as_of or newest_bar_day(session)
+    if day is None or not universe:
+        raise NotFoundError("no daily bars stored: `aitrader data import` some first")
+    snapshot = build_snapshot(session, universe, day)
+    messages = stage_messages("research", member, {"snapshot": snapshot.model_dump(mode="json")})
+    return PromptOut(
+        as_of=snapshot.as_of,
+        analyst=member.name,
+        model=member.model,
+        data_hash=snapshot.data_hash,
+        messages=messages,
+        response_schema=ResearchPack.model_json_schema(),
+    )
+
+
+@router.post("/verify")
+def verify_research(body: VerifyIn, _caller: Viewer, session: ReadSession) -> VerifyOut:
+    """Check a report against the data its run saw: recompute the point-in-time snapshot
+    and its hash, and find every figure the note gives as evidence among its symbol's
+    metrics (the summary's reasoning, with derived numbers, is not checked). Reads only."""
+    report, _ = report_with_call(session, body.report_id)
+    run = q.get_run(session, report.run_id)
+    universe = (run.params or {}).get("universe") or [report.symbol]
+    snapshot = build_snapshot(session, universe, run.as_of)
+    metrics = next((m for m in snapshot.symbols if m.symbol == report.symbol), None)
+    texts = [str(e) for e in report.findings.get("evidence", [])]
+    figures = check_figures(texts, metrics) if metrics is not None else []
+    unsupported = [f.text for f in figures if not f.matches]
+    unchanged = run.data_hash == snapshot.data_hash
+    return VerifyOut(
+        report_id=report.id,
+        symbol=report.symbol,
+        data_hash_recorded=run.data_hash,
+        data_hash_recomputed=snapshot.data_hash,
+        data_unchanged=unchanged,
+        figures=[FigureOut.model_validate(f, from_attributes=True) for f in figures],
+        unsupported=unsupported,
+        verified=unchanged and metrics is not None and not unsupported,
+    )
+
+
+@router.post("/generate", status_code=202)
+async def generate_research(
+    caller: LLMSpender,
+    runtime: RuntimeDep,
+    body: Annotated[
+        ResearchParams,
+        Body(openapi_examples={"week": {"value": {"as_of": "2020-06-26"}}}),
+    ],
+) -> JobOut:
+    """Start a research job: the council's research stage alone, for `as_of`. Follow it on
+    `job_updates` or `GET /api/research/status`."""
+    job = ResearchJob(type=JobType.RESEARCH, params=body, stop_after="research")
+    return await start_job(runtime, job, caller)
+
+
+@router.get("/status")
+def research_status(session: ReadSession) -> JobOut:
+    """The newest research job and where it stands."""
+    job = latest_job(session, JobType.RESEARCH, stop_after="research")
+    if job is None:
+        raise NotFoundError("no research job yet: POST /api/research/generate")
+    return JobOut.model_validate(job)
+
+
+def _run_research(session: Session, run_id: int) -> RunResearchOut:
+    run = q.get_run(session, run_id)
+    return RunResearchOut(
+        run_id=run.id,
+        as_of=run.as_of,
+        status=run.status,
+        data_hash=run.data_hash,
+        reports=[ReportOut.model_validate(r) for r in q.research_rows(session, run.id)],
+    )
+
+
+def _iso_week(as_of: datetime) -> str:
+    """The week of the day decided on: `as_of` is the instant that day ended."""
+    year, week, _ = (as_of - timedelta(microseconds=1)).isocalendar()
+    return f"{year}-W{week:02d}"

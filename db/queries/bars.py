@@ -233,3 +233,29 @@ def _any_distinct(
 ) -> ColumnElement[bool]:
     """True where any value column differs, NULL-safe (adj_close may be NULL)."""
     return or_(*(left[k].is_distinct_from(right[k]) for k in _VALUES))
+
+
+def bars_between(
+    session: Session,
+    symbol: str,
+    timeframe: Timeframe,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[BarOut]:
+    """One symbol's stored bars stamped in [since, until), newest first."""
+    stmt = select(Bar).where(Bar.symbol == symbol, Bar.timeframe == timeframe)
+    if since is not None:
+        stmt = stmt.where(Bar.ts >= since)
+    if until is not None:
+        stmt = stmt.where(Bar.ts < until)
+    stmt = stmt.order_by(Bar.ts.desc()).offset(offset).limit(limit)
+    return [BarOut.model_validate(row, from_attributes=True) for row in session.scalars(stmt)]
+
+
+def newest_bar_day(session: Session, timeframe: Timeframe = Timeframe.D1) -> date | None:
+    """The day of the newest stored bar: where "as of now" lands for stored history."""
+    newest = session.scalar(select(func.max(Bar.ts)).where(Bar.timeframe == timeframe))
+    return newest.date() if newest is not None else None

@@ -64,6 +64,19 @@ def latest_run(session: Session) -> CouncilRun:
     return run
 
 
+def latest_run_with_pitches(session: Session) -> CouncilRun:
+    """The newest council run that wrote pitches, whatever its status."""
+    run = session.scalar(
+        select(CouncilRun)
+        .where(select(Pitch.id).where(Pitch.run_id == CouncilRun.id).exists())
+        .order_by(CouncilRun.id.desc())
+        .limit(1)
+    )
+    if run is None:
+        raise NotFoundError("no council run has pitches yet: POST /api/pitches/generate")
+    return run
+
+
 def previous_completed_run(session: Session, run: CouncilRun) -> CouncilRun | None:
     """The latest completed run before `run` as of the same instant with the same universe,
     roster and rules: a run of other options is no replay. How it was approved may differ."""

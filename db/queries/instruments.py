@@ -77,3 +77,7 @@ def sectors_of(session: Session, symbols: Sequence[str]) -> dict[str, str | None
         return {}
     stmt = select(Instrument.symbol, Instrument.sector).where(Instrument.symbol.in_(list(symbols)))
     return {symbol: sector for symbol, sector in session.execute(stmt)}
+
+
+def instrument_exists(session: Session, symbol: str) -> bool:
+    return session.scalar(select(Instrument.id).where(Instrument.symbol == symbol)) is not None
