@@ -24,6 +24,7 @@ from api.routers import (
     accounts,
     audit,
     book,
+    conversations,
     council,
     halts,
     health,
@@ -44,6 +45,7 @@ from realtime.sources.base import MarketDataSource
 from services.settings import Settings, get_settings
 
 GUARDED = (
+    conversations.router,
     audit.router,
     jobs.router,
     council.router,

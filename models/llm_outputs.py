@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 from itertools import pairwise
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -176,3 +176,28 @@ class ChairmanVerdict(LLMOutput):
         if total > 1:
             raise ValueError(f"target weights sum to {total}, above 1 (no leverage)")
         return self
+
+
+class ChatTrade(LLMOutput):
+    """A trade the chat assistant proposes. Deterministic code checks it; it may never run."""
+
+    symbol: Symbol
+    side: Side
+    qty: int = Field(ge=1, le=10_000_000, description="Whole shares.")
+    take_profit: PositivePrice | None = None
+    stop_loss: PositivePrice | None = None
+    reason: Short
+
+
+class WatchlistChange(LLMOutput):
+    action: Literal["add", "remove"]
+    symbol: Symbol
+    note: Short | None = None
+
+
+class ChatAnswer(LLMOutput):
+    """The assistant's answer: words for the user, and what it proposes to do."""
+
+    message: Text
+    trades: list[ChatTrade] = Field(default_factory=list, max_length=10)
+    watchlist_changes: list[WatchlistChange] = Field(default_factory=list, max_length=20)

@@ -39,8 +39,10 @@ The openai SDK retries by itself (twice, honouring Retry-After) unless the
 call passes `num_retries=0` or `max_retries=0`; `x-stainless-retry-count`
 in the recorded headers tells its attempts apart.
 
-Not here: streaming (refused with a 400, so a streaming caller fails loudly),
-tool calls, the Responses API, embeddings.
+Streaming (`stream: true`) sends the same answer as OpenAI's chunks, a few characters
+each, with a usage chunk when asked (`stream_options.include_usage`).
+
+Not here: tool calls, the Responses API, embeddings.
 """
 
 from __future__ import annotations
@@ -58,11 +60,12 @@ from functools import cached_property
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tests.live_server import serve_in_thread
 
 _POLL_S = 0.02
+STREAM_PIECE = 7  # characters per streamed delta: small, so a stream has many
 
 
 # --- behaviours ---------------------------------------------------------------
@@ -204,16 +207,19 @@ class FakeOpenAI:
             self._records.append(RecordedRequest(body, headers, time.monotonic()))
             return self._queue.popleft() if self._queue else self.default
 
-    async def _chat_completions(self, request: Request) -> JSONResponse:
+    async def _chat_completions(self, request: Request) -> Response:
         body = await request.json()
         behaviour = self._record_and_pop(body, {k.lower(): v for k, v in request.headers.items()})
-        if body.get("stream"):
-            return _error(400, "fake_openai does not stream", "invalid_request_error")
         await self._wait(request, self.delay_s)
         while isinstance(behaviour, Slow):
             await self._wait(request, behaviour.seconds)
             behaviour = behaviour.then
-        return self._answer(behaviour, body)
+        answer = self._answer(behaviour, body)
+        if not body.get("stream") or answer.status_code != 200:
+            return answer  # errors come before a stream starts, as OpenAI's do
+        return StreamingResponse(
+            _chunks(json.loads(bytes(answer.body)), body), media_type="text/event-stream"
+        )
 
     async def _wait(self, request: Request, seconds: float) -> None:
         """Sleep, but give up when the client has gone or the server is stopping.
@@ -270,6 +276,29 @@ class FakeOpenAI:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+def _chunks(completion: dict[str, Any], body: dict[str, Any]) -> Iterator[str]:
+    """A completion as OpenAI streams it: content deltas of a few characters, the finish
+    reason, a usage chunk if `stream_options.include_usage`, then `[DONE]`."""
+    choice = completion["choices"][0]
+    content: str = choice["message"]["content"] or ""
+    head = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint")}
+    head["object"] = "chat.completion.chunk"
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+        return f"data: {json.dumps({**head, 'choices': choices, **extra})}\n\n"
+
+    yield event(
+        [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
+    )
+    for start in range(0, len(content), STREAM_PIECE):
+        piece = content[start : start + STREAM_PIECE]
+        yield event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+    yield event([{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}])
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield event([], usage=completion["usage"])
+    yield "data: [DONE]\n\n"
 
 
 def _estimate_tokens(text: str) -> int:

@@ -31,6 +31,7 @@ def council_api(
     monkeypatch.setenv("DATABASE_URL", api_db_url)
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
     get_settings.cache_clear()
+
     async def sit() -> Any:
         return await weekly_council(
             as_of=AS_OF, universe=UNIVERSE, approval="auto", execute=False, return_state=True

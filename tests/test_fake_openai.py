@@ -20,7 +20,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm:
 import litellm
 from litellm.exceptions import (  # litellm's __init__ re-exports them implicitly: mypy refuses
     BadGatewayError,
-    BadRequestError,
     InternalServerError,
     RateLimitError,
     ServiceUnavailableError,
@@ -207,9 +206,25 @@ def test_without_num_retries_the_openai_sdk_retries_twice_honouring_retry_after(
     assert all(gap >= 0.2 for gap in server.arrival_gaps())
 
 
-def test_a_streaming_request_is_refused_loudly(server: FakeOpenAI) -> None:
-    with pytest.raises(BadRequestError):
-        complete(server, stream=True)
+def test_a_streamed_answer_arrives_in_pieces_with_its_usage(server: FakeOpenAI) -> None:
+    server.enqueue(Reply('{"answer": "a streamed reply"}'))
+
+    async def stream() -> tuple[list[str], Any]:
+        chunks = []
+        answer = await litellm.acompletion(
+            **call_args(server), stream=True, stream_options={"include_usage": True}
+        )
+        async for chunk in answer:
+            chunks.append(chunk)
+        pieces = [
+            c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+        ]
+        return pieces, litellm.stream_chunk_builder(chunks)
+
+    pieces, whole = asyncio.run(stream())
+    assert len(pieces) > 3
+    assert "".join(pieces) == '{"answer": "a streamed reply"}'
+    assert whole.usage.completion_tokens > 0
 
 
 def test_structured_output_support_is_per_model_in_the_cost_map() -> None:

@@ -28,7 +28,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
@@ -52,6 +52,7 @@ litellm.suppress_debug_info = True
 T = TypeVar("T", bound=BaseModel)
 Mode = Literal["auto", "schema", "prompt"]
 Message = dict[str, Any]
+TextSink = Callable[[str], Awaitable[None]]
 ZERO = Decimal(0)
 SLOT_POLL_S = 0.01  # against LLM latencies of a second or more
 
@@ -141,7 +142,11 @@ class LLMGateway:
         max_tokens: int = 2000,
         timeout_s: float = 60.0,
         mode: Mode = "auto",
+        on_text: TextSink | None = None,
     ) -> CallResult[T]:
+        """`on_text`, if given, receives the first answer's text as it arrives (streamed from
+        providers that stream; in one piece from the offline provider). A repair round is not
+        streamed, and a cache hit sends nothing: the caller has the value at once."""
         params = {"temperature": temperature, "max_tokens": max_tokens}
         key = cache_key(model, messages, schema, params)
         provider = provider_of(model)
@@ -173,7 +178,7 @@ class LLMGateway:
         error: str | None = None
         status = LLMCallStatus.ERROR
         try:
-            await self._send(model, provider, request, extra, exchange)
+            await self._send(model, provider, request, extra, exchange, on_text)
             try:
                 value, status = structured.parse(exchange.raw, schema), LLMCallStatus.OK
             except ValueError as first:
@@ -257,15 +262,24 @@ class LLMGateway:
         messages: list[Message],
         extra: dict[str, Any],
         exchange: _Exchange,
+        on_text: TextSink | None = None,
     ) -> None:
-        """One answer from the model into `exchange`, retrying what is worth retrying."""
+        """One answer from the model into `exchange`, retrying what is worth retrying.
+
+        A streamed answer is retried only if it failed before any text was passed on: the
+        listener must never see an answer start twice."""
         reservation = self._reserve(model, messages, int(extra["max_tokens"]))
         spent = ZERO
+        stream = _Stream(on_text) if on_text is not None and provider != "offline" else None
         try:
             for attempt in range(1, self._retry.max_attempts + 1):
                 try:
-                    response = await self._acompletion(model, provider, messages, extra)
+                    response = await self._acompletion(model, provider, messages, extra, stream)
                 except Exception as exc:  # classified below, never swallowed
+                    if stream is not None and stream.started:
+                        raise _GaveUpError(
+                            f"the stream broke after it started: {type(exc).__name__}: {exc}"
+                        ) from exc
                     if not is_retryable(exc):
                         raise _GaveUpError(f"{type(exc).__name__}: {exc}") from exc
                     if attempt == self._retry.max_attempts:
@@ -286,28 +300,48 @@ class LLMGateway:
                 exchange.cost += spent
                 exchange.attempts += 1
                 exchange.raw = response.choices[0].message.content
+                if on_text is not None and stream is None and exchange.raw:
+                    await on_text(exchange.raw)  # a provider that does not stream: one piece
                 return
         finally:
             if self.budget is not None:
                 self.budget.settle(reservation, spent)
 
     async def _acompletion(
-        self, model: str, provider: str, messages: list[Message], extra: dict[str, Any]
+        self,
+        model: str,
+        provider: str,
+        messages: list[Message],
+        extra: dict[str, Any],
+        stream: _Stream | None = None,
     ) -> Any:
         sem = self._limits.semaphore(provider)
         # Polled, not `to_thread(sem.acquire)`: a call cancelled while waiting (a budget stop
         # cancels its stage) must not acquire a slot afterwards that nobody would release.
         while not sem.acquire(blocking=False):
             await asyncio.sleep(SLOT_POLL_S)
+        options = {
+            "model": model,
+            "messages": messages,
+            "num_retries": 0,  # retries are ours: one policy, visible in the record
+            "api_base": self._api_base if provider != "offline" else None,
+            "api_key": self._api_key if provider != "offline" else None,
+            **extra,
+        }
         try:
-            return await litellm.acompletion(
-                model=model,
-                messages=messages,
-                num_retries=0,  # retries are ours: one policy, visible in the record
-                api_base=self._api_base if provider != "offline" else None,
-                api_key=self._api_key if provider != "offline" else None,
-                **extra,
+            if stream is None:
+                return await litellm.acompletion(**options)
+            chunks = []
+            answer = await litellm.acompletion(
+                **options, stream=True, stream_options={"include_usage": True}
             )
+            async for chunk in answer:
+                chunks.append(chunk)
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if delta:
+                    await stream.send(delta)
+            # The chunks assembled into one response: content, usage, and so its cost.
+            return litellm.stream_chunk_builder(chunks, messages=messages)
         finally:
             sem.release()
 
@@ -315,6 +349,18 @@ class LLMGateway:
         if self.budget is None:
             return ZERO
         return self.budget.reserve(worst_case_usd(model, messages, max_tokens))
+
+
+class _Stream:
+    """Passes streamed text on, remembering whether any was."""
+
+    def __init__(self, sink: TextSink) -> None:
+        self._sink = sink
+        self.started = False
+
+    async def send(self, text: str) -> None:
+        self.started = True
+        await self._sink(text)
 
 
 class _GaveUpError(Exception):

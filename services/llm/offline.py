@@ -11,7 +11,8 @@ model, so parsing, cost and audit take the same path as a real one.
 Models (`OFFLINE_MODELS`): `offline/momentum`, `offline/mean_reversion`,
 `offline/risk_parity`, `offline/contrarian` answer in that persona;
 `offline/analyst` takes the persona the context names (momentum if it names
-none it knows). Every answer is a constructed, validated pydantic object
+none it knows); `offline/assistant` is the chat assistant (offline_assistant.py).
+Every answer is a constructed, validated pydantic object
 dumped to JSON, so it cannot be invalid; equal prompts give byte-identical
 content (no randomness, no clock, everything sorted). Responses name the
 offline model, carry token counts (litellm's tokenizer) and cost 0: the text
@@ -33,6 +34,7 @@ from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import Choices, GenericStreamingChunk, ModelResponse, Usage
 from litellm.utils import custom_llm_setup
 
+from services.llm.offline_assistant import answer_chat_prompt
 from services.llm.offline_chairman import decide
 from services.llm.offline_context import (
     CouncilContext,
@@ -62,7 +64,8 @@ __all__ = [
 PROVIDER = "offline"
 _NO_STREAMING = "streaming is not served (an offline answer is one piece); call without stream"
 GENERIC = "analyst"
-OFFLINE_MODELS = tuple(f"{PROVIDER}/{name}" for name in (*sorted(Persona), GENERIC))
+ASSISTANT = "assistant"  # the chat assistant (services/llm/offline_assistant.py)
+OFFLINE_MODELS = tuple(f"{PROVIDER}/{name}" for name in (*sorted(Persona), GENERIC, ASSISTANT))
 _FREE = {
     "input_cost_per_token": 0.0,
     "output_cost_per_token": 0.0,
@@ -111,6 +114,8 @@ def answer_council_prompt(model: str, messages: list[Any]) -> str:
     `OfflineContextError` when the prompt has no usable context block.
     """
     name = _model_name(model)
+    if name == ASSISTANT:
+        return answer_chat_prompt(messages)
     context = read_council_context(messages)
     persona = _persona(name, context)
     if context.stage is Stage.RESEARCH:
