@@ -178,15 +178,30 @@ class ChairmanVerdict(LLMOutput):
         return self
 
 
+Cents = Annotated[Decimal, Field(gt=0, le=10_000_000, max_digits=10, decimal_places=2)]
+
+
 class ChatTrade(LLMOutput):
-    """A trade the chat assistant proposes. Deterministic code checks it; it may never run."""
+    """A trade the chat assistant proposes. Deterministic code checks it; it may never run.
+
+    Bounded as a trade a person asks for by hand (`models.intents.ManualTrade`:
+    whole shares up to a million, exits in cents, both exits or neither), so a
+    proposal the checks could not even take fails here, where the gateway asks
+    the model to repair it, and not half-way through acting on the answer.
+    """
 
     symbol: Symbol
     side: Side
-    qty: int = Field(ge=1, le=10_000_000, description="Whole shares.")
-    take_profit: PositivePrice | None = None
-    stop_loss: PositivePrice | None = None
+    qty: int = Field(ge=1, le=1_000_000, description="Whole shares.")
+    take_profit: Cents | None = None
+    stop_loss: Cents | None = None
     reason: Short
+
+    @model_validator(mode="after")
+    def _both_exits_or_neither(self) -> Self:
+        if (self.take_profit is None) != (self.stop_loss is None):
+            raise ValueError("a bracket needs both take_profit and stop_loss, or neither")
+        return self
 
 
 class WatchlistChange(LLMOutput):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,33 @@ def test_a_priced_model_streams_its_reply_and_a_sane_trade_executes(
     [trade] = message["payload"]["trades"]
     assert (trade["symbol"], trade["status"]) == ("MSFT", "filled")
     assert _count(api, Order) == 1
+
+
+def test_a_trade_the_checks_could_not_take_is_repaired_or_nothing_is_done(
+    model_api: tuple[Api, FakeOpenAI],
+) -> None:
+    """A lone stop, sub-cent exits, millions of shares: refused by the answer's schema, so the
+    model is asked to repair, and what stays invalid acts on nothing (never a 500)."""
+    api, server = model_api
+    lone_stop = {"symbol": "AAPL", "side": "buy", "qty": 10, "stop_loss": 150, "reason": "r"}
+    sub_cent = {**lone_stop, "take_profit": "400.001", "stop_loss": "150.004"}
+    huge = {"symbol": "AAPL", "side": "buy", "qty": 5_000_000, "reason": "r"}
+    watch = {"action": "add", "symbol": "NVDA"}
+    server.enqueue(
+        Reply(json.dumps({"message": "m", "trades": [lone_stop], "watchlist_changes": [watch]})),
+        _answer("m", sub_cent),
+    )
+    conversation = _conversation(api)
+    sent = api.post(f"/api/conversations/{conversation}/message", json={"content": "buy AAPL"})
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["payload"]["status"] == "parse_error"
+    assert "take_profit and stop_loss" in sent.json()["payload"]["error"]
+    assert api.get("/api/watchlist", role=Role.TRADER).json() == []
+
+    server.enqueue(_answer("m", huge), _answer("Buying 2 AAPL.", {**huge, "qty": 2}))
+    repaired = api.post(f"/api/conversations/{conversation}/message", json={"content": "more"})
+    assert repaired.status_code == 200, repaired.text
+    assert repaired.json()["payload"]["status"] == "repaired"
+    [trade] = repaired.json()["payload"]["trades"]
+    assert (Decimal(trade["qty"]), trade["status"]) == (Decimal(2), "filled")
+    assert _count(api, TradeIntent) == 1
