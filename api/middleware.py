@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -48,6 +49,9 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if _has_nul(scope):
+                await _refuse_nul(scope, send_with_headers, request_id)
+                return
             await self.app(scope, receive, send_with_headers)
         finally:
             elapsed = time.perf_counter() - started
@@ -67,3 +71,38 @@ class RequestContextMiddleware:
                     "ms": round(elapsed * 1000, 2),
                 },
             )
+
+
+def _has_nul(scope: Scope) -> bool:
+    """A NUL in the path or query: no database can take it as text, so no handler may see it."""
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
+
+
+async def _refuse_nul(scope: Scope, send: Send, request_id: str) -> None:
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": "Invalid request",
+            "status": 422,
+            "detail": "the URL contains a NUL character",
+            "request_id": request_id,
+            "errors": [
+                {
+                    "field": "query" if "\x00" not in scope["path"] else "path",
+                    "message": "must not contain NUL characters",
+                }
+            ],
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 422,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

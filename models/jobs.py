@@ -17,8 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.enums import JobType, RunStatus
 from models.market import Symbol
+from models.text import StorableStr
 
 Stage = Literal["research", "pitches", "chairman"]
+ModelName = Annotated[
+    StorableStr,
+    Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"),
+]
+"""A litellm model name: `openai/gpt-4o-mini`, `ollama/llama3:8b`, `offline/analyst`."""
+Earliest = date(1970, 1, 1)
 
 
 class CouncilParams(BaseModel):
@@ -26,11 +33,13 @@ class CouncilParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    as_of: date | None = Field(None, description="Decide at this day's close; default today.")
+    as_of: date | None = Field(
+        None, ge=Earliest, description="Decide at this day's close; default today."
+    )
     universe: list[Symbol] | None = Field(
         None, min_length=1, max_length=500, description="Symbols; default every stored one."
     )
-    models: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+    models: list[ModelName] | None = Field(
         None, min_length=1, max_length=16, description="litellm models; default LLM_MODELS."
     )
     approval: Literal["manual", "auto"] = Field(
@@ -48,7 +57,7 @@ class ResearchParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    as_of: date | None = None
+    as_of: date | None = Field(None, ge=Earliest)
     universe: list[Symbol] | None = Field(None, min_length=1, max_length=500)
     models: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
         None, min_length=1, max_length=16

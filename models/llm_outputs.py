@@ -18,11 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from models.enums import DecisionAction, Side
 from models.market import Symbol
+from models.text import StorableStr
 
 Probability = Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6)]
 PositivePrice = Annotated[Decimal, Field(gt=0, max_digits=24, decimal_places=8)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+# Storable: a model's text is kept in the database, where NUL or a lone surrogate fails.
+Text = Annotated[
+    StorableStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)
+]
+Short = Annotated[
+    StorableStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)
+]
 PitchLabel = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,2}$")]
 """Pitches are shown to reviewers as A, B, C...: reviewers never see who wrote them."""
 

@@ -26,7 +26,7 @@ from models.enums import Role
 from tests.api_support import api_settings
 from tests.live_server import serve_in_thread
 
-EXAMPLES = 12
+EXAMPLES = 15
 ENDLESS = {"/api/stream/prices"}
 PROBES = {"/health", "/ready", "/health/db", "/health/redis", "/health/services"}
 

@@ -24,6 +24,7 @@ from db.queries.audit import record_event
 from db.queries.tokens import ensure_user
 from models.enums import ChatRole
 from models.errors import AITraderError
+from models.text import StorableStr
 from tasks.chat import MessageText
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
@@ -36,7 +37,7 @@ class ConversationIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"title": "This week's ideas"}]}
     )
 
-    title: str = Field("New conversation", min_length=1, max_length=200)
+    title: StorableStr = Field("New conversation", min_length=1, max_length=200)
 
 
 class MessageIn(BaseModel):
@@ -47,7 +48,7 @@ class MessageIn(BaseModel):
         },
     )
 
-    content: str = Field(min_length=1, max_length=4000)
+    content: StorableStr = Field(min_length=1, max_length=4000)
 
 
 class MessageOut(BaseModel):

@@ -21,6 +21,7 @@ from api.schemas.trading import AccountTradingOut, HaltOut
 from db.queries import halts
 from db.queries.audit import record_event
 from models.errors import InvalidInputError
+from models.text import StorableStr
 from models.trading import TradingHalt
 from services.settings import Settings
 
@@ -35,7 +36,9 @@ class HaltIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     account: str | None = AccountField
-    reason: str = Field(min_length=1, max_length=1000, description="Shown with every order held.")
+    reason: StorableStr = Field(
+        min_length=1, max_length=1000, description="Shown with every order held."
+    )
 
 
 class ResumeIn(BaseModel):

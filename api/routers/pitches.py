@@ -24,12 +24,14 @@ from db.engine import unit_of_work
 from db.queries import council as q
 from db.queries.audit import record_event
 from db.queries.jobs import latest_job
+from models.accounts import AccountConfig
 from models.base import utcnow
 from models.council import Pitch
 from models.enums import JobType, RunStatus
-from models.errors import NotFoundError
+from models.errors import InvalidInputError, NotFoundError
 from models.intents import IntentOutcome, ManualTrade
 from models.jobs import JobOut, ResearchJob, ResearchParams
+from models.text import StorableStr
 from tasks.execution.manual import pitch_trade, place_manual_trades, trading_account
 
 router = APIRouter(prefix="/api/pitches", tags=["pitches"])
@@ -60,9 +62,9 @@ class PitchApprovalIn(BaseModel):
 
     qty: int | None = Field(None, ge=1, le=1_000_000)
     weight: Decimal | None = Field(None, gt=0, le=1, max_digits=6, decimal_places=4)
-    account: str | None = Field(None, max_length=100)
+    account: StorableStr | None = Field(None, max_length=100)
     execute: bool = Field(True, description="Send now (after the checks); false: queue it.")
-    note: str | None = Field(None, max_length=2000)
+    note: StorableStr | None = Field(None, max_length=2000)
 
 
 @router.get("/current")
@@ -124,7 +126,7 @@ async def approve_pitch(
     """Take a pitch's trade: its side and bracket, sized by `qty` or `weight`, through the
     same pre-trade checks and exactly-once submit as the council's orders. 409 for a
     dropped pitch. Approving the same pitch again answers the first approval's outcome."""
-    account = trading_account(runtime.settings, body.account)
+    account = _account(runtime, body.account)
     trade = await asyncio.to_thread(_trade, runtime, pitch_id, body)
     outcomes = await place_manual_trades(
         runtime.sessions,
@@ -138,8 +140,15 @@ async def approve_pitch(
     return outcomes
 
 
+def _account(runtime: Runtime, name: str | None) -> AccountConfig:
+    if name is not None and name not in {a.name for a in runtime.settings.accounts}:
+        known = ", ".join(a.name for a in runtime.settings.accounts)
+        raise InvalidInputError("body.account", f"no account {name!r} (configured: {known})")
+    return trading_account(runtime.settings, name)
+
+
 def _trade(runtime: Runtime, pitch_id: int, body: PitchApprovalIn) -> ManualTrade:
-    account = trading_account(runtime.settings, body.account)
+    account = _account(runtime, body.account)
     with runtime.sessions() as session:
         pitch = _pitch(session, pitch_id)
         qty = Decimal(body.qty) if body.qty is not None else None

@@ -23,6 +23,7 @@ from db.queries.watchlist import add_to_watchlist, remove_from_watchlist, watchl
 from models.errors import InvalidInputError
 from models.market import Symbol, WatchlistItem
 from models.market_data import PriceSnapshot
+from models.text import StorableStr
 from realtime.price_cache import PriceCache
 
 router = APIRouter(prefix="/api/watchlist", tags=["watchlist"])
@@ -34,7 +35,7 @@ class WatchlistIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     symbol: Symbol
-    note: str | None = Field(None, max_length=500)
+    note: StorableStr | None = Field(None, max_length=500)
 
 
 class WatchlistItemOut(BaseModel):

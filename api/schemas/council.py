@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.enums import DecisionAction, DecisionStatus, RunStatus, Side
+from models.text import StorableStr
 
 
 class _Rows(BaseModel):
@@ -187,7 +188,7 @@ class ApprovalIn(BaseModel):
     )
 
     reject: list[int] = Field(default_factory=list, max_length=100)
-    note: str | None = Field(None, max_length=2000)
+    note: StorableStr | None = Field(None, max_length=2000)
 
 
 class ApprovalOut(BaseModel):
