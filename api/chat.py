@@ -69,7 +69,13 @@ async def chat_turn(
     except BudgetExceededError as exc:
         reply = f"Nothing was done: this message would exceed its LLM budget ({exc})."
         return await asyncio.to_thread(
-            _finish, runtime, conversation_id, reply, None, {"status": "budget", "error": str(exc)}
+            _finish,
+            runtime,
+            caller,
+            conversation_id,
+            reply,
+            None,
+            {"status": "budget", "error": str(exc)},
         )
     call = {"id": result.call_id, "status": str(result.status), "cost_usd": str(result.cost_usd)}
     if result.value is None:
@@ -83,7 +89,7 @@ async def chat_turn(
             "call": call,
         }
         return await asyncio.to_thread(
-            _finish, runtime, conversation_id, reply, result.call_id, payload
+            _finish, runtime, caller, conversation_id, reply, result.call_id, payload
         )
     answer = result.value
     changes = await asyncio.to_thread(_apply_watchlist, runtime, caller, answer)
@@ -97,7 +103,7 @@ async def chat_turn(
         "call": call,
     }
     return await asyncio.to_thread(
-        _finish, runtime, conversation_id, answer.message, result.call_id, payload
+        _finish, runtime, caller, conversation_id, answer.message, result.call_id, payload
     )
 
 
@@ -210,6 +216,7 @@ def _audit_trades(
 
 def _finish(
     runtime: Runtime,
+    caller: Principal,
     conversation_id: int,
     reply: str,
     call_id: int | None,
@@ -218,7 +225,7 @@ def _finish(
     """Store the reply (the conversation's owner was checked when the turn began)."""
     with unit_of_work(runtime.sessions) as session:
         conversation = q.conversation(session, conversation_id)
-        return q.add_message(
+        message = q.add_message(
             session,
             conversation,
             ChatRole.ASSISTANT,
@@ -226,3 +233,18 @@ def _finish(
             llm_call_id=call_id,
             payload=payload,
         )
+        record_event(
+            session,
+            **caller.audit(),
+            event="chat.answered",
+            entity_type="conversation",
+            entity_id=conversation_id,
+            after={
+                "message_id": message.id,
+                "status": payload.get("status"),
+                "llm_call_id": call_id,
+                "trades": len(payload.get("trades", [])),
+                "watchlist_changes": len(payload.get("watchlist_changes", [])),
+            },
+        )
+        return message

@@ -190,3 +190,50 @@ def test_the_audit_log_lists_writes_with_who_made_them(api: Api) -> None:
     assert backwards.json()["errors"][0]["field"] == "query.until"
     naive = api.get("/api/audit", role=Role.ADMIN, params={"since": "2030-01-01T00:00:00"})
     assert naive.status_code == 422
+
+
+# Each route that writes, and the audit event its success records (each is asserted in the
+# route's own tests). A new mutating route fails here until it says what it records.
+AUDITED = {
+    ("POST", "/api/jobs"): "job.requested",
+    ("POST", "/api/council/synthesize"): "job.requested",
+    ("POST", "/api/council/{run_id}/approve"): "council.approval_sent",
+    ("POST", "/api/research/generate"): "job.requested",
+    ("POST", "/api/pitches/generate"): "job.requested",
+    ("POST", "/api/pitches/{pitch_id}/approve"): "pitch.approved",
+    ("POST", "/api/trades/execute"): "trade.approved",
+    ("POST", "/api/watchlist"): "watchlist.added",
+    ("DELETE", "/api/watchlist/{symbol}"): "watchlist.removed",
+    ("POST", "/api/trading/halt"): "trading.halted",
+    ("POST", "/api/trading/resume"): "trading.resumed",
+    ("POST", "/api/conversations"): "conversation.created",
+    ("POST", "/api/conversations/{conversation_id}/message"): "chat.answered",
+    ("POST", "/api/conversations/{conversation_id}/message/stream"): "chat.answered",
+}
+
+
+def test_every_route_that_writes_names_the_audit_event_it_records() -> None:
+    assert {(m, p) for m, p, _ in MUTATING} == set(AUDITED)
+
+
+def test_cors_lets_the_configured_origins_in_and_no_others(
+    api_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = api_settings(api_db_url, api_cors_origins=["https://dash.example"])
+    with running_api(settings) as api:
+        preflight = {
+            "Origin": "https://dash.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
+        allowed = api.request("OPTIONS", "/api/jobs", role=None, headers=preflight)
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://dash.example"
+        other = api.request(
+            "OPTIONS",
+            "/api/jobs",
+            role=None,
+            headers={**preflight, "Origin": "https://evil.example"},
+        )
+        assert "access-control-allow-origin" not in other.headers

@@ -76,7 +76,12 @@ def test_the_offline_assistant_queues_a_trade_and_edits_the_watchlist(api: Api) 
                 select(AuditEvent.event).where(AuditEvent.token_id == api.token_ids[Role.TRADER])
             )
         )
-        assert {"conversation.created", "watchlist.added", "trade.requested"} <= events
+        assert {
+            "conversation.created",
+            "watchlist.added",
+            "trade.requested",
+            "chat.answered",
+        } <= events
 
 
 def test_bad_chat_input_is_a_4xx_and_writes_nothing(api: Api) -> None:
