@@ -1,4 +1,10 @@
-"""Query parameters more than one router takes: a comma-separated symbol list, a day."""
+"""Query parameters more than one router takes: a comma-separated symbol list, a day.
+
+`stored_universe` and `day_or_newest` turn them into what the point-in-time
+readers take (tasks/market_snapshot.py): the symbols, each of which has daily
+bars (else 422 naming `query.symbols`: a typo is not an empty answer), and the
+day, by default the newest stored bar's.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ from typing import Annotated
 
 from fastapi import Query
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.orm import Session
 
-from models.errors import InvalidInputError
+from db.queries.bars import newest_bar_day, stored_symbols
+from models.errors import InvalidInputError, NotFoundError
 from models.market import Symbol
 
 MAX_SYMBOLS = 500
@@ -24,7 +32,11 @@ SymbolsQuery = Annotated[
 ]
 AsOfQuery = Annotated[
     date | None,
-    Query(description="As of this day's close (point in time); default: the newest stored bar."),
+    Query(
+        ge=date(1900, 1, 1),  # far from date's limits: a window reaching past them cannot exist
+        le=date(2999, 12, 31),
+        description="As of this day's close (point in time); default: the newest stored bar.",
+    ),
 ]
 
 
@@ -41,3 +53,25 @@ def parse_symbols(value: str | None, field: str = "query.symbols") -> list[str] 
         return sorted({_SYMBOL.validate_python(s) for s in items})
     except ValidationError as exc:
         raise InvalidInputError(field, exc.errors()[0]["msg"]) from None
+
+
+def stored_universe(session: Session, value: str | None, field: str = "query.symbols") -> list[str]:
+    """The symbols of `value` (default: every one with daily bars), each with daily bars."""
+    stored = stored_symbols(session)
+    if not stored:
+        raise NotFoundError("no daily bars stored: `aitrader data import` some first")
+    wanted = parse_symbols(value, field)
+    if wanted is None:
+        return stored
+    unknown = sorted(set(wanted) - set(stored))
+    if unknown:
+        raise InvalidInputError(field, f"no daily bars stored for {', '.join(unknown)}")
+    return wanted
+
+
+def day_or_newest(session: Session, as_of: date | None) -> date:
+    """`as_of`, or the day of the newest stored daily bar."""
+    day = as_of or newest_bar_day(session)
+    if day is None:
+        raise NotFoundError("no daily bars stored: `aitrader data import` some first")
+    return day

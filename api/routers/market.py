@@ -7,81 +7,65 @@ a council run records. Prices are the live PriceCache's.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
 from api.deps import ReadSession, RuntimeDep
 from api.pagination import Page, PageDep
-from api.params import AsOfQuery, SymbolsQuery, parse_symbols
-from db.queries.bars import bar_coverage, bars_between, newest_bar_day
+from api.params import AsOfQuery, SymbolsQuery, day_or_newest, parse_symbols, stored_universe
+from db.queries.bars import bars_between
 from db.queries.instruments import instrument_exists
 from models.enums import Timeframe
 from models.errors import InvalidInputError, NotFoundError
 from models.market import BarOut, Symbol
 from models.market_data import PriceSnapshot
-from models.snapshot import Correlation, MarketSnapshot
+from models.snapshot import MarketSnapshot
+from tasks.market_metrics import MarketMetrics, market_metrics
 from tasks.market_snapshot import build_snapshot
 
 router = APIRouter(prefix="/api/market", tags=["market"])
-
-
-class SymbolReturns(BaseModel):
-    symbol: str
-    close: float
-    ret_1d: float | None
-    ret_5d: float | None
-    ret_7d: float | None
-    ret_20d: float | None
-    vol_20d: float | None
-
-
-class MarketMetricsOut(BaseModel):
-    """Returns over 1, 5, 7 and 20 trading days, and return correlations over `window`."""
-
-    as_of: str
-    data_hash: str
-    returns: list[SymbolReturns]
-    correlation: Correlation
 
 
 @router.get("/snapshot")
 def market_snapshot(
     session: ReadSession, as_of: AsOfQuery = None, symbols: SymbolsQuery = None
 ) -> MarketSnapshot:
-    """The council's view of the market at `as_of`: per symbol returns, volatility,
-    drawdown and distance to moving averages, sector aggregates, correlations, and the
-    sha256 of the exact bars used. Unknown symbols are listed in `missing`."""
-    return _snapshot(session, as_of, symbols, window=20)
+    """The council's view of the market at `as_of`: per symbol returns (over trading bars),
+    volatility, drawdown and distance to moving averages, sector aggregates, correlations,
+    and the sha256 of the exact bars used. A symbol with no daily bars at all is a 422; one
+    whose bars all come after `as_of` is listed in `missing`."""
+    universe = stored_universe(session, symbols)
+    return build_snapshot(session, universe, day_or_newest(session, as_of))
 
 
 @router.get("/metrics")
-def market_metrics(
+def market_metrics_of(
     session: ReadSession,
     as_of: AsOfQuery = None,
     symbols: SymbolsQuery = None,
+    days: Annotated[
+        int, Query(ge=1, le=366, description="Calendar days the returns are taken over.")
+    ] = 7,
     window: Annotated[
         int, Query(ge=5, le=250, description="Daily returns the correlation is taken over.")
-    ] = 20,
-) -> MarketMetricsOut:
-    """7-day (and 1, 5, 20-day) returns and the correlation matrix of daily returns."""
-    snap = _snapshot(session, as_of, symbols, window=window)
-    return MarketMetricsOut(
-        as_of=snap.as_of.isoformat(),
-        data_hash=snap.data_hash,
-        returns=[SymbolReturns.model_validate(m.model_dump()) for m in snap.symbols],
-        correlation=snap.correlation,
-    )
+    ] = 60,
+) -> MarketMetrics:
+    """Per symbol the `days`-calendar-day return (the last close known at `as_of` over the
+    last close known `days` earlier), and the correlation matrix of the last `window` daily
+    returns. Point in time: no bar whose close came after `as_of` is read."""
+    universe = stored_universe(session, symbols)
+    day = day_or_newest(session, as_of)
+    return market_metrics(session, universe, day, days=days, window=window)
 
 
 @router.get("/prices")
 def market_prices(runtime: RuntimeDep, symbols: SymbolsQuery = None) -> list[PriceSnapshot]:
     """The live prices of the market data source: last price, the day's open, change since
-    the open and since the previous tick. The stream (`/api/stream/prices`) pushes the
-    same rows as they change; daily OHLCV history is `/api/market/bars/{symbol}`."""
+    the open and since the previous tick. The cache keeps no session high, low or volume,
+    so this is not an OHLCV bar: stored bars are `/api/market/bars/{symbol}`. The stream
+    (`/api/stream/prices`) pushes the same rows as they change. Symbols the source does
+    not quote are left out."""
     wanted = parse_symbols(symbols)
     return runtime.cache.snapshot(wanted)[1]
 
@@ -108,17 +92,3 @@ def market_bars(
         offset=page.offset,
     )
     return Page.of(rows, page)
-
-
-def _snapshot(
-    session: Session, as_of: date | None, symbols: str | None, *, window: int
-) -> MarketSnapshot:
-    universe = parse_symbols(symbols) or sorted(
-        {c.symbol for c in bar_coverage(session, None, Timeframe.D1)}
-    )
-    day = as_of or newest_bar_day(session)
-    if day is None or not universe:
-        raise NotFoundError("no daily bars stored: `aitrader data import` some first")
-    return build_snapshot(
-        session, universe, day, lookback_bars=max(60, window + 1), corr_window=window
-    )

@@ -6,7 +6,7 @@ is a council job that stops after research (docs/decisions/0010).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query
@@ -16,7 +16,7 @@ from api.auth import LLMSpender, Viewer
 from api.deps import ReadSession, RuntimeDep, SettingsDep
 from api.job_start import start_job
 from api.pagination import Page, PageDep
-from api.params import AsOfQuery, SymbolsQuery, parse_symbols
+from api.params import AsOfQuery, SymbolsQuery, day_or_newest, stored_universe
 from api.schemas.council import LLMCallOut
 from api.schemas.research import (
     FigureOut,
@@ -24,18 +24,20 @@ from api.schemas.research import (
     ReportDetailOut,
     ReportOut,
     ResearchWeekOut,
+    RunLineOut,
     RunResearchOut,
     VerifyIn,
     VerifyOut,
 )
 from db.queries import council as q
-from db.queries.bars import bar_coverage, newest_bar_day
 from db.queries.jobs import latest_job
 from db.queries.research import latest_run_with_research, report_with_call, runs_with_report_counts
-from models.enums import JobType, Timeframe
+from models.council import CouncilRun
+from models.enums import JobType
 from models.errors import InvalidInputError, NotFoundError
 from models.jobs import JobOut, ResearchJob, ResearchParams
 from models.llm_outputs import ResearchPack
+from services.llm.gateway import prompt_hash
 from tasks.council.prompts import stage_messages
 from tasks.council.roster import default_roster
 from tasks.market_snapshot import build_snapshot
@@ -58,22 +60,12 @@ def latest_research(session: ReadSession) -> RunResearchOut:
 
 @router.get("/history")
 def research_history(session: ReadSession, page: PageDep) -> Page[ResearchWeekOut]:
-    """A calendar of council runs, newest week first (`since`/`until` on their as-of)."""
-    rows = runs_with_report_counts(
-        session, since=page.since, until=page.until, limit=page.fetch, offset=page.offset
-    )
-    weeks = [
-        ResearchWeekOut(
-            week=_iso_week(run.as_of),
-            run_id=run.id,
-            as_of=run.as_of,
-            status=run.status,
-            cost_usd=run.cost_usd,
-            reports=count,
-        )
-        for run, count in rows
-    ]
-    return Page.of(weeks, page)
+    """A calendar of council runs by ISO week, newest week first; a page is `limit` weeks.
+    `since`/`until` apply to the runs' as-of. A run's week is that of the day it decided
+    on (its as-of is the instant that day ended)."""
+    rows = runs_with_report_counts(session, since=page.since, until=page.until)
+    weeks = _weeks(rows)
+    return Page.of(weeks[page.offset : page.offset + page.fetch], page)
 
 
 @router.get("/report/{report_id}")
@@ -99,7 +91,9 @@ def research_prompt(
     ] = None,
 ) -> PromptOut:
     """The exact messages the research stage would send an analyst for `as_of`, built from
-    the point-in-time snapshot: what a model is shown, without calling one."""
+    the point-in-time snapshot as tasks/council/stages.py builds them: what a model is shown,
+    without calling one. `prompt_hash` is the one an LLM call of these messages records; a
+    model without structured output also gets the answer's schema as a first message."""
     roster = default_roster([m for m in settings.llm_models if m != "offline"])
     member = next((a for a in roster.analysts if analyst in (None, a.name)), None)
     if member is None:
@@ -107,19 +101,15 @@ def research_prompt(
         raise InvalidInputError(
             "query.analyst", f"no analyst {analyst!r} (the council has {names})"
         )
-    universe = parse_symbols(symbols) or sorted(
-        {c.symbol for c in bar_coverage(session, None, Timeframe.D1)}
-    )
-    day = as_of or newest_bar_day(session)
-    if day is None or not universe:
-        raise NotFoundError("no daily bars stored: `aitrader data import` some first")
-    snapshot = build_snapshot(session, universe, day)
+    universe = stored_universe(session, symbols)
+    snapshot = build_snapshot(session, universe, day_or_newest(session, as_of))
     messages = stage_messages("research", member, {"snapshot": snapshot.model_dump(mode="json")})
     return PromptOut(
         as_of=snapshot.as_of,
         analyst=member.name,
         model=member.model,
         data_hash=snapshot.data_hash,
+        prompt_hash=prompt_hash(messages),
         messages=messages,
         response_schema=ResearchPack.model_json_schema(),
     )
@@ -186,7 +176,27 @@ def _run_research(session: Session, run_id: int) -> RunResearchOut:
     )
 
 
-def _iso_week(as_of: datetime) -> str:
-    """The week of the day decided on: `as_of` is the instant that day ended."""
-    year, week, _ = (as_of - timedelta(microseconds=1)).isocalendar()
+def _weeks(rows: list[tuple[CouncilRun, int]]) -> list[ResearchWeekOut]:
+    """Runs (newest first) grouped into their ISO weeks, keeping that order."""
+    weeks: dict[date, list[RunLineOut]] = {}
+    for run, reports in rows:
+        day = (run.as_of - timedelta(microseconds=1)).date()
+        monday = day - timedelta(days=day.weekday())
+        weeks.setdefault(monday, []).append(
+            RunLineOut(
+                run_id=run.id,
+                as_of=run.as_of,
+                status=run.status,
+                cost_usd=run.cost_usd,
+                reports=reports,
+            )
+        )
+    return [
+        ResearchWeekOut(week=_iso_week(monday), starts=monday, runs=runs)
+        for monday, runs in weeks.items()
+    ]
+
+
+def _iso_week(monday: date) -> str:
+    year, week, _ = monday.isocalendar()
     return f"{year}-W{week:02d}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -39,15 +39,22 @@ class RunResearchOut(BaseModel):
     reports: list[ReportOut]
 
 
-class ResearchWeekOut(BaseModel):
-    """A council run in the calendar: its ISO week, status, cost and research notes."""
+class RunLineOut(BaseModel):
+    """A council run in the calendar: when, how it ended, what it cost, how many notes."""
 
-    week: str = Field(description="ISO week of the run's as-of, e.g. 2019-W23.")
     run_id: int
     as_of: datetime
     status: RunStatus
     cost_usd: Decimal
     reports: int
+
+
+class ResearchWeekOut(BaseModel):
+    """One ISO week of the calendar and the council runs of that week, newest first."""
+
+    week: str = Field(description="ISO week of the day the runs decided on, e.g. 2019-W23.")
+    starts: date = Field(description="The week's Monday.")
+    runs: list[RunLineOut]
 
 
 class PromptOut(BaseModel):
@@ -56,7 +63,8 @@ class PromptOut(BaseModel):
     as_of: datetime
     analyst: str
     model: str
-    data_hash: str
+    data_hash: str = Field(description="sha256 of the bars the snapshot in the prompt used.")
+    prompt_hash: str = Field(description="sha256 of the messages, as `llm_calls` records it.")
     messages: list[dict[str, Any]]
     response_schema: dict[str, Any]
 

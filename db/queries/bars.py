@@ -259,3 +259,9 @@ def newest_bar_day(session: Session, timeframe: Timeframe = Timeframe.D1) -> dat
     """The day of the newest stored bar: where "as of now" lands for stored history."""
     newest = session.scalar(select(func.max(Bar.ts)).where(Bar.timeframe == timeframe))
     return newest.date() if newest is not None else None
+
+
+def stored_symbols(session: Session, timeframe: Timeframe = Timeframe.D1) -> list[str]:
+    """Every symbol with bars of `timeframe`, sorted: the universe when none is named."""
+    stmt = select(Bar.symbol).where(Bar.timeframe == timeframe).distinct().order_by(Bar.symbol)
+    return list(session.scalars(stmt))

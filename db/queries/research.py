@@ -30,10 +30,10 @@ def runs_with_report_counts(
     *,
     since: datetime | None,
     until: datetime | None,
-    limit: int,
-    offset: int,
 ) -> list[tuple[CouncilRun, int]]:
-    """Council runs newest as-of first (`since`/`until` on as_of), each with its notes count."""
+    """Council runs newest as-of first (`since`/`until` on as_of), each with its notes count.
+
+    Unpaged: the caller pages the weeks they fall in, and a council sits about once a week."""
     notes = (
         select(func.count())
         .where(ResearchReport.run_id == CouncilRun.id)
@@ -45,11 +45,12 @@ def runs_with_report_counts(
         stmt = stmt.where(CouncilRun.as_of >= since)
     if until is not None:
         stmt = stmt.where(CouncilRun.as_of < until)
-    stmt = stmt.order_by(CouncilRun.as_of.desc(), CouncilRun.id.desc()).offset(offset).limit(limit)
+    stmt = stmt.order_by(CouncilRun.as_of.desc(), CouncilRun.id.desc())
     return [(run, int(count)) for run, count in session.execute(stmt)]
 
 
 def report_with_call(session: Session, report_id: int) -> tuple[ResearchReport, LLMCall | None]:
+    """A research report and the LLM call that wrote it (None for one stored without)."""
     report = session.get(ResearchReport, report_id)
     if report is None:
         raise NotFoundError(f"no research report {report_id}")
