@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import (
@@ -139,6 +140,16 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, exc.status_code, str(exc.detail), headers=exc.headers)
 
 
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    """The database is unreachable or busy (Postgres gone, SQLite locked while it recovers
+    from a killed writer): a 503 to retry, not a 500 to report."""
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
+    logger.warning("api.database_unavailable", extra={"path": request.url.path, "reason": reason})
+    return problem(
+        request, 503, f"the database is unavailable: {reason}", headers={"Retry-After": "1"}
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The process edge: anything unforeseen becomes a 500 with a request id; Starlette's
     # ServerErrorMiddleware logs the traceback and re-raises it after this response.
@@ -149,6 +160,7 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AITraderError, _ours)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(OperationalError, _database)
     app.add_exception_handler(Exception, _unexpected)
 
 

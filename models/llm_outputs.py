@@ -14,20 +14,31 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from models.enums import DecisionAction, Side
 from models.market import Symbol
-from models.text import StorableStr
+from models.text import storable
 
 Probability = Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6)]
 PositivePrice = Annotated[Decimal, Field(gt=0, max_digits=24, decimal_places=8)]
 # Storable: a model's text is kept in the database, where NUL or a lone surrogate fails.
 Text = Annotated[
-    StorableStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
+    AfterValidator(storable),
 ]
 Short = Annotated[
-    StorableStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+    AfterValidator(storable),
 ]
 PitchLabel = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,2}$")]
 """Pitches are shown to reviewers as A, B, C...: reviewers never see who wrote them."""

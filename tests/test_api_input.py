@@ -45,3 +45,25 @@ def test_approving_a_pitch_for_an_unknown_account_is_a_422(api: Api) -> None:
     refused = api.post("/api/pitches/1/approve", json={"account": "nobody", "qty": 1})
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["field"] == "body.account"
+
+
+def test_a_database_that_is_gone_or_busy_is_a_503_to_retry_not_a_500() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from sqlalchemy.exc import OperationalError
+
+    from api.errors import register_error_handlers
+
+    app = FastAPI()
+    register_error_handlers(app)
+
+    @app.get("/busy")
+    def busy() -> None:
+        raise OperationalError("SELECT 1", {}, Exception("database is locked"))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/busy")
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "1"
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "database is locked" in answer.json()["detail"]
