@@ -153,7 +153,8 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The process edge: anything unforeseen becomes a 500 with a request id; Starlette's
     # ServerErrorMiddleware logs the traceback and re-raises it after this response.
-    return problem(request, 500, "internal error; the server log has the details")
+    name = type(exc).__name__
+    return problem(request, 500, f"internal error ({name}); the server log has the details")
 
 
 def register_error_handlers(app: FastAPI) -> None:
