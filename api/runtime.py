@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Engine
@@ -40,6 +41,7 @@ from services.settings import Settings
 logger = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 5.0
+KEPT_GRACE_S = 30.0  # how long `stop` waits for work that outlives its request
 LIVE_SOURCES = frozenset({"alpaca"})  # whose ticks are real trades worth keeping as bars
 
 
@@ -65,7 +67,14 @@ class Runtime:
     gc_policy: GCPolicy | None = None
     gc_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("gc-policy"))
     token_touched: dict[int, float] = field(default_factory=dict)  # api.auth: last_used_at
+    kept: set[asyncio.Task[Any]] = field(default_factory=set)  # work that outlives its request
     llm_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10))
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Let `task` run to its end even if the request that started it goes away (a chat
+        turn that places trades must store its reply); `stop` waits for it a while."""
+        self.kept.add(task)
+        task.add_done_callback(self.kept.discard)
 
     def status(self) -> dict[str, object]:
         """What `system_status` subscribers and operators see."""
@@ -117,6 +126,8 @@ class Runtime:
         }
 
     async def stop(self) -> None:
+        if self.kept:
+            await asyncio.wait(list(self.kept), timeout=KEPT_GRACE_S)
         await self.jobs.stop()
         await self.gc_task.stop()
         if self.gc_policy is not None:

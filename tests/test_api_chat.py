@@ -229,3 +229,36 @@ def test_a_trade_the_checks_could_not_take_is_repaired_or_nothing_is_done(
     [trade] = repaired.json()["payload"]["trades"]
     assert (Decimal(trade["qty"]), trade["status"]) == (Decimal(2), "filled")
     assert _count(api, TradeIntent) == 1
+
+
+def test_a_client_that_leaves_mid_stream_does_not_cut_the_turn(
+    model_api: tuple[Api, FakeOpenAI],
+) -> None:
+    import time
+
+    from tests.fake_openai import Slow
+
+    api, server = model_api
+    trade = {"symbol": "MSFT", "side": "buy", "qty": 2, "reason": "asked"}
+    server.enqueue(Slow(1.0, _answer("Buying 2 MSFT.", trade)))
+    conversation = _conversation(api)
+    with connect_sse(
+        api.client,
+        "POST",
+        f"/api/conversations/{conversation}/message/stream",
+        json={"content": "buy 2 MSFT"},
+        headers=api.headers(Role.TRADER),
+    ) as source:
+        assert source.response.status_code == 200  # and gone before any event
+    deadline = time.monotonic() + 20
+    messages: list[dict[str, object]] = []
+    while len(messages) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        messages = api.get(f"/api/conversations/{conversation}", role=Role.TRADER).json()[
+            "messages"
+        ]
+    reply = messages[-1]
+    assert reply["role"] == "assistant"
+    payload = reply["payload"]
+    assert isinstance(payload, dict)
+    assert [t["status"] for t in payload["trades"]] == ["filled"]  # what was done is on record

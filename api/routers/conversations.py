@@ -166,6 +166,7 @@ async def _events(
             queue.put_nowait(text)
 
     turn = asyncio.create_task(chat_turn(runtime, caller, conversation_id, content, on_text))
+    runtime.keep(turn)  # a client that leaves mid-stream must not cut a turn that acts
     try:
         while not turn.done() or not queue.empty():
             getter = asyncio.create_task(queue.get())
@@ -178,7 +179,4 @@ async def _events(
     except AITraderError as exc:
         yield ServerSentEvent(data=json.dumps({"detail": str(exc)}), event="error")
         return
-    finally:
-        if not turn.done():
-            turn.cancel()
     yield ServerSentEvent(data=MessageOut.model_validate(reply).model_dump_json(), event="message")
