@@ -34,8 +34,9 @@ from models.intents import IntentOutcome, ManualTrade
 from models.llm_outputs import ChatAnswer
 from models.users import ChatMessage
 from services.llm.budget import RunBudget
-from services.llm.gateway import CallContext, LLMGateway, ProviderLimits, TextSink
+from services.llm.gateway import CallContext, LLMGateway, ProviderLimits
 from services.llm.offline import register_offline_provider
+from services.llm.streaming import TextSink
 from tasks.chat import HISTORY, chat_messages
 from tasks.execution.manual import place_manual_trades, trading_account
 

@@ -28,7 +28,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
@@ -37,12 +37,14 @@ import litellm
 from pydantic import BaseModel
 
 from models.enums import LLMCallStatus
-from models.errors import BudgetExceededError, ConfigurationError
+from models.errors import BudgetExceededError
 from models.llm import LLMCallRecord
 from services.llm import structured
 from services.llm.budget import RunBudget
+from services.llm.model_facts import cost_of, provider_of, supports_schema, worst_case_usd
 from services.llm.retry import RetryPolicy, is_retryable
 from services.llm.store import CallStore
+from services.llm.streaming import TextSink, TextStream, streamed_completion
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +54,6 @@ litellm.suppress_debug_info = True
 T = TypeVar("T", bound=BaseModel)
 Mode = Literal["auto", "schema", "prompt"]
 Message = dict[str, Any]
-TextSink = Callable[[str], Awaitable[None]]
 ZERO = Decimal(0)
 SLOT_POLL_S = 0.01  # against LLM latencies of a second or more
 
@@ -270,7 +271,7 @@ class LLMGateway:
         listener must never see an answer start twice."""
         reservation = self._reserve(model, messages, int(extra["max_tokens"]))
         spent = ZERO
-        stream = _Stream(on_text) if on_text is not None and provider != "offline" else None
+        stream = TextStream(on_text) if on_text is not None and provider != "offline" else None
         try:
             for attempt in range(1, self._retry.max_attempts + 1):
                 try:
@@ -313,7 +314,7 @@ class LLMGateway:
         provider: str,
         messages: list[Message],
         extra: dict[str, Any],
-        stream: _Stream | None = None,
+        stream: TextStream | None = None,
     ) -> Any:
         sem = self._limits.semaphore(provider)
         # Polled, not `to_thread(sem.acquire)`: a call cancelled while waiting (a budget stop
@@ -331,17 +332,7 @@ class LLMGateway:
         try:
             if stream is None:
                 return await litellm.acompletion(**options)
-            chunks = []
-            answer = await litellm.acompletion(
-                **options, stream=True, stream_options={"include_usage": True}
-            )
-            async for chunk in answer:
-                chunks.append(chunk)
-                delta = chunk.choices[0].delta.content if chunk.choices else None
-                if delta:
-                    await stream.send(delta)
-            # The chunks assembled into one response: content, usage, and so its cost.
-            return litellm.stream_chunk_builder(chunks, messages=messages)
+            return await streamed_completion(options, stream)
         finally:
             sem.release()
 
@@ -349,18 +340,6 @@ class LLMGateway:
         if self.budget is None:
             return ZERO
         return self.budget.reserve(worst_case_usd(model, messages, max_tokens))
-
-
-class _Stream:
-    """Passes streamed text on, remembering whether any was."""
-
-    def __init__(self, sink: TextSink) -> None:
-        self._sink = sink
-        self.started = False
-
-    async def send(self, text: str) -> None:
-        self.started = True
-        await self._sink(text)
 
 
 class _GaveUpError(Exception):
@@ -386,41 +365,3 @@ def prompt_hash(messages: list[Message]) -> str:
 
 def _canonical(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
-
-
-def provider_of(model: str) -> str:
-    """litellm's provider for `model` ("openai", "anthropic", "offline", ...)."""
-    try:
-        return str(litellm.get_llm_provider(model=model)[1])
-    except Exception:  # unknown to litellm: the prefix is the best name we have
-        return model.split("/", 1)[0] if "/" in model else "unknown"
-
-
-def supports_schema(model: str) -> bool:
-    try:
-        return bool(litellm.supports_response_schema(model=model))
-    except Exception:  # litellm raises for models it does not know
-        return False
-
-
-def worst_case_usd(model: str, messages: list[Message], max_tokens: int) -> Decimal:
-    """The most a call can cost: its prompt plus `max_tokens` of answer, at litellm's prices."""
-    try:
-        prompt_tokens = litellm.token_counter(model=model, messages=messages)
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt_tokens, completion_tokens=max_tokens
-        )
-    except Exception as exc:  # no price: a budget cannot be enforced
-        raise ConfigurationError(
-            f"no price for model {model!r} in litellm's cost map, so a budget cannot be "
-            "enforced: register its price or run without a budget"
-        ) from exc
-    return Decimal(str(prompt_cost)) + Decimal(str(completion_cost))
-
-
-def cost_of(response: Any) -> Decimal:
-    """What litellm's cost map says a response cost; 0 if the model has no price."""
-    try:
-        return Decimal(str(litellm.completion_cost(completion_response=response)))
-    except Exception:  # unpriced model (no budget set, or it was refused)
-        return ZERO
