@@ -20,9 +20,9 @@ from db.queries.jobs import create_job, get_job
 from db.queries.tokens import ensure_user
 from models.enums import Timeframe
 from models.errors import InvalidInputError
-from models.jobs import CouncilJob, JobOut, ResearchJob
+from models.jobs import BacktestJob, CouncilJob, JobOut, ResearchJob
 
-JobRequestBody = CouncilJob | ResearchJob
+JobRequestBody = CouncilJob | ResearchJob | BacktestJob
 
 
 async def start_job(runtime: Runtime, request: JobRequestBody, caller: Principal) -> JobOut:
@@ -34,11 +34,12 @@ async def start_job(runtime: Runtime, request: JobRequestBody, caller: Principal
 def _record(runtime: Runtime, request: JobRequestBody, caller: Principal) -> int:
     params = request.flow_parameters()
     with unit_of_work(runtime.sessions) as session:
-        if universe := params.get("universe"):
+        field = "symbols" if isinstance(request, BacktestJob) else "universe"
+        if universe := params.get(field):
             stored = {c.symbol for c in bar_coverage(session, universe, Timeframe.D1)}
             if missing := [s for s in universe if s not in stored]:
                 raise InvalidInputError(
-                    "body.params.universe", f"no daily bars for {', '.join(missing)}"
+                    f"body.params.{field}", f"no daily bars for {', '.join(missing)}"
                 )
         user = ensure_user(session, caller.actor)
         job = create_job(session, str(request.type), params, caller.token_id, user.id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import council, data, database, demo, serve, tokens, trading, up
+from cli import backtest, council, data, database, demo, serve, tokens, trading, up
 
 app = typer.Typer(
     name="aitrader",
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(database.app, name="db")
 app.add_typer(data.app, name="data")
 app.add_typer(council.app, name="council")
+app.add_typer(backtest.app, name="backtest")
 app.add_typer(trading.app, name="trading")
 app.add_typer(tokens.app, name="token")
 council.app.command("execute")(trading.execute_cmd)

@@ -1,5 +1,6 @@
 """`python -m deployments.serve`: the weekly council and the daily account sync, served
-with their schedules, no work pool.
+with their schedules, and the backtest flow (no schedule: started by the API's `backtest`
+jobs or the UI), no work pool.
 
 This is the local way to run deployments (`aitrader up` starts it beside a
 Prefect server): one long-lived process polls the Prefect API at
@@ -23,6 +24,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
+from flows.backtest import backtest
 from flows.execution import sync_accounts
 from flows.weekly_council import weekly_council
 
@@ -66,9 +68,25 @@ def sync_deployment() -> RunnerDeployment:
     return cast(RunnerDeployment, deployment)
 
 
+BACKTEST = "backtest"
+# Two sweeps at a time: each already uses BACKTEST_WORKERS threads (or a Dask cluster).
+BACKTEST_CONCURRENCY = 2
+
+
+def backtest_deployment() -> RunnerDeployment:
+    """The backtest flow as `prefect.yaml` declares it: run on request, never scheduled."""
+    deployment = backtest.to_deployment(
+        name=BACKTEST,
+        description="A backtest, parameter sweep or walk-forward of a signal strategy.",
+        concurrency_limit=BACKTEST_CONCURRENCY,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    return cast(RunnerDeployment, deployment)
+
+
 def main() -> None:
     """Serve the deployments until interrupted; their schedules pause on shutdown."""
-    serve(council_deployment(), sync_deployment())
+    serve(council_deployment(), sync_deployment(), backtest_deployment())
 
 
 if __name__ == "__main__":

@@ -106,6 +106,7 @@ JOB_HOOKS: dict[str, Any] = {
 
 def run_job(job_id: int) -> int:
     """Run job `job_id`'s flow here, to its end; the exit code says how it ended."""
+    from flows.backtest import backtest
     from flows.weekly_council import weekly_council
 
     settings = get_settings()
@@ -117,6 +118,9 @@ def run_job(job_id: int) -> int:
             return 2
         kind, params = JobType(job.type), dict(job.params)
     engine.dispose()
+    if kind is JobType.BACKTEST:
+        state: State[Any] = backtest(**params, job_id=job_id, return_state=True)
+        return 0 if state.is_completed() else 1
     flows = {JobType.COUNCIL: weekly_council, JobType.RESEARCH: weekly_council}
 
     async def run() -> State[Any]:

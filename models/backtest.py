@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import ForeignKey, Index, String
@@ -57,6 +57,9 @@ class ExitReason(StrEnum):
     OPEN = "open"
     """Still open on the backtest's last bar; marked at that close, not closed."""
 
+
+BUILTIN_STRATEGIES = ("sma_cross", "rsi_reversion", "macd", "bollinger_breakout")
+"""The strategies tasks/backtest/strategies.py ships (a test checks the two agree)."""
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 
@@ -221,3 +224,24 @@ class BacktestTrade(IdMixin, Base):
     pnl: Mapped[Decimal] = mapped_column(MONEY)
     return_pct: Mapped[float]
     exit_reason: Mapped[ExitReason]
+
+
+class BacktestParamResult(IdMixin, Base):
+    """One parameter set's metrics over one segment of a backtest.
+
+    `segment` is `full` for a single run or a sweep, and `wf{n}:in` /
+    `wf{n}:out` for walk-forward window n's in-sample optimisation and its
+    out-of-sample evaluation (only the winner is evaluated out of sample).
+    """
+
+    __tablename__ = "backtest_param_results"
+    __table_args__ = (Index("ix_backtest_param_results_backtest_id_segment", "backtest_id", "segment"),)
+
+    backtest_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("backtests.id", ondelete="CASCADE")
+    )
+    segment: Mapped[str] = mapped_column(String(32))
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    params: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]]

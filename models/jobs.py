@@ -3,9 +3,9 @@
 A job is a Prefect flow run. `POST /api/jobs` takes `{type, params}`; the
 type picks the params model here (a discriminated union, so the OpenAPI page
 lists each type's parameters and a bad one is a 422 naming the field).
-Only types whose flow exists are in `JobRequest`; the others (backtest,
-training, sentiment, pattern_scan) are named in `JobType` and refused until
-their flows land, rather than accepted and never run.
+Only types whose flow exists are in `JobRequest`; the others (training,
+sentiment, pattern_scan) are named in `JobType` and refused until their
+flows land, rather than accepted and never run.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.backtest import BUILTIN_STRATEGIES, BacktestRequest
 from models.enums import JobType, RunStatus
 from models.market import Symbol
 from models.text import StorableStr
@@ -92,12 +93,51 @@ class ResearchJob(BaseModel):
         return {**given, "approval": "auto", "stop_after": self.stop_after, "execute": False}
 
 
-JobRequest = Annotated[CouncilJob | ResearchJob, Field(discriminator="type")]
+class BacktestJob(BaseModel):
+    """The backtest flow (flows/backtest.py). Over HTTP only the built-in strategies run:
+    a `package.module:function` would import code a request names."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "backtest",
+                    "params": {
+                        "strategy": "sma_cross",
+                        "params": {"fast": 10, "slow": 50},
+                        "symbols": ["AAPL", "MSFT"],
+                        "start": "2016-01-01",
+                        "end": "2019-12-31",
+                    },
+                }
+            ]
+        },
+    )
+
+    type: Literal[JobType.BACKTEST]
+    params: BacktestRequest
+
+    @model_validator(mode="after")
+    def _builtin_only(self) -> BacktestJob:
+        if self.params.strategy not in BUILTIN_STRATEGIES:
+            raise ValueError(
+                f"strategy {self.params.strategy!r}: over the API one of "
+                f"{', '.join(BUILTIN_STRATEGIES)}"
+            )
+        return self
+
+    def flow_parameters(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json", exclude_none=True)
+
+
+JobRequest = Annotated[CouncilJob | ResearchJob | BacktestJob, Field(discriminator="type")]
 
 # The Prefect deployment each type runs under when a Prefect server is configured.
 DEPLOYMENTS: dict[JobType, str] = {
     JobType.COUNCIL: "weekly-council/weekly-council",
     JobType.RESEARCH: "weekly-council/weekly-council",
+    JobType.BACKTEST: "backtest/backtest",
 }
 
 

@@ -52,7 +52,14 @@ class Signal(IdMixin, CreatedMixin, Base):
 
 
 class Backtest(IdMixin, CreatedMixin, Base):
-    """One backtest run: its inputs, its status and its summary metrics."""
+    """One backtest run: its inputs, its status and its summary metrics.
+
+    `kind` is `single`, `sweep` or `walk_forward`. `metrics` are the chosen
+    parameter set's (a sweep's best, a walk-forward's stitched out-of-sample
+    run), `benchmark` buy-and-hold's over the same bars, `equity` both curves
+    as `[ts, equity, benchmark]` rows. Every parameter set's metrics are in
+    `backtest_param_results`, the chosen set's trades in `backtest_trades`.
+    """
 
     __tablename__ = "backtests"
 
@@ -66,6 +73,15 @@ class Backtest(IdMixin, CreatedMixin, Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any] | None]
     trades_count: Mapped[int] = mapped_column(default=0)
+    kind: Mapped[str] = mapped_column(String(16), default="single", server_default="single")
+    strategy_name: Mapped[str | None] = mapped_column(String(200))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    best_params: Mapped[dict[str, Any] | None]
+    benchmark: Mapped[dict[str, Any] | None]
+    equity: Mapped[list[Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    finished_at: Mapped[datetime | None]
 
 
 class SignalOut(BaseModel):

@@ -212,6 +212,21 @@ class Settings(BaseSettings):
         None, description="Account chat trades go to; unset: the first configured account."
     )
 
+    # --- backtests -------------------------------------------------------------------------
+    backtest_dask_address: str | None = Field(
+        None,
+        description="Dask scheduler (tcp://host:8786) a sweep's chunks run on; unset: threads here.",
+    )
+    backtest_workers: int = Field(
+        2, ge=1, le=256, description="Threads a sweep's chunks run on without Dask."
+    )
+    backtest_chunk_size: int = Field(
+        500, ge=1, le=100_000, description="Parameter sets per sweep task."
+    )
+    backtest_plot_dir: Path = Field(
+        Path("data/backtests"), description="Where the backtest flow writes its equity PNGs."
+    )
+
     @field_validator("accounts")
     @classmethod
     def _distinct_accounts(cls, value: list[AccountConfig]) -> list[AccountConfig]:

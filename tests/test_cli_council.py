@@ -280,7 +280,7 @@ def test_up_resolves_a_relative_prefect_home_against_the_working_directory(
 def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves() -> None:
     doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
     PrefectYamlModel.model_validate(doc)  # the shape `prefect deploy` reads
-    council, sync = doc["deployments"]
+    council, sync, backtest = doc["deployments"]
     assert council["name"] == served.WEEKLY_COUNCIL == "weekly-council"
     assert council["entrypoint"] == "flows/weekly_council.py:weekly_council"
     flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / council["entrypoint"]))
@@ -316,3 +316,14 @@ def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves(
     assert served_sync_schedule.schedule.cron == sync_schedule["cron"]  # type: ignore[union-attr]
     assert served_sync_schedule.schedule.timezone == sync_schedule["timezone"]  # type: ignore[union-attr]
     assert sync["concurrency_limit"] == served_sync.concurrency_limit == 1
+
+    # backtests: on request only, the same in both places
+    assert backtest["name"] == served.BACKTEST == "backtest"
+    backtest_flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / backtest["entrypoint"]))
+    assert backtest_flow.name == "backtest"
+    served_backtest = served.backtest_deployment()
+    assert served_backtest.entrypoint == "flows.backtest.backtest"
+    assert backtest["schedules"] == []
+    assert not served_backtest.schedules
+    assert backtest["concurrency_limit"] == served_backtest.concurrency_limit
+    assert served_backtest.concurrency_limit == served.BACKTEST_CONCURRENCY

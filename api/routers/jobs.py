@@ -36,6 +36,19 @@ async def create_job(
                     "summary": "Research only",
                     "value": {"type": "research", "params": {"as_of": "2020-06-26"}},
                 },
+                "backtest": {
+                    "summary": "Backtest an SMA crossover; lists in params sweep",
+                    "value": {
+                        "type": "backtest",
+                        "params": {
+                            "strategy": "sma_cross",
+                            "params": {"fast": [5, 10, 20], "slow": 50},
+                            "symbols": ["AAPL", "MSFT"],
+                            "start": "2016-01-01",
+                            "end": "2019-12-31",
+                        },
+                    },
+                },
             }
         ),
     ],
@@ -44,7 +57,7 @@ async def create_job(
 ) -> JobOut:
     """Start a job's flow run. Accepted means started (or queued for a free worker), not
     done: follow it on `job_updates` or `GET /api/jobs/{id}`. Types whose flow does not
-    exist yet (backtest, training, sentiment, pattern_scan) are refused with 422."""
+    exist yet (training, sentiment, pattern_scan) are refused with 422."""
     return await start_job(runtime, body, caller)
 
 

@@ -18,6 +18,8 @@ import pandas as pd
 from sqlalchemy import (
     Column,
     ColumnElement,
+    DateTime,
+    Float,
     MetaData,
     Table,
     and_,
@@ -26,11 +28,14 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.types import TypeDecorator
 
 from models.base import PRICE, QTY, UTCDateTime
 from models.enums import Timeframe
@@ -265,3 +270,51 @@ def stored_symbols(session: Session, timeframe: Timeframe = Timeframe.D1) -> lis
     """Every symbol with bars of `timeframe`, sorted: the universe when none is named."""
     stmt = select(Bar.symbol).where(Bar.timeframe == timeframe).distinct().order_by(Bar.symbol)
     return list(session.scalars(stmt))
+
+
+def bars_frame(
+    session: Session,
+    symbols: Sequence[str],
+    start: date,
+    end: date,
+    timeframe: Timeframe = Timeframe.D1,
+) -> pd.DataFrame:
+    """Bars of `symbols` from `start` to `end` as one frame (symbol, ts, open, high, low,
+    close, volume as floats), for backtests.
+
+    Point in time like `bars_as_of`: only bars complete by the end of `end`.
+    Columnar and float on purpose: a backtest reads 100,000s of bars into
+    numpy, and a pydantic object per bar costs more than the simulation.
+    """
+    first = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    cutoff = knowledge_cutoff(end, timeframe)
+    # Floats and raw stamps straight from the driver: Decimal and per-row datetime
+    # processing would be ~80 % of the read.
+    values = [sql_cast(c, Float) for c in (Bar.open, Bar.high, Bar.low, Bar.close, Bar.volume)]
+    stmt = (
+        select(Bar.symbol, type_coerce(Bar.ts, _RawStamp()), *values)
+        .where(
+            Bar.symbol.in_(list(symbols)),
+            Bar.timeframe == timeframe,
+            Bar.ts >= first,
+            Bar.ts <= cutoff,
+        )
+        .order_by(Bar.ts, Bar.symbol)
+    )
+    rows = session.execute(stmt).all()
+    frame = pd.DataFrame(rows, columns=["symbol", "ts", "open", "high", "low", "close", "volume"])
+    for col in ("open", "high", "low", "close", "volume"):
+        frame[col] = frame[col].astype("float64")
+    # SQLite hands back the stored UTC text, Postgres aware datetimes: both parse as UTC.
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    return frame
+
+
+class _RawStamp(TypeDecorator[Any]):
+    """A timestamp read as the driver gives it (text on SQLite), parsed by pandas in bulk."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
+        return None

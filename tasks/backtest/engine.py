@@ -217,9 +217,13 @@ def _short_signals(signals: Signals, direction: Direction) -> tuple[np.ndarray, 
     if direction is Direction.LONG:
         # never read; zeros are calloc'd lazily, and one array layout means one compilation
         return np.zeros(signals.entries.shape, np.bool_), np.zeros(signals.entries.shape, np.bool_)
-    if signals.short_entries is None or signals.short_exits is None:
+    if signals.short_entries is None and signals.short_exits is None:
         return np.ascontiguousarray(signals.exits), np.ascontiguousarray(signals.entries)
-    return np.ascontiguousarray(signals.short_entries), np.ascontiguousarray(signals.short_exits)
+    none = np.zeros(signals.entries.shape, np.bool_)
+    return (
+        none if signals.short_entries is None else np.ascontiguousarray(signals.short_entries),
+        none if signals.short_exits is None else np.ascontiguousarray(signals.short_exits),
+    )
 
 
 def _stop_columns(

@@ -36,7 +36,9 @@ class PricePanel:
         for name in ("open", "high", "low", "close"):
             array = getattr(self, name)
             if array.shape != shape or array.dtype != np.float64:
-                raise ValueError(f"{name}: expected float64 {shape}, got {array.dtype} {array.shape}")
+                raise ValueError(
+                    f"{name}: expected float64 {shape}, got {array.dtype} {array.shape}"
+                )
         if not self.dates.is_monotonic_increasing or not self.dates.is_unique:
             raise ValueError("dates must be strictly increasing")
 

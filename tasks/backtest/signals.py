@@ -76,6 +76,6 @@ def stack_signals(parts: Sequence[Signals]) -> Signals:
         filled = [a if a is not None else np.zeros(shape, dtype=np.bool_) for a in arrays]
         return np.ascontiguousarray(np.concatenate(filled, axis=1))
 
-    entries, exits = cat("entries"), cat("exits")
-    assert entries is not None and exits is not None
+    entries = np.ascontiguousarray(np.concatenate([p.entries for p in parts], axis=1))
+    exits = np.ascontiguousarray(np.concatenate([p.exits for p in parts], axis=1))
     return Signals(entries, exits, cat("short_entries"), cat("short_exits"))

@@ -1,0 +1,196 @@
+"""`aitrader backtest run`: the backtest flow, here, with a progress bar and a metrics table.
+
+Parameters are `--param name=value`; a value list (`fast=5,10,20`) or an
+inclusive range (`fast=2:100`, `slow=10:200:10`) sweeps it, and every
+combination is scored. `--wf-train/--wf-test` make it a walk-forward.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from cli.context import console, open_context, run_command
+from models.backtest import (
+    BacktestConfig,
+    Costs,
+    Direction,
+    Sizing,
+    SizingMode,
+    Stops,
+    WalkForward,
+)
+from models.errors import AITraderError, InvalidInputError
+
+app = typer.Typer(help="Backtests: single runs, parameter sweeps, walk-forward.")
+
+DAY = ["%Y-%m-%d"]
+PROGRESS_LOGGER = "flows.backtest.progress"
+
+
+class BacktestFailedError(AITraderError):
+    """The backtest flow run did not complete."""
+
+
+@app.command("run")
+@run_command
+def run_cmd(
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="sma_cross, rsi_reversion, macd, bollinger_breakout, or package.module:function."
+        ),
+    ],
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")],
+    start: Annotated[datetime, typer.Option(formats=DAY, help="First day.")],
+    end: Annotated[datetime, typer.Option(formats=DAY, help="Last day (its close included).")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="name=value, name=a,b,c or name=lo:hi[:step]."),
+    ] = None,
+    init_cash: Annotated[float, typer.Option(min=1)] = 100_000.0,
+    fee_bps: Annotated[float, typer.Option(min=0, help="Commission, bps of notional.")] = 0.0,
+    fee_fixed: Annotated[float, typer.Option(min=0, help="Commission per fill.")] = 0.0,
+    slippage_bps: Annotated[float, typer.Option(min=0)] = 0.0,
+    size_mode: Annotated[SizingMode, typer.Option()] = SizingMode.EQUITY_FRACTION,
+    size: Annotated[float, typer.Option(min=0, help="Shares, cash or equity fraction.")] = 1.0,
+    whole_shares: Annotated[bool, typer.Option(help="Round sizes down to whole shares.")] = False,
+    direction: Annotated[Direction, typer.Option()] = Direction.LONG,
+    shared_cash: Annotated[bool, typer.Option(help="One cash pool for all symbols.")] = False,
+    stop_loss: Annotated[float | None, typer.Option(help="Fraction, e.g. 0.05.")] = None,
+    take_profit: Annotated[float | None, typer.Option(help="Fraction, e.g. 0.1.")] = None,
+    trailing_stop: Annotated[float | None, typer.Option(help="Fraction, e.g. 0.05.")] = None,
+    optimise: Annotated[str, typer.Option(help="Metric a sweep maximises.")] = "sharpe",
+    wf_train: Annotated[int | None, typer.Option(help="Walk-forward: in-sample bars.")] = None,
+    wf_test: Annotated[int | None, typer.Option(help="Walk-forward: out-of-sample bars.")] = None,
+    wf_window: Annotated[str, typer.Option(help="rolling or expanding.")] = "rolling",
+) -> None:
+    """Backtest a strategy and print its metrics beside buy-and-hold; writes an equity PNG."""
+    ctx = open_context()
+    ctx.require_schema()
+    config = BacktestConfig(
+        init_cash=init_cash,
+        costs=Costs(fee_bps=fee_bps, fee_fixed=fee_fixed, slippage_bps=slippage_bps),
+        sizing=Sizing(mode=size_mode, value=size, fractional=not whole_shares),
+        stops=Stops(stop_loss=stop_loss, take_profit=take_profit, trailing_stop=trailing_stop),
+        direction=direction,
+        shared_cash=shared_cash,
+    )
+    walk_forward = None
+    if wf_train or wf_test:
+        if not (wf_train and wf_test):
+            raise InvalidInputError("--wf-train", "a walk-forward needs --wf-train and --wf-test")
+        walk_forward = WalkForward(train=wf_train, test=wf_test, window=wf_window)  # type: ignore[arg-type]
+    params = parse_params(param or [])
+    summary = _run(
+        {
+            "strategy": strategy,
+            "symbols": [s.strip().upper() for s in symbols.split(",") if s.strip()],
+            "start": start.date(),
+            "end": end.date(),
+            "params": params,
+            "config": config,
+            "walk_forward": walk_forward,
+            "optimise": optimise,
+        }
+    )
+    _print_summary(summary)
+
+
+def parse_params(items: list[str]) -> dict[str, float | list[float]]:
+    """`fast=10`, `fast=5,10,20`, `fast=2:100` (inclusive), `slow=10:200:10`."""
+    out: dict[str, float | list[float]] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not text.strip():
+            raise InvalidInputError("--param", f"{item!r}: expected name=value")
+        try:
+            if ":" in text:
+                parts = [float(p) for p in text.split(":")]
+                if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] <= 0):
+                    raise ValueError
+                lo, hi = parts[0], parts[1]
+                step = parts[2] if len(parts) == 3 else 1.0
+                count = int((hi - lo) / step + 1e-9) + 1
+                if count < 1 or count > 1_000_000:
+                    raise ValueError
+                out[name] = [lo + i * step for i in range(count)]
+            elif "," in text:
+                out[name] = [float(p) for p in text.split(",")]
+            else:
+                out[name] = float(text)
+        except ValueError:
+            raise InvalidInputError(
+                "--param", f"{item!r}: not a number, list or lo:hi[:step]"
+            ) from None
+    return out
+
+
+def _run(params: dict[str, Any]) -> dict[str, Any]:
+    from flows.backtest import backtest
+
+    progress_log = logging.getLogger(PROGRESS_LOGGER)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task_id = bar.add_task("backtest", total=None)
+        handler = _ProgressHandler(bar, task_id)
+        progress_log.addHandler(handler)
+        progress_log.setLevel(logging.DEBUG)
+        progress_log.propagate = False
+        try:
+            state = backtest(**params, return_state=True)
+        finally:
+            progress_log.removeHandler(handler)
+            progress_log.propagate = True
+    if not state.is_completed():
+        failure = state.result(raise_on_failure=False)
+        if isinstance(failure, AITraderError):
+            raise failure
+        raise BacktestFailedError(f"the backtest flow run ended {state.name}: {state.message}")
+    result: dict[str, Any] = state.result()
+    return result
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self, bar: Progress, task_id: Any) -> None:
+        super().__init__(logging.DEBUG)
+        self._bar = bar
+        self._task = task_id
+
+    def emit(self, record: logging.LogRecord) -> None:
+        done, total = getattr(record, "done", None), getattr(record, "total", None)
+        if isinstance(done, int) and isinstance(total, int):
+            self._bar.update(self._task, completed=done, total=total, description="parameter sets")
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    best = summary["best_params"]
+    title = f"backtest {summary['backtest_id']}: " + " ".join(f"{k}={v:g}" for k, v in best.items())
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("strategy", justify="right")
+    table.add_column("buy and hold", justify="right")
+    for name, value in summary["metrics"].items():
+        table.add_row(name, _cell(value), _cell(summary["benchmark"].get(name)))
+    console.print(table)
+    console.print(f"trades: {summary['trades']}   equity plot: {summary['plot']}", soft_wrap=True)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -1,0 +1,106 @@
+"""Parameter grids: expand, split into chunks, score a chunk, pick the winner.
+
+A grid is the cartesian product of the values given per parameter. Stop
+levels (`stop_loss`, `take_profit`, `trailing_stop`) may be swept like any
+strategy parameter: they are taken out of each set and handed to the engine
+as that set's stops. A chunk is scored in one engine call (its sets side by
+side as columns) and returns only metrics, so a 5,000-set sweep never holds
+5,000 trade lists; the winner is re-run with its trades.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from models.backtest import BacktestConfig, Stops
+from tasks.backtest.engine import BacktestResult, run_backtest
+from tasks.backtest.panel import PricePanel
+from tasks.backtest.signals import Params, SignalFunction, Signals, signals_for_grid
+
+STOP_PARAMS = ("stop_loss", "take_profit", "trailing_stop")
+MAX_GRID = 1_000_000
+
+
+def expand_grid(params: Mapping[str, float | Sequence[float]]) -> list[dict[str, float]]:
+    """Every combination of the given values, the last parameter varying fastest."""
+    names = list(params)
+    axes: list[list[float]] = []
+    for name in names:
+        value = params[name]
+        values = [float(v) for v in value] if isinstance(value, Sequence) else [float(value)]
+        if not values:
+            raise ValueError(f"{name}: no values to sweep")
+        axes.append(values)
+    size = math.prod(len(a) for a in axes)
+    if size > MAX_GRID:
+        raise ValueError(f"grid of {size:,} parameter sets exceeds {MAX_GRID:,}")
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def chunked(grid: Sequence[dict[str, float]], size: int) -> list[list[dict[str, float]]]:
+    if size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {size}")
+    return [list(grid[i : i + size]) for i in range(0, len(grid), size)]
+
+
+def split_stops(param_set: Mapping[str, float], base: Stops) -> tuple[dict[str, float], Stops]:
+    """(the strategy's own parameters, the set's stops: `base` overridden by swept levels)."""
+    strategy_params = {k: v for k, v in param_set.items() if k not in STOP_PARAMS}
+    overrides = {k: (v if v > 0 else None) for k, v in param_set.items() if k in STOP_PARAMS}
+    return strategy_params, base.model_copy(update=overrides) if overrides else base
+
+
+def run_grid(
+    panel: PricePanel,
+    fn: SignalFunction,
+    grid: Sequence[Mapping[str, float]],
+    config: BacktestConfig,
+    first: int = 0,
+) -> BacktestResult:
+    """Every set of `grid` in one engine call (its columns parameter-set major).
+
+    Signals are computed on all of `panel`; the simulation runs on bars
+    `first` onwards and starts flat there, so its indicators are warm (the
+    earlier bars are history, known at the time) while it trades only later.
+    """
+    split = [split_stops(p, config.stops) for p in grid]
+    strategy_sets: list[Params] = [s for s, _ in split]
+    signals = signals_for_grid(fn, panel, strategy_sets)
+    stops = [st for _, st in split]
+    has_own_stops = any(st != config.stops for st in stops)
+    if first:
+        panel = panel.between(first, len(panel.dates))
+        signals = Signals(
+            *(None if a is None else np.ascontiguousarray(a[first:]) for a in _arrays(signals))
+        )
+    return run_backtest(panel, signals, config, set_stops=stops if has_own_stops else None)
+
+
+def score_grid(
+    panel: PricePanel,
+    fn: SignalFunction,
+    grid: Sequence[Mapping[str, float]],
+    config: BacktestConfig,
+    first: int = 0,
+) -> pd.DataFrame:
+    """One row per parameter set: its parameters, then its metrics."""
+    table = run_grid(panel, fn, grid, config, first).metrics_table()
+    params = pd.DataFrame(list(grid), index=table.index)
+    return pd.concat([params, table], axis=1)
+
+
+def best_row(table: pd.DataFrame, metric: str) -> int:
+    """Position of the highest `metric` (NaN never wins; ties go to the first set)."""
+    values = table[metric].to_numpy(dtype=np.float64)
+    if np.isnan(values).all():
+        return 0
+    return int(np.nanargmax(values))
+
+
+def _arrays(signals: Signals) -> tuple[np.ndarray | None, ...]:
+    return signals.entries, signals.exits, signals.short_entries, signals.short_exits
