@@ -1,0 +1,227 @@
+"""The backtest flow end to end on the sample bars, on both databases: what it stores,
+what it draws, how sweeps and walk-forwards choose, and what it refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from sqlalchemy import func, select
+
+from db.engine import make_engine, make_session_factory
+from db.queries.backtests import get_backtest, param_results
+from flows.backtest import backtest
+from models.backtest import BacktestConfig, BacktestParamResult, BacktestTrade, Costs, WalkForward
+from models.enums import RunStatus
+from models.errors import InvalidInputError, NotFoundError
+from models.strategy import Backtest
+from services.settings import get_settings
+from tests.conftest import Run
+
+START, END = date(2016, 1, 1), date(2019, 12, 31)
+
+
+@pytest.fixture
+def bt_db(sample_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    monkeypatch.setenv("BACKTEST_PLOT_DIR", str(tmp_path / "plots"))
+    monkeypatch.setenv("BACKTEST_CHUNK_SIZE", "3")
+    get_settings.cache_clear()
+    yield sample_db
+    get_settings.cache_clear()
+
+
+def _read(url: str, backtest_id: int) -> dict[str, Any]:
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            row = get_backtest(session, backtest_id)
+            results = param_results(session, backtest_id, limit=10_000)
+            trades = session.scalar(
+                select(func.count()).where(BacktestTrade.backtest_id == backtest_id)
+            )
+            return {
+                "row": row,
+                "results": [(r.segment, r.params, r.metrics) for r in results],
+                "trades": trades,
+            }
+    finally:
+        engine.dispose()
+
+
+def _artifact_keys() -> set[str]:
+    async def read() -> set[str]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(like_="backtest-")  # type: ignore[call-arg]
+                )
+            )
+        return {a.key for a in found if a.key}
+
+    return asyncio.run(read())
+
+
+def test_a_single_run_stores_its_metrics_benchmark_curve_trades_and_plot(bt_db: str) -> None:
+    config = BacktestConfig(costs=Costs(fee_bps=10))
+    summary = backtest(
+        "sma_cross", ["AAPL", "MSFT"], START, END, params={"fast": 10, "slow": 50}, config=config
+    )
+    stored = _read(bt_db, summary["backtest_id"])
+    row: Backtest = stored["row"]
+    assert row.status is RunStatus.COMPLETED
+    assert row.kind == "single"
+    assert row.best_params == {"fast": 10.0, "slow": 50.0}
+    assert row.metrics is not None
+    assert row.benchmark is not None
+    assert row.metrics["trades"] == row.trades_count > 0
+    assert row.metrics["final_equity"] == pytest.approx(summary["metrics"]["final_equity"])
+    assert row.benchmark["total_return"] != row.metrics["total_return"]
+    assert stored["trades"] >= row.trades_count  # open trades are stored too
+    assert row.equity is not None
+    first, last = row.equity[0], row.equity[-1]
+    assert first[0].startswith("2016-01-04")  # the first trading day in the range
+    assert last[0].startswith("2019-12-31")
+    assert last[1] == pytest.approx(row.metrics["final_equity"])
+    ((segment, params, metrics),) = stored["results"]
+    assert (segment, params) == ("full", {"fast": 10.0, "slow": 50.0})
+    assert metrics["sharpe"] == pytest.approx(row.metrics["sharpe"])
+    plot = Path(summary["plot"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"backtest-metrics", "backtest-equity", "backtest-equity-plot"} <= _artifact_keys()
+
+
+def test_a_sweep_scores_every_set_in_chunks_and_keeps_the_best_ones_trades(bt_db: str) -> None:
+    summary = backtest(
+        "sma_cross",
+        ["AAPL", "MSFT", "XOM"],
+        START,
+        END,
+        params={"fast": [5, 10, 20], "slow": [30, 60, 90]},
+        optimise="sharpe",
+    )
+    stored = _read(bt_db, summary["backtest_id"])
+    row: Backtest = stored["row"]
+    assert row.kind == "sweep"
+    results = stored["results"]
+    assert len(results) == 9  # 3 chunks of 3 sets
+    assert {(p["fast"], p["slow"]) for _, p, _ in results} == {
+        (f, s) for f in (5.0, 10.0, 20.0) for s in (30.0, 60.0, 90.0)
+    }
+    sharpes = {(p["fast"], p["slow"]): m["sharpe"] for _, p, m in results}
+    best = max(sharpes, key=lambda k: sharpes[k])
+    assert (row.best_params or {}) == {"fast": best[0], "slow": best[1]}
+    assert row.metrics is not None
+    assert row.metrics["sharpe"] == pytest.approx(sharpes[best])
+    assert "backtest-sweep" in _artifact_keys()
+
+
+def test_stop_levels_can_be_swept_like_parameters(bt_db: str) -> None:
+    summary = backtest(
+        "sma_cross",
+        ["AAPL"],
+        START,
+        END,
+        params={"fast": 10, "slow": 50, "stop_loss": [0.0, 0.02]},
+        optimise="total_return",
+    )
+    results = _read(bt_db, summary["backtest_id"])["results"]
+    by_stop = {p["stop_loss"]: m for _, p, m in results}
+    assert set(by_stop) == {0.0, 0.02}
+    assert by_stop[0.0]["total_return"] != by_stop[0.02]["total_return"]
+
+
+def test_a_walk_forward_optimises_in_sample_and_reports_out_of_sample(bt_db: str) -> None:
+    summary = backtest(
+        "sma_cross",
+        ["AAPL", "MSFT"],
+        START,
+        END,
+        params={"fast": [5, 10], "slow": [30, 50]},
+        walk_forward=WalkForward(train=252, test=126),
+    )
+    stored = _read(bt_db, summary["backtest_id"])
+    row: Backtest = stored["row"]
+    assert row.kind == "walk_forward"
+    segments = [s for s, _, _ in stored["results"]]
+    n_windows = sum(s.endswith(":out") for s in segments)
+    # 1,006 bars: 252 to train, then test windows of 126 (the last one shorter)
+    assert n_windows == math.ceil((1006 - 252) / 126)
+    assert segments.count("wf0:in") == 4  # every set scored in sample
+    assert segments.count("wf0:out") == 1  # only the winner out of sample
+    assert row.equity is not None
+    assert len(row.equity) == 1006 - 252  # the stitched out-of-sample curve
+    assert row.metrics is not None
+    assert row.metrics["final_equity"] == pytest.approx(row.equity[-1][1])
+    assert "backtest-walk-forward" in _artifact_keys()
+
+
+def test_a_symbol_without_bars_fails_the_run_and_says_which(bt_db: str) -> None:
+    state = backtest("sma_cross", ["AAPL", "NOPE"], START, END, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(InvalidInputError, match="NOPE"):
+        state.result()
+    engine = make_engine(bt_db)
+    with make_session_factory(engine)() as session:
+        row = session.scalars(select(Backtest).order_by(Backtest.id.desc())).first()
+        assert row is not None
+        assert row.status is RunStatus.FAILED
+        assert "NOPE" in (row.error or "")
+        assert session.scalar(select(func.count()).select_from(BacktestParamResult)) == 0
+    engine.dispose()
+
+
+def test_an_unknown_strategy_or_parameter_is_refused_before_anything_is_written(
+    bt_db: str,
+) -> None:
+    for kwargs in ({"strategy": "moon_phase"}, {"params": {"fats": 3}}):
+        call: dict[str, Any] = {"strategy": "sma_cross", **kwargs}
+        state = backtest(symbols=["AAPL"], start=START, end=END, return_state=True, **call)
+        assert state.is_failed()
+        with pytest.raises((InvalidInputError, NotFoundError)):
+            state.result()
+    engine = make_engine(bt_db)
+    with make_session_factory(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(Backtest)) == 0
+    engine.dispose()
+
+
+def test_the_cli_prints_the_metrics_table_and_where_the_plot_is(
+    aitrader: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BACKTEST_PLOT_DIR", str(tmp_path / "plots"))
+    code, out = aitrader(
+        "backtest", "run", "--strategy", "sma_cross", "--param", "fast=10", "--param", "slow=50",
+        "--symbols", "AAPL,MSFT", "--start", "2016-01-01", "--end", "2019-12-31",
+        "--fee-bps", "10",
+    )  # fmt: skip
+    assert code == 0, out
+    for word in ("sharpe", "max_drawdown", "buy and hold", "fast=10 slow=50", "equity plot"):
+        assert word in out
+    plot = Path(out.split("equity plot:")[1].split()[0])
+    assert plot.is_file()
+
+    code, out = aitrader(
+        "backtest", "run", "--strategy", "sma_cross", "--param", "fast=5:15:5",
+        "--param", "slow=40,60", "--symbols", "AAPL", "--start", "2016-01-01",
+        "--end", "2019-12-31",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "backtest" in out
+
+
+def test_the_cli_refuses_a_malformed_parameter_in_one_line(aitrader: Run) -> None:
+    code, out = aitrader(
+        "backtest", "run", "--strategy", "sma_cross", "--param", "fast=ten",
+        "--symbols", "AAPL", "--start", "2016-01-01", "--end", "2019-12-31",
+    )  # fmt: skip
+    assert code == 1
+    assert "error:" in out
+    assert "fast=ten" in out
+    assert "Traceback" not in out
