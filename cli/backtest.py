@@ -85,7 +85,9 @@ def run_cmd(
     if wf_train or wf_test:
         if not (wf_train and wf_test):
             raise InvalidInputError("--wf-train", "a walk-forward needs --wf-train and --wf-test")
-        walk_forward = WalkForward(train=wf_train, test=wf_test, window=wf_window)  # type: ignore[arg-type]
+        walk_forward = WalkForward.model_validate(
+            {"train": wf_train, "test": wf_test, "window": wf_window}
+        )
     params = parse_params(param or [])
     summary = _run(
         {

@@ -20,7 +20,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 import numpy as np
 import pandas as pd
@@ -52,7 +53,7 @@ from services.settings import Settings, get_settings
 from tasks.backtest.engine import BacktestResult, buy_and_hold
 from tasks.backtest.panel import PricePanel
 from tasks.backtest.plot import equity_png
-from tasks.backtest.strategies import get_strategy, resolve_params
+from tasks.backtest.strategies import get_strategy, pointless, resolve_params
 from tasks.backtest.sweep import STOP_PARAMS, best_row, chunked, expand_grid, run_grid, score_grid
 from tasks.backtest.walk_forward import WindowReport, evaluate_window, stitch, windows
 
@@ -129,7 +130,7 @@ def backtest(
     settings = get_settings()
     run_logger = get_run_logger()
     spec = get_strategy(request.strategy)
-    grid = _grid(spec.defaults, request.params, spec.name)
+    grid = _grid(spec.name, request.params)
     kind = "walk_forward" if walk_forward else ("sweep" if len(grid) > 1 else "single")
     backtest_id = _open_run(request, kind, job_id)
     try:
@@ -190,7 +191,9 @@ def _map_chunks(
     """Score every chunk as a task; progress is reported as chunks finish."""
     if len(chunks) == 1:
         return [score_chunk(panel, strategy, chunks[0], config)]
-    progress = create_progress_artifact(progress=0.0, description="Parameter sets scored")
+    progress = cast(
+        UUID, create_progress_artifact(progress=0.0, description="Parameter sets scored")
+    )  # sync here: the flow is sync
     tables: list[pd.DataFrame] = []
     with _chunk_runner(settings) as runner:
         futures = [
@@ -215,7 +218,7 @@ def _chunk_runner(settings: Settings) -> Iterator[TaskRunner[Any]]:
     """Threads here (numba and numpy release the GIL), or the configured Dask cluster."""
     runner: TaskRunner[Any]
     if settings.backtest_dask_address:
-        from prefect_dask import DaskTaskRunner  # optional: only a Dask setup needs it
+        from prefect_dask.task_runners import DaskTaskRunner  # optional: only a Dask setup needs it
 
         runner = DaskTaskRunner(address=settings.backtest_dask_address)
     else:
@@ -392,7 +395,7 @@ def _artifacts(
     if top is not None:
         best = top.sort_values(metric, ascending=False, na_position="last").head(TOP_ROWS)
         create_table_artifact(
-            table=[{k: _fmt(v) for k, v in r.items()} for r in best.to_dict("records")],
+            table=[{str(k): _fmt(v) for k, v in r.items()} for r in best.to_dict("records")],
             key="backtest-sweep",
             description=f"Backtest {backtest_id}: top {len(best)} of {len(top)} sets by {metric}",
         )
@@ -452,23 +455,29 @@ def _fail_run(backtest_id: int, error: str) -> None:
         engine.dispose()
 
 
-def _grid(
-    defaults: Mapping[str, float], given: Mapping[str, float | list[float]], name: str
-) -> list[dict[str, float]]:
-    """The grid of parameter sets: defaults for what is not given, lists swept."""
-    stops = {k: v for k, v in given.items() if k in STOP_PARAMS}
+def _grid(name: str, given: Mapping[str, float | list[float]]) -> list[dict[str, float]]:
+    """The parameter sets: defaults for what is not given, lists swept, every set checked;
+    sets that cannot mean anything (fast >= slow) are left out of a sweep."""
     own = {k: v for k, v in given.items() if k not in STOP_PARAMS}
-    scalars = {k: v for k, v in own.items() if not isinstance(v, list)}
-    resolve_params_checked = resolve_params(name, {**scalars, **_first_values(own)})
-    merged: dict[str, float | list[float]] = {**resolve_params_checked, **own, **stops}
-    grid = expand_grid(merged)
-    for params in grid:  # every set validated, not just the first
-        resolve_params(name, {k: v for k, v in params.items() if k not in STOP_PARAMS})
-    return grid
-
-
-def _first_values(given: Mapping[str, float | list[float]]) -> dict[str, float]:
-    return {k: v[0] for k, v in given.items() if isinstance(v, list) and v}
+    stops = {k: v for k, v in given.items() if k in STOP_PARAMS}
+    first = {k: (v[0] if isinstance(v, list) and v else v) for k, v in own.items()}
+    unknown = [k for k, v in first.items() if isinstance(v, list)]
+    if unknown:
+        raise InvalidInputError("params", f"{', '.join(unknown)}: an empty list of values")
+    defaults = get_strategy(name).defaults
+    grid = expand_grid({**defaults, **own, **stops})
+    if len(grid) == 1:
+        resolve_params(name, {k: v for k, v in grid[0].items() if k not in STOP_PARAMS})
+        return grid
+    kept = []
+    for params in grid:
+        own_params = {k: v for k, v in params.items() if k not in STOP_PARAMS}
+        if pointless(name, {**defaults, **own_params}) is None:
+            resolve_params(name, own_params)
+            kept.append(params)
+    if not kept:
+        raise InvalidInputError("params", f"no meaningful parameter set in the {len(grid)} given")
+    return kept
 
 
 def _span(dates: pd.DatetimeIndex, bars: tuple[int, int]) -> str:

@@ -210,9 +210,7 @@ class BacktestTrade(IdMixin, Base):
     __tablename__ = "backtest_trades"
     __table_args__ = (Index("ix_backtest_trades_backtest_id_symbol", "backtest_id", "symbol"),)
 
-    backtest_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("backtests.id", ondelete="CASCADE")
-    )
+    backtest_id: Mapped[int] = mapped_column(BigId, ForeignKey("backtests.id", ondelete="CASCADE"))
     symbol: Mapped[str] = mapped_column(String(32))
     direction: Mapped[Direction]
     entry_ts: Mapped[datetime]
@@ -235,11 +233,11 @@ class BacktestParamResult(IdMixin, Base):
     """
 
     __tablename__ = "backtest_param_results"
-    __table_args__ = (Index("ix_backtest_param_results_backtest_id_segment", "backtest_id", "segment"),)
-
-    backtest_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("backtests.id", ondelete="CASCADE")
+    __table_args__ = (
+        Index("ix_backtest_param_results_backtest_id_segment", "backtest_id", "segment"),
     )
+
+    backtest_id: Mapped[int] = mapped_column(BigId, ForeignKey("backtests.id", ondelete="CASCADE"))
     segment: Mapped[str] = mapped_column(String(32))
     start: Mapped[datetime]
     end: Mapped[datetime]

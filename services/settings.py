@@ -215,7 +215,7 @@ class Settings(BaseSettings):
     # --- backtests -------------------------------------------------------------------------
     backtest_dask_address: str | None = Field(
         None,
-        description="Dask scheduler (tcp://host:8786) a sweep's chunks run on; unset: threads here.",
+        description="Dask scheduler (tcp://host:8786) for sweep chunks; unset: threads here.",
     )
     backtest_workers: int = Field(
         2, ge=1, le=256, description="Threads a sweep's chunks run on without Dask."

@@ -75,7 +75,8 @@ def run(
 
 def only_trade(result: BacktestResult) -> np.void:
     assert len(result.trades) == 1, result.trades
-    return result.trades[0]
+    trade: np.void = result.trades[0]
+    return trade
 
 
 def reason(trade: np.void) -> ExitReason:
@@ -129,7 +130,9 @@ def test_fixed_shares_cash_and_whole_shares_sizing() -> None:
     assert shares["qty"] == 7
     cash = only_trade(run(panel, entries=[(0, 0)], sizing={"mode": "cash", "value": 1000}))
     assert cash["qty"] == pytest.approx(1000 / 30.0)
-    whole = run(panel, entries=[(0, 0)], sizing={"mode": "cash", "value": 1000, "fractional": False})
+    whole = run(
+        panel, entries=[(0, 0)], sizing={"mode": "cash", "value": 1000, "fractional": False}
+    )
     assert only_trade(whole)["qty"] == 33
 
 
@@ -378,7 +381,9 @@ def test_filling_on_the_signal_bars_close_needs_an_explicit_flag() -> None:
         BacktestConfig(fill=FillTiming.SIGNAL_CLOSE)
 
 
-def test_same_bar_fills_trade_at_the_signal_close_and_warn(caplog: pytest.LogCaptureFixture) -> None:
+def test_same_bar_fills_trade_at_the_signal_close_and_warn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     panel = make_panel([[10.0], [11.0], [12.0]], closes=[[10.5], [11.5], [12.5]])
     result = run(panel, entries=[(0, 0)], exits=[(1, 0)], fill="signal_close",
                  allow_same_bar_fill=True)  # fmt: skip

@@ -59,7 +59,8 @@ class BacktestResult:
         """(bars, parameter sets): each set's whole portfolio."""
         if self.config.shared_cash:
             return self.equity
-        return self.equity.reshape(len(self.equity), self.n_sets, self.n_symbols).sum(axis=2)
+        summed: np.ndarray = self.equity.reshape(-1, self.n_sets, self.n_symbols).sum(axis=2)
+        return summed
 
     def set_trades(self) -> np.ndarray:
         """The trades with `group` rewritten to the parameter set, for per-set metrics."""

@@ -76,7 +76,10 @@ def run_grid(
     if first:
         panel = panel.between(first, len(panel.dates))
         signals = Signals(
-            *(None if a is None else np.ascontiguousarray(a[first:]) for a in _arrays(signals))
+            np.ascontiguousarray(signals.entries[first:]),
+            np.ascontiguousarray(signals.exits[first:]),
+            _rows_from(signals.short_entries, first),
+            _rows_from(signals.short_exits, first),
         )
     return run_backtest(panel, signals, config, set_stops=stops if has_own_stops else None)
 
@@ -102,5 +105,5 @@ def best_row(table: pd.DataFrame, metric: str) -> int:
     return int(np.nanargmax(values))
 
 
-def _arrays(signals: Signals) -> tuple[np.ndarray | None, ...]:
-    return signals.entries, signals.exits, signals.short_entries, signals.short_exits
+def _rows_from(array: np.ndarray | None, first: int) -> np.ndarray | None:
+    return None if array is None else np.ascontiguousarray(array[first:])
