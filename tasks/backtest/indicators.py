@@ -33,7 +33,8 @@ Definitions (the k-th valid bar of a column counts from 1):
   a delisting) this is vectorbt's answer exactly; across an interior gap
   vectorbt would forget the "was below", we carry it, as the indicators do.
 
-Numerics. SMA and the Bollinger sums are compensated prefix sums: numpy's
+Numerics. The SMA is a plain prefix-sum difference, vectorbt's arithmetic
+exactly (see `_window_means`). The Bollinger sums are compensated prefix sums: numpy's
 cumsum, plus the rounding error of each of its steps (recovered exactly by
 TwoSum) summed alongside, so a window sum is good to a few ulps of its own
 size however long the series. TA-Lib keeps an uncompensated running sum, so
@@ -221,14 +222,19 @@ class _PrefixSums:
 def _window_means(
     y: FloatArray, valid: BoolArray | None, windows: Sequence[int]
 ) -> list[FloatArray]:
+    # Plain prefix sums (numpy's cumsum adds in row order), not the compensated ones:
+    # this is vectorbt's (and pandas') rolling mean to the last bit. Crossovers compare two
+    # means that are often equal in exact arithmetic (prices with 4 decimals), and there
+    # only the same rounding gives the same trades; the error is ~1e-13 relative anyway.
     n = y.shape[0]
-    sums = _PrefixSums(y if valid is None else np.where(valid, y, 0.0))
+    prefix = np.zeros((n + 1, y.shape[1]))
+    np.cumsum(y if valid is None else np.where(valid, y, 0.0), axis=0, out=prefix[1:])
     rank = None if valid is None else np.cumsum(valid, axis=0) - 1
     means = []
     for w in windows:
         out = np.full(y.shape, np.nan)
         if w <= n:
-            out[w - 1 :] = sums.window(w) / w
+            out[w - 1 :] = (prefix[w:] - prefix[:-w]) / w
             if valid is not None and rank is not None:
                 out[~valid | (rank < w - 1)] = np.nan
         means.append(out)
