@@ -43,7 +43,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from db.engine import make_engine, make_session_factory, unit_of_work  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
-from db.queries.bars import bars_frame, bar_coverage  # noqa: E402
+from db.queries.bars import bar_coverage, bars_frame  # noqa: E402
 from models.backtest import BacktestConfig, Costs  # noqa: E402
 from models.enums import Timeframe  # noqa: E402
 from tasks.backtest.engine import BacktestResult, run_backtest  # noqa: E402
@@ -84,8 +84,7 @@ def main() -> None:
 
 def _sma_rows(panel: PricePanel, repeats: int) -> list[dict[str, Any]]:
     import vectorbt as vbt
-
-    from bench._backtrader_sma import run_backtrader_sma, trades_match
+    from _backtrader_sma import run_backtrader_sma, trades_match
 
     rows = []
     fn = get_strategy("sma_cross").fn
@@ -116,8 +115,11 @@ def _sma_rows(panel: PricePanel, repeats: int) -> list[dict[str, Any]]:
     # backtrader: 20 symbols, each its own broker
     n = 20
     sub = panel.select(list(panel.symbols[:n]))
-    frames = {k: pd.DataFrame(getattr(sub, k), index=sub.dates.tz_convert(None),
-                              columns=list(sub.symbols)) for k in ("open", "high", "low", "close")}  # fmt: skip
+    index = sub.dates.tz_convert(None)
+    frames = {
+        k: pd.DataFrame(getattr(sub, k), index=index, columns=list(sub.symbols))
+        for k in ("open", "high", "low", "close")
+    }
     config = BacktestConfig(init_cash=CASH * n, costs=Costs(fee_bps=FEE * 1e4))
     t_ours, result = _best(
         lambda: run_backtest(sub, signals_for_grid(fn, sub, [{"fast": 10, "slow": 50}]), config),
@@ -127,8 +129,15 @@ def _sma_rows(panel: PricePanel, repeats: int) -> list[dict[str, Any]]:
                             fast=10, slow=50, fee=FEE, cash_per_symbol=CASH)  # fmt: skip
     matched, compared = trades_match(_our_trade_bars(result), bt.trades)
     rows.append(
-        _row(f"SMA 10/50, {n} symbols", "backtrader", n * panel.shape[0], t_ours, bt.seconds,
-             f"{matched}/{compared}", None)  # fmt: skip
+        _row(
+            f"SMA 10/50, {n} symbols",
+            "backtrader",
+            n * panel.shape[0],
+            t_ours,
+            bt.seconds,
+            f"{matched}/{compared}",
+            None,
+        )
     )
     return rows
 
@@ -240,7 +249,7 @@ def _best(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 def _compare(result: BacktestResult, pf: Any) -> tuple[str, float]:
     ours = _our_trade_bars(result)
-    records = pf.trades.records
+    records = pf.trades.records_arr
     theirs: dict[str, list[tuple[int, int]]] = {s: [] for s in result.panel.symbols}
     for rec in records:
         symbol = result.panel.symbols[int(rec["col"])]
