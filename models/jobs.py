@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.backtest import BUILTIN_STRATEGIES, BacktestRequest
 from models.enums import JobType, RunStatus
@@ -118,14 +118,14 @@ class BacktestJob(BaseModel):
     type: Literal[JobType.BACKTEST]
     params: BacktestRequest
 
-    @model_validator(mode="after")
-    def _builtin_only(self) -> BacktestJob:
-        if self.params.strategy not in BUILTIN_STRATEGIES:
+    @field_validator("params")
+    @classmethod
+    def _builtin_only(cls, params: BacktestRequest) -> BacktestRequest:
+        if params.strategy not in BUILTIN_STRATEGIES:
             raise ValueError(
-                f"strategy {self.params.strategy!r}: over the API one of "
-                f"{', '.join(BUILTIN_STRATEGIES)}"
+                f"strategy {params.strategy!r}: over the API one of {', '.join(BUILTIN_STRATEGIES)}"
             )
-        return self
+        return params
 
     def flow_parameters(self) -> dict[str, Any]:
         return self.params.model_dump(mode="json", exclude_none=True)

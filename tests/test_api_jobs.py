@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.runtime import Runtime
 from models.ops import Job
@@ -173,3 +173,62 @@ def test_settings_given_in_code_reach_the_worker_process(tmp_path: Path) -> None
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == [f"sqlite:///{tmp_path}/x.db", "True"]
+
+
+BACKTEST = {
+    "type": "backtest",
+    "params": {
+        "strategy": "sma_cross",
+        "params": {"fast": [5, 10], "slow": 50},
+        "symbols": ["AAPL", "MSFT"],
+        "start": "2016-01-01",
+        "end": "2019-12-31",
+    },
+}
+
+
+def test_a_backtest_job_runs_the_backtest_flow_and_links_its_run(process_api: Api) -> None:
+    from models.strategy import Backtest
+
+    job = process_api.post("/api/jobs", json=BACKTEST)
+    assert job.status_code == 202, job.text
+
+    def ended() -> dict[str, Any] | None:
+        response = process_api.get(f"/api/jobs/{job.json()['id']}")
+        if response.status_code == 503:
+            return None
+        state: dict[str, Any] = response.json()
+        return state if state["status"] not in {"pending", "running"} else None
+
+    done = _until("the backtest job to end", ended, timeout_s=120)
+    assert done["status"] == "completed", done
+    with process_api.sessions() as session:
+        (run,) = session.scalars(select(Backtest)).all()
+        assert run.job_id == done["id"]
+        assert run.kind == "sweep"
+        assert run.best_params is not None
+        assert run.best_params["fast"] in (5.0, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"strategy": "os:system"}, "body.backtest.params"),
+        ({"symbols": ["AAPL", "NOPE"]}, "body.params.symbols"),
+        ({"end": "2015-01-01"}, "body.backtest.params"),
+        (
+            {"config": {"sizing": {"mode": "equity_fraction", "value": 3}}},
+            "body.backtest.params.config.sizing",
+        ),
+    ],
+)
+def test_a_bad_backtest_job_is_a_422_naming_the_field_and_writes_nothing(
+    api: Api, change: dict[str, Any], field: str
+) -> None:
+    body = {**BACKTEST, "params": {**BACKTEST["params"], **change}}  # type: ignore[dict-item]
+    response = api.post("/api/jobs", json=body)
+    assert response.status_code == 422, response.text
+    fields = [e["field"] for e in response.json()["errors"]]
+    assert any(f.startswith(field) for f in fields), fields
+    with api.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0

@@ -27,6 +27,7 @@ async def create_job(
     body: Annotated[
         JobRequest,
         Body(
+            discriminator="type",
             openapi_examples={
                 "council": {
                     "summary": "Sit the council for a past week; pause for approval",
@@ -49,7 +50,7 @@ async def create_job(
                         },
                     },
                 },
-            }
+            },
         ),
     ],
     caller: LLMSpender,
