@@ -224,3 +224,23 @@ def test_the_cli_refuses_a_malformed_parameter_in_one_line(aitrader: Run) -> Non
     assert "error:" in out
     assert "fast=ten" in out
     assert "Traceback" not in out
+
+
+def test_a_sweep_on_a_dask_cluster_scores_the_same_as_on_threads(
+    bt_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    params: dict[str, float | list[float]] = {"fast": [5, 10, 20], "slow": [40, 80]}
+    on_threads = backtest("sma_cross", ["AAPL", "MSFT"], START, END, params=params)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+        host="127.0.0.1", dashboard_address=None,
+    ) as cluster:  # fmt: skip
+        monkeypatch.setenv("BACKTEST_DASK_ADDRESS", cluster.scheduler_address)
+        get_settings.cache_clear()
+        on_dask = backtest("sma_cross", ["AAPL", "MSFT"], START, END, params=params)
+    assert on_dask["best_params"] == on_threads["best_params"]
+    assert on_dask["metrics"] == on_threads["metrics"]
+    first = {tuple(p.values()): m for _, p, m in _read(bt_db, on_threads["backtest_id"])["results"]}
+    second = {tuple(p.values()): m for _, p, m in _read(bt_db, on_dask["backtest_id"])["results"]}
+    assert first == second
