@@ -64,7 +64,9 @@ def demo(
     console.print(table)
     console.print(
         f"{len(coverage)} symbols, {sum(c.bars for c in coverage):,} daily bars, "
-        f"as of {last:%Y-%m-%d}. Next: `aitrader data list`, `aitrader data import PATH`."
+        f"as of {last:%Y-%m-%d}. Next: `aitrader data list`, `aitrader data import PATH`, "
+        "`aitrader backtest run --strategy sma_cross --symbols AAPL,MSFT "
+        "--start 2016-01-01 --end 2019-12-31` (metrics table and equity plot)."
     )
     if council:
         console.rule(f"weekly council as of {last:%Y-%m-%d}")
