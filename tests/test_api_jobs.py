@@ -73,6 +73,20 @@ async def deploy_council() -> None:
     await applied
 
 
+async def deploy_backtest() -> None:
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.backtest import backtest
+
+    deployment = backtest.to_deployment(
+        name="backtest", entrypoint_type=EntrypointType.MODULE_PATH
+    )  # async-dispatched, as above
+    assert inspect.isawaitable(deployment)
+    applied = (await deployment).apply()
+    assert inspect.isawaitable(applied)
+    await applied
+
+
 async def _flow_run(flow_run_id: str) -> Any:
     from prefect import get_client
 
