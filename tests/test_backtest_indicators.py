@@ -42,10 +42,11 @@ def test_a_ragged_column_is_computed_over_its_own_bars(prices: np.ndarray) -> No
     x[-25:] = math.nan  # delisted
     valid = ~np.isnan(x[:, 0])
     compressed = x[valid]
-    for fn in (lambda a: sma(a, 30), lambda a: ema(a, 30), lambda a: rsi(a, 14)):
-        full = fn(x)[:, 0]
+    for fn, n in ((sma, 30), (ema, 30), (rsi, 14)):
+        full: np.ndarray = fn(x, n)[:, 0]
+        alone: np.ndarray = fn(compressed, n)[:, 0]
         assert np.isnan(full[~valid]).all()
-        np.testing.assert_allclose(full[valid], fn(compressed)[:, 0], rtol=1e-12)
+        np.testing.assert_allclose(full[valid], alone, rtol=1e-12)
 
 
 def test_sma_many_computes_each_window_once_with_the_same_values(prices: np.ndarray) -> None:
