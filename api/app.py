@@ -17,7 +17,9 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import Require
+from api.body_limit import BodyLimitMiddleware
 from api.errors import problem_responses, register_error_handlers
+from api.idempotency import IdempotencyMiddleware
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
 from api.routers import (
@@ -91,6 +93,8 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.add_middleware(IdempotencyMiddleware)  # innermost: sees a bounded body, a request id
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     if settings.api_cors_origins:
         app.add_middleware(

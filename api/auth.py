@@ -129,7 +129,7 @@ async def authorise(request: HTTPConnection, secret: str | None, needed: Role) -
 
 
 def _lookup(runtime: Runtime, secret: str) -> tuple[int, str, Role] | None:
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         found = token_for_secret(session, secret)
         if found is None:
             return None

@@ -1,28 +1,42 @@
 """One chat turn: the user's message, the model's structured answer, and what was done.
 
-1. The user's message is stored (its id keys everything the turn does).
-2. The assistant sees the account (cash, equity, positions with unrealised
+1. The assistant sees the account (cash, equity, positions with unrealised
    P&L at live prices), the user's watchlist with prices, and the recent
-   conversation; it answers a `ChatAnswer` through the LLM gateway (recorded
-   in `llm_calls`, within `CHAT_BUDGET_USD`, repaired once if malformed).
-3. An answer that stays invalid does nothing: the reply says so.
-4. Watchlist changes are applied; trades become intents through the same
-   pre-trade checks and exactly-once submit as the council's, executed only
-   with `CHAT_EXECUTE`, otherwise left for a trader's approval
-   (tasks/execution/manual.py). The model proposes; it never executes.
-5. The reply is stored with all of it in its `payload`.
+   conversation (read only: nothing is written yet); it answers a `ChatAnswer`
+   through the LLM gateway (recorded in `llm_calls`, within `CHAT_BUDGET_USD`,
+   repaired once if malformed).
+2. One unit of work then stores the user's message, the reply and the
+   watchlist changes (each in a savepoint: one refused does not undo
+   another), with their audit events. If it fails, nothing was done and the
+   request may say so (503, retry).
+3. Only then do trades happen: they become intents keyed by the stored user
+   message (`chat-<id>-<n>`), through the same pre-trade checks and
+   exactly-once submit as the council's, executed only with `CHAT_EXECUTE`,
+   otherwise left for a trader's approval (tasks/execution/manual.py). The
+   model proposes; it never executes.
+4. The reply's payload is brought up to date with the trades' outcomes. Past
+   step 3 the request answers success whatever happens: if even that update
+   cannot be written, the outcomes are still in the answer, and reading the
+   conversation shows them from the intents (keyed by the message), so what
+   the turn did is never lost or hidden behind an error.
+
+An answer that stays invalid does nothing: the reply says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from api.after_effect import record_after_effect
 from api.auth import Principal
 from api.runtime import Runtime
 from api.valuation import current_marks, portfolio
-from db.engine import unit_of_work
+from db.engine import transaction
 from db.queries import conversations as q
 from db.queries.audit import record_event
 from db.queries.llm_calls import SqlCallStore
@@ -38,7 +52,9 @@ from services.llm.gateway import CallContext, LLMGateway, ProviderLimits
 from services.llm.offline import register_offline_provider
 from services.llm.streaming import TextSink
 from tasks.chat import HISTORY, chat_messages
-from tasks.execution.manual import place_manual_trades, trading_account
+from tasks.execution.manual import outcomes_of_source, place_manual_trades, trading_account
+
+logger = logging.getLogger(__name__)
 
 
 async def chat_turn(
@@ -49,9 +65,7 @@ async def chat_turn(
     on_text: TextSink | None = None,
 ) -> ChatMessage:
     """Answer one message of the caller's conversation; the stored reply."""
-    user_message_id, history, context = await asyncio.to_thread(
-        _begin, runtime, caller, conversation_id, content
-    )
+    history, context = await asyncio.to_thread(_context, runtime, caller, conversation_id)
     messages = chat_messages(history, content, context)
     settings = runtime.settings
     register_offline_provider()
@@ -63,63 +77,148 @@ async def chat_turn(
         api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
     )
     ctx = CallContext("chat", f"conversation-{conversation_id}")
+    turn = _Turn(runtime, caller, conversation_id, content)
     try:
         result = await gateway.complete(
             messages, ChatAnswer, model=settings.chat_model, ctx=ctx, on_text=on_text
         )
     except BudgetExceededError as exc:
         reply = f"Nothing was done: this message would exceed its LLM budget ({exc})."
-        return await asyncio.to_thread(
-            _finish,
-            runtime,
-            caller,
-            conversation_id,
-            reply,
-            None,
-            {"status": "budget", "error": str(exc)},
-        )
+        return await turn.record(reply, None, {"status": "budget", "error": str(exc)})
     call = {"id": result.call_id, "status": str(result.status), "cost_usd": str(result.cost_usd)}
     if result.value is None:
         reply = (
             "I could not understand the model's answer, so nothing was done "
             f"({result.status}: {result.error})."
         )
-        payload: dict[str, Any] = {
-            "status": str(result.status),
-            "error": result.error,
-            "call": call,
-        }
-        return await asyncio.to_thread(
-            _finish, runtime, caller, conversation_id, reply, result.call_id, payload
-        )
+        payload: dict[str, Any] = {"status": str(result.status), "error": result.error}
+        return await turn.record(reply, result.call_id, {**payload, "call": call})
     answer = result.value
-    changes = await asyncio.to_thread(_apply_watchlist, runtime, caller, answer)
-    trades = await _place_trades(runtime, caller, answer, user_message_id)
     payload = {
         "status": str(result.status),
         "answer": answer.model_dump(mode="json"),
-        "trades": [t.model_dump(mode="json") for t in trades],
-        "watchlist_changes": changes,
+        "trades": [],
         "executed": runtime.settings.chat_execute,
         "call": call,
     }
-    return await asyncio.to_thread(
-        _finish, runtime, caller, conversation_id, answer.message, result.call_id, payload
-    )
+    reply_row = await turn.record(answer.message, result.call_id, payload, answer)
+    if not answer.trades:
+        return reply_row
+    trades = await _place_trades(runtime, answer, turn.user_message_id)
+    return await turn.record_trades(reply_row, trades)
 
 
-def _begin(
-    runtime: Runtime, caller: Principal, conversation_id: int, content: str
-) -> tuple[int, list[tuple[str, str]], dict[str, Any]]:
-    with unit_of_work(runtime.sessions) as session:
-        user = ensure_user(session, caller.actor)
-        conversation = q.owned_conversation(session, conversation_id, user.id)
+class _Turn:
+    """The writes of one turn, in the order the module's docstring gives."""
+
+    def __init__(
+        self, runtime: Runtime, caller: Principal, conversation_id: int, content: str
+    ) -> None:
+        self.runtime = runtime
+        self.caller = caller
+        self.conversation_id = conversation_id
+        self.content = content
+        self.user_message_id = 0
+
+    async def record(
+        self,
+        reply: str,
+        call_id: int | None,
+        payload: dict[str, Any],
+        answer: ChatAnswer | None = None,
+    ) -> ChatMessage:
+        """Store the user's message, the reply and the watchlist changes: all or nothing."""
+
+        def write(session: Session) -> ChatMessage:
+            user = ensure_user(session, self.caller.actor)
+            conversation = q.owned_conversation(session, self.conversation_id, user.id)
+            asked = q.add_message(session, conversation, ChatRole.USER, self.content)
+            changes = _apply_watchlist(session, self.caller, user.id, answer) if answer else None
+            body = {**payload, "watchlist_changes": changes} if changes is not None else payload
+            message = q.add_message(
+                session,
+                conversation,
+                ChatRole.ASSISTANT,
+                reply,
+                llm_call_id=call_id,
+                payload=body,
+            )
+            record_event(
+                session,
+                **self.caller.audit(),
+                event="chat.answered",
+                entity_type="conversation",
+                entity_id=self.conversation_id,
+                after={
+                    "message_id": message.id,
+                    "status": payload.get("status"),
+                    "llm_call_id": call_id,
+                    "trades": len(answer.trades) if answer else 0,
+                    "watchlist_changes": len(changes or []),
+                },
+            )
+            message.payload = {**body, "user_message_id": asked.id}
+            self.user_message_id = asked.id
+            return message
+
+        return await asyncio.to_thread(transaction, self.runtime.sessions, write)
+
+    async def record_trades(self, reply: ChatMessage, trades: list[IntentOutcome]) -> ChatMessage:
+        """Bring the stored reply up to date with what its trades did. Never raises: the
+        trades have happened, so the request must answer them, stored or not."""
+        outcomes = [t.model_dump(mode="json") for t in trades]
+        reply.payload = {**(reply.payload or {}), "trades": outcomes}
+
+        def write(session: Session) -> None:
+            row = session.get(ChatMessage, reply.id)
+            if row is not None:
+                row.payload = reply.payload
+            for outcome in trades:
+                record_event(
+                    session,
+                    **self.caller.audit(),
+                    event="trade.requested",
+                    entity_type="trade_intent",
+                    entity_id=outcome.intent_id or "-",
+                    after=outcome.model_dump(mode="json"),
+                    via=f"chat message {self.user_message_id}",
+                )
+
+        await record_after_effect(  # if it fails, reads show the trades from their intents
+            self.runtime.sessions,
+            write,
+            what="chat.trades",
+            message_id=reply.id,
+            intents=[t.intent_id for t in trades],
+        )
+        return reply
+
+
+def reported_payload(session: Session, message: ChatMessage) -> dict[str, Any] | None:
+    """A reply's payload as a reader should see it: if the turn's trades happened but their
+    outcomes could not be written back, they are read from the intents the turn made."""
+    payload = message.payload
+    if not payload or payload.get("trades") or not (payload.get("answer") or {}).get("trades"):
+        return payload
+    asked = payload.get("user_message_id")
+    if not isinstance(asked, int):
+        return payload
+    found = outcomes_of_source(session, f"chat-{asked}")
+    return {**payload, "trades": [o.model_dump(mode="json") for o in found]}
+
+
+def _context(
+    runtime: Runtime, caller: Principal, conversation_id: int
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """What the assistant is shown; read only (the caller's user row exists: its token's)."""
+    with runtime.read_sessions() as session:
+        user_id = q.user_id_of(session, caller.actor)
+        conversation = q.owned_conversation(session, conversation_id, user_id)
         earlier = q.messages_of(session, conversation.id, last=HISTORY)
         history = [(str(m.role), m.content) for m in earlier if m.role is not ChatRole.SYSTEM]
-        message = q.add_message(session, conversation, ChatRole.USER, content)
         account = trading_account(runtime.settings)
         book = portfolio(session, runtime.cache, account.name)
-        items = watchlist(session, user.id)
+        items = watchlist(session, user_id) if user_id is not None else []
         marks = current_marks(session, runtime.cache, {i.symbol for i in items})
         context = {
             "account": {
@@ -141,23 +240,22 @@ def _begin(
             ],
             "execution": "executes at once" if runtime.settings.chat_execute else "waits",
         }
-        return message.id, history, context
+        return history, context
 
 
 def _apply_watchlist(
-    runtime: Runtime, caller: Principal, answer: ChatAnswer
+    session: Session, caller: Principal, user_id: int, answer: ChatAnswer
 ) -> list[dict[str, Any]]:
-    """Each change in its own transaction: one refused (unknown symbol) does not undo another."""
+    """Each change in its own savepoint: one refused (unknown symbol) does not undo another."""
     done: list[dict[str, Any]] = []
     for change in answer.watchlist_changes:
         outcome = {"action": change.action, "symbol": change.symbol, "status": "done"}
         try:
-            with unit_of_work(runtime.sessions) as session:
-                user = ensure_user(session, caller.actor)
+            with session.begin_nested():
                 if change.action == "add":
-                    add_to_watchlist(session, user.id, change.symbol, change.note)
+                    add_to_watchlist(session, user_id, change.symbol, change.note)
                 else:
-                    remove_from_watchlist(session, user.id, change.symbol)
+                    remove_from_watchlist(session, user_id, change.symbol)
                 record_event(
                     session,
                     **caller.audit(),
@@ -173,10 +271,8 @@ def _apply_watchlist(
 
 
 async def _place_trades(
-    runtime: Runtime, caller: Principal, answer: ChatAnswer, user_message_id: int
+    runtime: Runtime, answer: ChatAnswer, user_message_id: int
 ) -> list[IntentOutcome]:
-    if not answer.trades:
-        return []
     trades = [
         ManualTrade(
             symbol=t.symbol,
@@ -188,64 +284,10 @@ async def _place_trades(
         )
         for t in answer.trades
     ]
-    outcomes = await place_manual_trades(
+    return await place_manual_trades(
         runtime.sessions,
         runtime.settings,
         trades,
         source=f"chat-{user_message_id}",
         execute=runtime.settings.chat_execute,
     )
-    await asyncio.to_thread(_audit_trades, runtime, caller, user_message_id, outcomes)
-    return outcomes
-
-
-def _audit_trades(
-    runtime: Runtime, caller: Principal, message_id: int, outcomes: list[IntentOutcome]
-) -> None:
-    with unit_of_work(runtime.sessions) as session:
-        for outcome in outcomes:
-            record_event(
-                session,
-                **caller.audit(),
-                event="trade.requested",
-                entity_type="trade_intent",
-                entity_id=outcome.intent_id or "-",
-                after=outcome.model_dump(mode="json"),
-                via=f"chat message {message_id}",
-            )
-
-
-def _finish(
-    runtime: Runtime,
-    caller: Principal,
-    conversation_id: int,
-    reply: str,
-    call_id: int | None,
-    payload: dict[str, Any],
-) -> ChatMessage:
-    """Store the reply (the conversation's owner was checked when the turn began)."""
-    with unit_of_work(runtime.sessions) as session:
-        conversation = q.conversation(session, conversation_id)
-        message = q.add_message(
-            session,
-            conversation,
-            ChatRole.ASSISTANT,
-            reply,
-            llm_call_id=call_id,
-            payload=payload,
-        )
-        record_event(
-            session,
-            **caller.audit(),
-            event="chat.answered",
-            entity_type="conversation",
-            entity_id=conversation_id,
-            after={
-                "message_id": message.id,
-                "status": payload.get("status"),
-                "llm_call_id": call_id,
-                "trades": len(payload.get("trades", [])),
-                "watchlist_changes": len(payload.get("watchlist_changes", [])),
-            },
-        )
-        return message

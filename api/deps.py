@@ -38,7 +38,7 @@ def get_settings_of(request: Request) -> Settings:
 
 
 def read_session(request: Request) -> Iterator[Session]:
-    with get_runtime(request).sessions() as session:
+    with get_runtime(request).read_sessions() as session:
         yield session
 
 

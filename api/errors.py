@@ -1,7 +1,8 @@
 """Every error the API returns, mapped once and shaped as `application/problem+json`.
 
 RFC 9457 bodies: `type`, `title`, `status`, `detail`, and for bad input an
-`errors` list naming each field (`query.limit`, `body.trades.0.qty`). Our
+`errors` list naming each field (`query.limit`, `body.trades.0.qty`), at most
+`MAX_LISTED_ERRORS` of them, so no 422 grows with its input. Our
 typed errors map by class (most specific first); FastAPI's own validation
 and HTTP errors are reshaped the same way, so a client parses one format.
 A 5xx says only that something failed and the request id to look for in
@@ -41,6 +42,10 @@ from services.bus import BusUnavailableError
 logger = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
+MAX_LISTED_ERRORS = 20
+"""A 422 lists this many field problems; its detail counts the rest."""
+MAX_TEXT = 200
+"""A listed field or message is cut to this many characters (a key can be any length)."""
 
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS: list[tuple[type[AITraderError], int]] = [
@@ -126,13 +131,23 @@ async def _ours(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """The first `MAX_LISTED_ERRORS` problems, each cut to `MAX_TEXT` characters, and a count
+    of the rest: a body of thousands of bad keys (or one key a megabyte long) must not make
+    a 422 of megabytes."""
     assert isinstance(exc, RequestValidationError)
+    found = exc.errors()
     errors = [
-        FieldProblem(field=".".join(str(p) for p in e["loc"]), message=e["msg"])
-        for e in exc.errors()
+        FieldProblem(field=_cut(".".join(str(p) for p in e["loc"])), message=_cut(str(e["msg"])))
+        for e in found[:MAX_LISTED_ERRORS]
     ]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    if len(found) > len(errors):
+        detail += f"; and {len(found) - len(errors)} more problems not listed"
     return problem(request, 422, detail, errors=errors)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else f"{text[: MAX_TEXT - 3]}..."
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
@@ -172,6 +187,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    413: "Content too large",
     422: "Invalid request",
     429: "Too many requests",
     500: "Internal error",

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
 from api.auth import Principal
 from api.runtime import Runtime
-from db.engine import unit_of_work
+from db.engine import transaction
 from db.queries.audit import record_event
 from db.queries.bars import bar_coverage
 from db.queries.jobs import create_job, get_job
@@ -26,34 +29,40 @@ JobRequestBody = CouncilJob | ResearchJob | BacktestJob
 
 
 async def start_job(runtime: Runtime, request: JobRequestBody, caller: Principal) -> JobOut:
-    job_id = await asyncio.to_thread(_record, runtime, request, caller)
-    await runtime.jobs.launch(job_id, request.type)
-    return await asyncio.to_thread(_read, runtime, job_id)
+    recorded = await asyncio.to_thread(_record, runtime, request, caller)
+    await runtime.jobs.launch(recorded.id, request.type)
+    try:
+        return await asyncio.to_thread(_read, runtime, recorded.id)
+    except SQLAlchemyError:  # started: answer it as recorded rather than an error
+        return recorded
 
 
-def _record(runtime: Runtime, request: JobRequestBody, caller: Principal) -> int:
+def _record(runtime: Runtime, request: JobRequestBody, caller: Principal) -> JobOut:
+    return transaction(runtime.sessions, lambda session: _write(session, request, caller))
+
+
+def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobOut:
     params = request.flow_parameters()
-    with unit_of_work(runtime.sessions) as session:
-        field = "symbols" if isinstance(request, BacktestJob) else "universe"
-        if universe := params.get(field):
-            stored = {c.symbol for c in bar_coverage(session, universe, Timeframe.D1)}
-            if missing := [s for s in universe if s not in stored]:
-                raise InvalidInputError(
-                    f"body.params.{field}", f"no daily bars for {', '.join(missing)}"
-                )
-        user = ensure_user(session, caller.actor)
-        job = create_job(session, str(request.type), params, caller.token_id, user.id)
-        record_event(
-            session,
-            **caller.audit(),
-            event="job.requested",
-            entity_type="job",
-            entity_id=job.id,
-            after={"type": job.type, "params": params},
-        )
-        return job.id
+    field = "symbols" if isinstance(request, BacktestJob) else "universe"
+    if universe := params.get(field):
+        stored = {c.symbol for c in bar_coverage(session, universe, Timeframe.D1)}
+        if missing := [s for s in universe if s not in stored]:
+            raise InvalidInputError(
+                f"body.params.{field}", f"no daily bars for {', '.join(missing)}"
+            )
+    user = ensure_user(session, caller.actor)
+    job = create_job(session, str(request.type), params, caller.token_id, user.id)
+    record_event(
+        session,
+        **caller.audit(),
+        event="job.requested",
+        entity_type="job",
+        entity_id=job.id,
+        after={"type": job.type, "params": params},
+    )
+    return JobOut.model_validate(job)
 
 
 def _read(runtime: Runtime, job_id: int) -> JobOut:
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         return JobOut.model_validate(get_job(session, job_id))

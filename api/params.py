@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from db.queries.bars import newest_bar_day, stored_symbols
+from models.days import FIRST_DAY, LAST_DAY
 from models.errors import InvalidInputError, NotFoundError
 from models.market import Symbol
 
@@ -33,8 +34,8 @@ SymbolsQuery = Annotated[
 AsOfQuery = Annotated[
     date | None,
     Query(
-        ge=date(1900, 1, 1),  # far from date's limits: a window reaching past them cannot exist
-        le=date(2999, 12, 31),
+        ge=FIRST_DAY,  # far from date's limits: a window reaching past them cannot exist
+        le=LAST_DAY,
         description="As of this day's close (point in time); default: the newest stored bar.",
     ),
 ]

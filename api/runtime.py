@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.metrics import Metrics
 from api.rate_limit import RateLimiter
-from db.engine import make_engine, make_session_factory, unit_of_work
+from db.engine import make_engine, make_read_session_factory, make_session_factory, unit_of_work
 from db.queries.signals import ensure_strategy
 from models.errors import ConfigurationError
 from models.market_data import Tick
@@ -50,7 +50,8 @@ class Runtime:
     settings: Settings
     metrics: Metrics
     engine: Engine
-    sessions: sessionmaker[Session]
+    sessions: sessionmaker[Session]  # may write (BEGIN IMMEDIATE on SQLite): keep them short
+    read_sessions: sessionmaker[Session]  # reads only (deferred; a flush raises)
     cache: PriceCache
     source: MarketDataSource
     hub: SSEHub
@@ -89,6 +90,7 @@ class Runtime:
             "cache_version": self.cache.version,
             "pattern_ticks": self.patterns.ticks if self.patterns else 0,
             "signals": self.patterns.signals if self.patterns else 0,
+            "signals_unpublished": self.signals.unpublished if self.signals else 0,
             "books": len(self.books.symbols()),
         }
 
@@ -123,6 +125,10 @@ class Runtime:
             "publish_failed": sink.publish_failures,
             "write_failed": sink.write_failures,
             "dropped": sink.dropped,
+            "republished": sink.republished,  # held back by a bus outage, published after it
+            "publish_dropped": sink.publish_dropped,  # held back past the bound: never published
+            "ws_replayed": self.ws_hub.replayed,  # sent to subscribers catching up with `since`
+            "ws_duplicates": self.ws_hub.duplicates,  # reached the hub twice, sent once
         }
 
     async def stop(self) -> None:
@@ -154,6 +160,7 @@ async def start_runtime(
 ) -> Runtime:
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
+    read_sessions = make_read_session_factory(engine)
     cache = PriceCache()
     ws_hub = WSHub(
         cache, interval_s=settings.sse_interval_ms / 1000, queue_size=settings.ws_queue_size
@@ -164,6 +171,7 @@ async def start_runtime(
         metrics=metrics,
         engine=engine,
         sessions=sessions,
+        read_sessions=read_sessions,
         cache=cache,
         source=source or make_source(settings, sessions),
         hub=SSEHub(
@@ -174,7 +182,7 @@ async def start_runtime(
         bridge=BusBridge(bus, ws_hub),
         job_poller=None
         if settings.redis_url
-        else JobPoller(sessions, ws_hub, interval_s=settings.job_poll_interval_ms / 1000),
+        else JobPoller(read_sessions, ws_hub, interval_s=settings.job_poll_interval_ms / 1000),
         books=BookService(make_book_feed(settings, cache)),
         jobs=JobSupervisor(settings, sessions, bus if settings.redis_url else None),
         llm_limiter=RateLimiter(settings.api_llm_rate_per_minute),
@@ -222,6 +230,7 @@ async def start_runtime(
     await runtime.books.start()
     if runtime.job_poller is not None:
         await runtime.job_poller.start()
+    await runtime.jobs.start()
     runtime.status_task.start(runtime.publish_status())
     if settings.gc_full_every_s > 0:
         runtime.gc_policy = GCPolicy(settings.gc_full_every_s)

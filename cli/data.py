@@ -13,7 +13,7 @@ from db.queries.bars import bar_coverage
 from models.enums import Timeframe
 from models.market import ImportReport
 from tasks.bar_validation import ConflictRule
-from tasks.import_bars import import_bar_file
+from tasks.import_bars import import_bar_file, import_bar_file_beside_writers
 from tasks.import_instruments import import_instrument_file
 
 app = typer.Typer(help="Market data: import, instruments, list.", no_args_is_help=True)
@@ -34,11 +34,13 @@ def import_cmd(
 ) -> None:
     """Import bars; every row is validated, rejects are counted with reasons and examples.
 
-    The whole file is one transaction: it lands completely or not at all.
+    Rows are merged a few symbols at a time, each batch its own short transaction, so a
+    running server and jobs keep writing meanwhile; a symbol lands whole or not at all,
+    and re-running an interrupted import finishes it.
     """
     ctx = open_context()
     ctx.require_schema()
-    with _progress() as bar, ctx.transaction() as session:
+    with _progress() as bar:
         tasks: dict[str, TaskID] = {}
 
         def step(stage: str, done: int, total: int) -> None:
@@ -46,17 +48,30 @@ def import_cmd(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        report = import_bar_file(
-            session,
-            path,
-            timeframe=timeframe,
-            symbol_column=symbol_column,
-            symbol=symbol,
-            tz=tz,
-            on_conflict=on_conflict,
-            dry_run=dry_run,
-            progress=step,
-        )
+        if dry_run:
+            with ctx.transaction() as session:
+                report = import_bar_file(
+                    session,
+                    path,
+                    timeframe=timeframe,
+                    symbol_column=symbol_column,
+                    symbol=symbol,
+                    tz=tz,
+                    on_conflict=on_conflict,
+                    dry_run=True,
+                    progress=step,
+                )
+        else:
+            report = import_bar_file_beside_writers(
+                ctx.engine,
+                path,
+                timeframe=timeframe,
+                symbol_column=symbol_column,
+                symbol=symbol,
+                tz=tz,
+                on_conflict=on_conflict,
+                progress=step,
+            )
         for task in tasks.values():
             bar.update(task, completed=bar.tasks[task].total)
     print_report(report, dry_run=dry_run)

@@ -46,7 +46,7 @@ from db.queries.backtests import (
     json_metrics,
 )
 from db.queries.bars import bars_frame
-from flows.jobs import JOB_HOOKS
+from flows.job_hooks import JOB_HOOKS
 from models.backtest import BacktestConfig, BacktestRequest, Metrics, WalkForward
 from models.errors import InvalidInputError
 from services.settings import Settings, get_settings

@@ -8,6 +8,7 @@ and calls the tasks in order, a barrier between them.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -19,14 +20,16 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import make_engine, make_session_factory, unit_of_work
+from db.engine import read_sessions_of, transaction, unit_of_work
 from db.queries import council as q
-from models.base import utcnow
-from models.bus import JOBS_UPDATES, BusMessage
+from db.queries.jobs import finish_council_run, record_stage
+from models.council import CouncilRun as CouncilRunRow
 from models.enums import RunStatus
-from models.ops import AuditEvent, Job
+from models.jobs import JobUpdate
+from models.ops import AuditEvent
 from models.snapshot import MarketSnapshot
-from services.bus import Bus, BusUnavailableError, make_bus
+from services.bus import Bus, make_bus
+from services.bus.job_updates import announce_job
 from services.llm.gateway import LLMGateway
 from services.settings import Settings
 from tasks.council.aggregate import label_order
@@ -48,10 +51,15 @@ from tasks.market_snapshot import build_snapshot
 class CouncilRun:
     """What the stages share: the database, the gateway and the run's ids."""
 
-    def __init__(self, settings: Settings, run_id: int, job_id: int, gateway: LLMGateway) -> None:
-        self.sessions: sessionmaker[Session] = make_session_factory(
-            make_engine(settings.database_url)
-        )
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        run_id: int,
+        job_id: int,
+        gateway: LLMGateway,
+    ) -> None:
+        self.sessions = sessions
         self.run_id = run_id
         self.job_id = job_id
         self.gateway = gateway
@@ -61,41 +69,45 @@ class CouncilRun:
         if self.bus is not None:
             await self.bus.close()
 
-    async def progress(
-        self, stage: str, status: RunStatus = RunStatus.RUNNING, **result: Any
-    ) -> None:
-        """Move the run's job row on and announce it on `jobs:updates` (with Redis: without
-        it the realtime process polls the jobs table, having no way to hear this process)."""
-        with unit_of_work(self.sessions) as session:
-            job = session.get(Job, self.job_id)
-            if job is None:
-                return
-            job.status = status
-            job.result = {**(job.result or {}), "stage": stage, **result}
-            if status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED):
-                job.finished_at = utcnow()
-            data = {
-                "id": job.id,
-                "type": job.type,
-                "status": str(job.status),
-                "flow_run_id": job.flow_run_id,
-                "council_run_id": self.run_id,
-                "stage": stage,
-                **{k: v for k, v in result.items() if isinstance(v, str | int | float | None)},
-            }
-        if self.bus is None:
-            return
-        try:
-            await self.bus.publish(JOBS_UPDATES, BusMessage(type="job.updated", data=data))
-        except BusUnavailableError:  # progress is also in the jobs row; the run goes on
-            get_run_logger().warning("jobs:updates unreachable; stage %s not announced", stage)
+    async def progress(self, stage: str, **facts: Any) -> None:
+        """The run reached `stage`: its job row says so, and with Redis `jobs:updates` does
+        (without Redis the realtime process polls the jobs table: it cannot hear this one)."""
+        job_id = self.job_id
+        update = await asyncio.to_thread(
+            transaction,
+            self.sessions,
+            lambda s: record_stage(s, job_id, stage, council_run_id=self.run_id, **facts),
+        )
+        await self._announce(update)
+
+    async def finish(
+        self, status: RunStatus, detail: str | None = None, **facts: Any
+    ) -> CouncilRunRow:
+        """End the run and its job together, as `status` with `detail` (the cause, if not
+        completed); the run as it ended, with its cost."""
+        run_id = self.run_id
+        row, update = await asyncio.to_thread(
+            transaction,
+            self.sessions,
+            lambda s: finish_council_run(s, run_id, status, detail, **facts),
+        )
+        await self._announce(update)
+        return row
+
+    async def _announce(self, update: JobUpdate | None) -> None:
+        if update is not None and self.bus is not None:
+            await announce_job(self.bus, update)
 
 
 @task(name="market-snapshot", cache_policy=NO_CACHE)
 async def snapshot_task(run: CouncilRun, universe: list[str], as_of: datetime) -> MarketSnapshot:
-    with unit_of_work(run.sessions) as session:
+    with read_sessions_of(run.sessions)() as session:  # slow reads hold no write lock
         snapshot = build_snapshot(session, universe, as_of)
+
+    def keep_hash(session: Session) -> None:
         q.get_run(session, run.run_id).data_hash = snapshot.data_hash
+
+    await asyncio.to_thread(transaction, run.sessions, keep_hash)
     await run.progress("snapshot", symbols=len(snapshot.symbols), data_hash=snapshot.data_hash)
     return snapshot
 

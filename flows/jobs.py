@@ -1,11 +1,10 @@
-"""Jobs as flow runs: the state hooks that keep a job row in step with its flow run, and
-`python -m flows.jobs JOB_ID`, the worker process the realtime server starts per job.
+"""`python -m flows.jobs JOB_ID`: the worker process the realtime server starts per job.
 
-The hooks are declared on the flows themselves, so they run wherever the flow
-runs: in that worker process, or on a Prefect worker when the job went through
-a deployment. They find the job by the flow's `job_id` parameter. Each change
-is written to the `jobs` row and, with Redis, announced on `jobs:updates`
-(without Redis the realtime process polls the table).
+It runs the job's flow here, to its end; the flow's state hooks
+(flows/job_hooks.py) keep the job row in step. Whatever stops the flow from
+running at all (Prefect not starting, a bad parameter, an import error) would
+leave no hook to tell, so it is caught here, at the process edge, and the job
+ends `failed` with that cause in one line before the process exits 1.
 """
 
 from __future__ import annotations
@@ -15,119 +14,73 @@ import logging
 import sys
 from typing import Any
 
-from prefect.client.schemas.objects import FlowRun, State
+from prefect.client.schemas.objects import State
 
-from db.engine import make_engine, make_session_factory, unit_of_work
-from models.base import utcnow
-from models.bus import JOBS_UPDATES, BusMessage
+from db.engine import make_engine, make_read_session_factory
+from db.queries.jobs import failure_cause, finish_job
+from flows.job_hooks import apply_change
 from models.enums import JobType, RunStatus
+from models.errors import describe_failure
 from models.ops import Job
-from services.bus import BusUnavailableError, make_bus
 from services.log_setup import configure_logging
 from services.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
-FINISHED = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED}
-
-
-def job_status(state: State[Any]) -> RunStatus:
-    if state.is_completed():
-        return RunStatus.COMPLETED
-    if state.is_cancelled():
-        return RunStatus.CANCELED
-    if state.is_failed() or state.is_crashed():
-        return RunStatus.FAILED
-    if state.is_scheduled() or state.is_pending():
-        return RunStatus.PENDING
-    return RunStatus.RUNNING
-
-
-async def follow_job(flow: object, flow_run: FlowRun, state: State[Any]) -> None:
-    """A state hook: move the job named by the run's `job_id` parameter to `state`."""
-    job_id = flow_run.parameters.get("job_id")
-    if not isinstance(job_id, int):
-        return  # a run nobody asked for through the API (a schedule, the CLI)
-    data = await asyncio.to_thread(update_job, job_id, state, str(flow_run.id))
-    redis_url = get_settings().redis_url
-    if data is not None and redis_url:
-        await _announce(redis_url, data)
-
-
-def update_job(job_id: int, state: State[Any], flow_run_id: str | None) -> dict[str, Any] | None:
-    """Write the state to the job row; the change to announce, or None if there is none."""
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    try:
-        with unit_of_work(make_session_factory(engine)) as session:
-            job = session.get(Job, job_id, with_for_update=True)
-            if job is None or job.status in FINISHED:
-                return None  # a late hook must not reopen a finished job
-            job.status = job_status(state)
-            job.flow_run_id = job.flow_run_id or flow_run_id
-            now = utcnow()
-            if job.status is RunStatus.RUNNING and job.started_at is None:
-                job.started_at = now
-            if job.status in FINISHED:
-                job.finished_at = now
-                if job.status is not RunStatus.COMPLETED:
-                    job.error = state.message or state.name
-            data = {
-                "id": job.id,
-                "type": job.type,
-                "status": str(job.status),
-                "error": job.error,
-                "flow_run_id": job.flow_run_id,
-                "state": state.name,
-            }
-    finally:
-        engine.dispose()
-    return data
-
-
-async def _announce(redis_url: str, data: dict[str, Any]) -> None:
-    bus = make_bus(redis_url)
-    try:
-        await bus.publish(JOBS_UPDATES, BusMessage(type="job.updated", data=data))
-    except BusUnavailableError:  # the row has it; only the live push is lost
-        logger.warning("jobs:updates unreachable; job %s not announced", data["id"])
-    finally:
-        await bus.close()
-
-
-JOB_HOOKS: dict[str, Any] = {
-    "on_running": [follow_job],
-    "on_completion": [follow_job],
-    "on_failure": [follow_job],
-    "on_cancellation": [follow_job],
-    "on_crashed": [follow_job],
-}
-
 
 def run_job(job_id: int) -> int:
     """Run job `job_id`'s flow here, to its end; the exit code says how it ended."""
-    from flows.backtest import backtest
+    found = _load(job_id)
+    if found is None:
+        logger.error("job %s does not exist", job_id)
+        return 2
+    kind, params = found
+    try:
+        state = _run(kind, params, job_id)
+    except Exception as exc:  # the process edge: the job must not be left running
+        cause = describe_failure(exc)
+        logger.error("job.failed", extra={"job_id": job_id, "cause": cause})
+        asyncio.run(_fail(job_id, cause))
+        return 1
+    if state.is_completed():
+        return 0
+    # The hooks have ended the job; if a hook could not run, end it here with the cause.
+    asyncio.run(_fail(job_id, failure_cause(state), _status_of(state)))
+    return 1
+
+
+def _run(kind: JobType, params: dict[str, Any], job_id: int) -> State[Any]:
+    """The flow's final state. Imported here: a worker loads only the flow it runs."""
+    if kind is JobType.BACKTEST:
+        from flows.backtest import backtest
+
+        state: State[Any] = backtest(**params, job_id=job_id, return_state=True)
+        return state
     from flows.weekly_council import weekly_council
 
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    with unit_of_work(make_session_factory(engine)) as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            logger.error("job %s does not exist", job_id)
-            return 2
-        kind, params = JobType(job.type), dict(job.params)
-    engine.dispose()
-    if kind is JobType.BACKTEST:
-        state: State[Any] = backtest(**params, job_id=job_id, return_state=True)
-        return 0 if state.is_completed() else 1
-    flows = {JobType.COUNCIL: weekly_council, JobType.RESEARCH: weekly_council}
+    async def sit() -> State[Any]:
+        council: State[Any] = await weekly_council(**params, job_id=job_id, return_state=True)
+        return council
 
-    async def run() -> State[Any]:
-        state: State[Any] = await flows[kind](**params, job_id=job_id, return_state=True)
-        return state
+    return asyncio.run(sit())
 
-    return 0 if asyncio.run(run()).is_completed() else 1
+
+async def _fail(job_id: int, cause: str, status: RunStatus = RunStatus.FAILED) -> None:
+    await apply_change(lambda s: finish_job(s, job_id, status, error=cause))
+
+
+def _status_of(state: State[Any]) -> RunStatus:
+    return RunStatus.CANCELED if state.is_cancelled() else RunStatus.FAILED
+
+
+def _load(job_id: int) -> tuple[JobType, dict[str, Any]] | None:
+    engine = make_engine(get_settings().database_url)
+    try:
+        with make_read_session_factory(engine)() as session:
+            job = session.get(Job, job_id)
+            return None if job is None else (JobType(job.type), dict(job.params))
+    finally:
+        engine.dispose()
 
 
 def main() -> None:

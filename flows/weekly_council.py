@@ -15,6 +15,7 @@ client sessions need.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -32,9 +33,10 @@ from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Cancelled, Completed, Failed
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import make_engine, make_session_factory, unit_of_work
+from db.engine import make_engine, make_session_factory, read_sessions_of, transaction, unit_of_work
 from db.queries import council as q
 from db.queries.bars import bar_coverage
+from db.queries.jobs import job_owner, open_council_run
 from db.queries.llm_calls import SqlCallStore
 from flows.council_tasks import (
     CouncilRun,
@@ -45,16 +47,15 @@ from flows.council_tasks import (
     snapshot_task,
 )
 from flows.execution import execution_stage
-from flows.jobs import JOB_HOOKS
-from models.base import utcnow
+from flows.job_hooks import JOB_HOOKS
 from models.enums import DecisionStatus, RunStatus, Timeframe
-from models.errors import BudgetExceededError
-from models.ops import Job
+from models.errors import BudgetExceededError, describe_failure
+from services.bus.job_updates import announce_job
 from services.llm.budget import RunBudget
 from services.llm.gateway import LLMGateway, ProviderLimits
 from services.llm.offline import register_offline_provider
 from services.settings import get_settings
-from tasks.council.roster import Member, default_roster, roster_of
+from tasks.council.roster import Member, Roster, default_roster, roster_of
 from tasks.council.validation import ChairRules, PitchRules
 
 STAGES = ("snapshot", "research", "pitches", "review", "chairman", "approval", "execution")
@@ -101,29 +102,32 @@ async def weekly_council(
     configured = [m for m in (models or settings.llm_models) if m != "offline"]
     roster = roster_of(members) if members else default_roster(configured)
     sessions = make_session_factory(make_engine(settings.database_url))
-    with unit_of_work(sessions) as session:
+    with read_sessions_of(sessions)() as session:
         symbols = universe or sorted({c.symbol for c in bar_coverage(session, None, Timeframe.D1)})
-        params = {
-            "universe": symbols,
-            "roster": [m.model_dump(mode="json") for m in roster.members],
-            "approval": approval,
-            "max_positions": max_positions,
-            "max_weight": max_weight,
-            "min_reward_risk": min_reward_risk,
-        }
-        budget = Decimal(str(budget_usd)) if budget_usd is not None else None
-        council = q.run_for_flow(session, str(current_flow_run.id), when, budget, params)
-        job = session.get(Job, job_id) if job_id is not None else None
-        if job is None:
-            job = Job(type="council", params={}, started_at=utcnow())
-            session.add(job)
-        job.status = RunStatus.RUNNING
-        job.params = {**job.params, "council_run_id": council.id, **params}
-        job.flow_run_id = str(current_flow_run.id)
-        job.started_at = job.started_at or utcnow()
-        session.flush()
-        council.job_id = job.id
-        run_id, job_id = council.id, job.id
+    params = {
+        "universe": symbols,
+        "roster": [m.model_dump(mode="json") for m in roster.members],
+        "approval": approval,
+        "max_positions": max_positions,
+        "max_weight": max_weight,
+        "min_reward_risk": min_reward_risk,
+    }
+    budget = Decimal(str(budget_usd)) if budget_usd is not None else None
+    council, opened = await asyncio.to_thread(
+        transaction,
+        sessions,
+        lambda s: open_council_run(
+            s,
+            job_id=job_id,
+            owner=job_owner() if job_id is None else None,  # a CLI or scheduled sitting
+            flow_run_id=str(current_flow_run.id),
+            as_of=when,
+            budget_usd=budget,
+            params=params,
+        ),
+    )
+    run_id, job_id = council.id, council.job_id
+    assert job_id is not None  # open_council_run gives every run a job
     gateway = LLMGateway(
         SqlCallStore(sessions),
         budget=RunBudget(budget) if budget is not None else None,
@@ -131,7 +135,47 @@ async def weekly_council(
         api_base=settings.llm_api_base,
         api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
     )
-    run = CouncilRun(settings, run_id, job_id, gateway)
+    run = CouncilRun(settings, sessions, run_id, job_id, gateway)
+    if opened is not None and run.bus is not None:
+        await announce_job(run.bus, opened)
+    try:
+        return await _sit(
+            run,
+            sessions,
+            roster,
+            symbols,
+            when,
+            approval,
+            stop_after,
+            execute,
+            min_reward_risk,
+            max_positions,
+            max_weight,
+            approval_timeout_s,
+        )
+    except Exception as exc:  # the run ends failed with its cause, then Prefect sees the error
+        await run.finish(RunStatus.FAILED, describe_failure(exc), stage="failed")
+        raise
+    finally:
+        await run.close()
+
+
+async def _sit(
+    run: CouncilRun,
+    sessions: sessionmaker[Session],
+    roster: Roster,
+    symbols: list[str],
+    when: datetime,
+    approval: Literal["manual", "auto"],
+    stop_after: Literal["research", "pitches", "chairman"] | None,
+    execute: bool,
+    min_reward_risk: float,
+    max_positions: int,
+    max_weight: float,
+    approval_timeout_s: int,
+) -> State[Any]:
+    """The stages in order, a barrier between them; the run's summary state."""
+    run_id = run.run_id
     progress = await acreate_progress_artifact(
         progress=0.0, key=f"council-{run_id}-progress", description="Council stages done"
     )
@@ -145,37 +189,35 @@ async def weekly_council(
         research = await research_task(run, roster, snapshot)
         await step(2)
         if stop_after == "research":
-            return await _stopped_after(run, sessions, "research")
+            return await _stopped_after(run, "research")
         candidates = await pitch_task(
             run, roster, snapshot, research, PitchRules(Decimal(str(min_reward_risk)))
         )
         await step(3)
         if stop_after == "pitches":
-            return await _stopped_after(run, sessions, "pitches")
+            return await _stopped_after(run, "pitches")
         review = await review_task(run, roster, snapshot, candidates)
         await step(4)
         chair_rules = ChairRules(max_positions, Decimal(str(max_weight)))
         decision_ids = await chair_task(run, roster, snapshot, candidates, review, chair_rules)
         await step(5)
         if stop_after == "chairman":
-            return await _stopped_after(run, sessions, "chairman")
+            return await _stopped_after(run, "chairman")
     except BudgetExceededError as exc:
         detail = f"stopped on its LLM budget: {exc}; no decision was made"
-        with unit_of_work(sessions) as session:
-            q.finish_run(session, run_id, RunStatus.CANCELED, detail)
-        await run.progress("budget", RunStatus.CANCELED, detail=detail)
-        await run.close()
+        await run.finish(RunStatus.CANCELED, detail, stage="budget")
         return Cancelled(message=detail)
 
     if approval == "auto" or not decision_ids:
-        settled = _settle(sessions, run_id, {}, "auto", None)
+        settled = await asyncio.to_thread(_settle, sessions, run_id, {}, "auto", None)
     else:
         await run.progress("approval", waiting_for="approval", decisions=len(decision_ids))
         answer = await apause_flow_run(
             wait_for_input=ApprovalInput, timeout=approval_timeout_s, key=f"approval-{run_id}"
         )
-        settled = _settle(
-            sessions, run_id, {i: answer.note for i in answer.reject}, answer.approver, answer.note
+        rejected = {i: answer.note for i in answer.reject}
+        settled = await asyncio.to_thread(
+            _settle, sessions, run_id, rejected, answer.approver, answer.note
         )
     await step(6)
     await acreate_table_artifact(
@@ -188,9 +230,10 @@ async def weekly_council(
         await run.progress("execution")
         orders, failed = await execution_stage(approved, when, f"council-{run_id}-orders")
     await step(7)
-    with unit_of_work(sessions) as session:
-        finished = q.finish_run(session, run_id, RunStatus.COMPLETED)
-        cost = finished.cost_usd.quantize(Decimal("0.000001"))
+    status = RunStatus.FAILED if failed else RunStatus.COMPLETED
+    trouble = f"execution failed on {'; '.join(failed)}" if failed else None
+    finished = await run.finish(status, trouble, decisions=len(settled))
+    cost = finished.cost_usd.quantize(Decimal("0.000001"))
     summary = {
         "council_run_id": run_id,
         "as_of": when.isoformat(),
@@ -199,25 +242,17 @@ async def weekly_council(
         "orders": orders,
         "cost_usd": str(cost),
     }
-    status = RunStatus.FAILED if failed else RunStatus.COMPLETED
-    await run.progress("done", status, decisions=len(settled), cost_usd=str(cost))
-    await run.close()
     if failed:
-        return Failed(message=f"execution failed on {'; '.join(failed)}", data=summary)
+        return Failed(message=trouble, data=summary)
     return Completed(message=f"{len(settled)} decisions, ${cost}", data=summary)
 
 
-async def _stopped_after(
-    run: CouncilRun, sessions: sessionmaker[Session], stage: str
-) -> State[Any]:
+async def _stopped_after(run: CouncilRun, stage: str) -> State[Any]:
     """End the run after `stage`, as asked: completed, with what it has so far."""
     detail = f"stopped after {stage}, as asked"
-    with unit_of_work(sessions) as session:
-        finished = q.finish_run(session, run.run_id, RunStatus.COMPLETED, detail)
-        cost = str(finished.cost_usd.quantize(Decimal("0.000001")))
+    finished = await run.finish(RunStatus.COMPLETED, detail, stopped_after=stage)
+    cost = str(finished.cost_usd.quantize(Decimal("0.000001")))
     summary = {"council_run_id": run.run_id, "stopped_after": stage, "cost_usd": cost}
-    await run.progress("done", RunStatus.COMPLETED, stopped_after=stage, cost_usd=cost)
-    await run.close()
     return Completed(message=detail, data=summary)
 
 

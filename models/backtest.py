@@ -8,7 +8,7 @@ rounded to the `PRICE`/`QTY`/`MONEY` columns like every other price.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -18,6 +18,7 @@ from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import MONEY, PRICE, QTY, Base, BigId, IdMixin
+from models.days import Day
 
 
 class SizingMode(StrEnum):
@@ -176,8 +177,8 @@ class BacktestRequest(BaseModel):
     symbols: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
         min_length=1, max_length=1_000
     )
-    start: date
-    end: date
+    start: Day
+    end: Day
     config: BacktestConfig = Field(default_factory=BacktestConfig)
     walk_forward: WalkForward | None = None
     optimise: str = Field("sharpe", description="The metric a sweep ranks by (higher is better).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +17,37 @@ FILLS_GLOBAL = "fills:global"
 AUDIT_RAW_TICKS = "audit:raw_ticks"
 JOBS_UPDATES = "jobs:updates"
 
+# A signal's identity: strategy name, symbol, kind, event time. Within one timeframe (the
+# engine's signals are all `tick`) this is the signals table's unique key, so a signal
+# that reaches a consumer twice (a publication retried after an outage, a row replayed
+# from the table) is recognisably the same one.
+SignalKey = tuple[str, str, str, datetime]
+
 
 def signals_for(symbol: str) -> str:
     return f"signals:{symbol.upper()}"
+
+
+def signal_key(data: Mapping[str, Any]) -> SignalKey | None:
+    """The identity of a signal message's `data`; None if `data` does not carry one.
+
+    The time is compared as an instant, so `...+00:00` and `...Z` spell the same signal.
+    """
+    strategy, symbol, kind, ts = (data.get(f) for f in ("strategy", "symbol", "kind", "ts"))
+    if not (
+        isinstance(strategy, str)
+        and isinstance(symbol, str)
+        and isinstance(kind, str)
+        and isinstance(ts, str)
+    ):
+        return None
+    try:
+        instant = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    if instant.utcoffset() is None:
+        return None
+    return (strategy, symbol, kind, instant)
 
 
 class BusMessage(BaseModel):

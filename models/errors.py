@@ -88,3 +88,34 @@ class BudgetExceededError(LLMError):
             f"the next call needs up to ${needed_usd}"
         )
         self.limit_usd, self.spent_usd, self.needed_usd = limit_usd, spent_usd, needed_usd
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line a user can act on: the first real error behind `exc`.
+
+    An `ExceptionGroup` (parallel members, a task group) is not the cause: its
+    first leaf is (cancellations skipped, they follow from another error). Our
+    own errors already speak to users; anything else is named by its type. A
+    database error says what the database said, not the statement.
+    """
+    leaf = _first_leaf(exc)
+    orig = getattr(leaf, "orig", None)  # a SQLAlchemy DBAPIError wraps the driver's error
+    if orig is not None:
+        return f"database: {_first_line(str(orig))}"
+    text = _first_line(str(leaf))
+    if isinstance(leaf, AITraderError):
+        return text or type(leaf).__name__
+    return f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [_first_leaf(e) for e in exc.exceptions]
+        real = [e for e in leaves if type(e).__name__ != "CancelledError"]
+        return (real or leaves or [exc])[0]
+    return exc
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:500] if lines else ""

@@ -10,12 +10,13 @@ flows land, rather than accepted and never run.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.backtest import BUILTIN_STRATEGIES, BacktestRequest
+from models.days import DecisionDay
 from models.enums import JobType, RunStatus
 from models.market import Symbol
 from models.text import StorableStr
@@ -26,7 +27,6 @@ ModelName = Annotated[
     Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"),
 ]
 """A litellm model name: `openai/gpt-4o-mini`, `ollama/llama3:8b`, `offline/analyst`."""
-Earliest = date(1970, 1, 1)
 
 
 class CouncilParams(BaseModel):
@@ -34,8 +34,8 @@ class CouncilParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    as_of: date | None = Field(
-        None, ge=Earliest, description="Decide at this day's close; default today."
+    as_of: DecisionDay | None = Field(
+        None, description="Decide at this day's close (1900 to today, UTC); default today."
     )
     universe: list[Symbol] | None = Field(
         None, min_length=1, max_length=500, description="Symbols; default every stored one."
@@ -58,7 +58,7 @@ class ResearchParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    as_of: date | None = Field(None, ge=Earliest)
+    as_of: DecisionDay | None = None
     universe: list[Symbol] | None = Field(None, min_length=1, max_length=500)
     models: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
         None, min_length=1, max_length=16
@@ -157,3 +157,27 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class JobUpdate(BaseModel):
+    """A job's move, as `jobs:updates` carries it and the WebSocket topic `job_updates` shows
+    it (`{"event": "job.updated", ...}`). Written by db/queries/jobs.py, the one owner of a
+    job's transitions, and by nobody else."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    type: str
+    status: RunStatus
+    stage: str | None = None
+    error: str | None = Field(None, description="Why a failed or canceled job ended, in words.")
+    flow_run_id: str | None = None
+    council_run_id: int | None = None
+    facts: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, description="What the stage reported: counts, hashes, costs."
+    )
+
+    def message_data(self) -> dict[str, Any]:
+        """The bus message's `data`: the fields flat, as dashboards read them."""
+        data = self.model_dump(mode="json", exclude={"facts"})
+        return {**self.facts, **data}

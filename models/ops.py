@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, false
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import MONEY, Base, BigId, CreatedMixin, IdMixin, utcnow
@@ -81,3 +81,30 @@ class LLMCall(IdMixin, CreatedMixin, Base):
     cache_hit: Mapped[bool] = mapped_column(default=False, server_default=false())
     attempts: Mapped[int] = mapped_column(default=1, server_default="1")
     params: Mapped[dict[str, Any] | None]
+
+
+class IdempotencyRecord(IdMixin, CreatedMixin, Base):
+    """One `Idempotency-Key` a client sent with a mutating request, and what it got.
+
+    Keys are scoped by who sent them (a digest of the credentials), so two
+    clients cannot see each other's answers. `fingerprint` is the digest of the
+    request (method, path, query, body): the same key with another request is
+    refused. A record `in_progress` belongs to a request still running (or one
+    whose process died: its outcome is unknown, and the key stays refused).
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+
+    scope: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16))  # in_progress | done
+    response_status: Mapped[int | None]
+    response_headers: Mapped[list[Any] | None]
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    owner: Mapped[dict[str, Any] | None]  # host and pid of the process answering it
+    completed_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

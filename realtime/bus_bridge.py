@@ -6,6 +6,14 @@ filtered by the message's `symbol` if it has one. A tail is a fan-out read, so
 every realtime process sees every message; it starts at the stream's newest
 id, so a restart does not replay history to live dashboards.
 
+Signals after a bus outage: the sink holds back what it could not publish and
+publishes it, in order, once the bus answers (`realtime/patterns/sink.py`); the
+tail resumes from the last entry it forwarded, so it forwards those too. A
+signal is published on `trading_signals` with its identity as the hub's key,
+so one that reaches the stream twice (a retried publish that had landed) goes
+to each client once. `signal_backlog` reads the signals table in the same
+shape for a subscriber that catches up with `since` (`WSHub.replay`).
+
 `JobPoller` is for the embedded setup: without Redis, flows run in another
 process with their own in-process bus, so the realtime process learns about
 job changes by polling the `jobs` table.
@@ -16,14 +24,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Hashable
 from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.queries.jobs import FINISHED, jobs_to_watch, newest_job_id
-from models.bus import FILLS_GLOBAL, JOBS_UPDATES, ORDERS_GATEWAY, SIGNALS_GLOBAL
+from db.queries.jobs import FINISHED, job_update, jobs_to_watch, newest_job_id
+from db.queries.signals import MAX_LIST, signals_since
+from models.bus import (
+    FILLS_GLOBAL,
+    JOBS_UPDATES,
+    ORDERS_GATEWAY,
+    SIGNALS_GLOBAL,
+    BusMessage,
+    SignalKey,
+    signal_key,
+)
 from realtime.background import BackgroundTask
-from realtime.ws_hub import Topic, WSHub
+from realtime.patterns.sink import signal_message
+from realtime.ws_hub import SymbolFilter, Topic, WSHub
+from realtime.ws_recent import Backlog, KeyedMessage
 from services.bus import Bus, BusUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -62,12 +83,9 @@ class BusBridge:
         while True:
             for delivery in await self._bus.tail(stream, last_id=position, block_ms=self._block_ms):
                 message = delivery.message
-                symbol = message.data.get("symbol")
+                event = ws_event(topic, message)
                 self._hub.publish(
-                    topic,
-                    {"event": message.type, **message.data},
-                    symbol=symbol if isinstance(symbol, str) else None,
-                    ts=message.ts,
+                    topic, event.data, symbol=event.symbol, ts=message.ts, key=event.key
                 )
                 self.lag_s[stream] = (datetime.now(UTC) - message.ts).total_seconds()
                 position = delivery.id
@@ -82,6 +100,44 @@ class BusBridge:
                 # Prices keep flowing without the bus; /health/redis says why.
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+class WSEvent(NamedTuple):
+    data: dict[str, Any]
+    symbol: str | None  # for the subscribers' symbol filters
+    key: Hashable | None  # the message's identity, on keyed topics
+
+
+def ws_event(topic: Topic, message: BusMessage) -> WSEvent:
+    """A bus message as its WebSocket topic carries it: `{"event": <type>, ...data}`."""
+    symbol = message.data.get("symbol")
+    key = signal_key(message.data) if topic is Topic.TRADING_SIGNALS else None
+    return WSEvent(
+        {"event": message.type, **message.data},
+        symbol if isinstance(symbol, str) else None,
+        key,
+    )
+
+
+def signal_backlog(
+    sessions: sessionmaker[Session], since: datetime, symbols: SymbolFilter
+) -> Backlog:
+    """The stored signals at or after `since` as `trading_signals` would have carried them.
+
+    At most `MAX_LIST`, the newest (see `signals_since`); if older ones were left
+    out, the backlog starts at the oldest one sent, so the hub does not add
+    older ones from its own record either. Blocking: run it in a thread.
+    """
+    with sessions() as session:
+        rows = signals_since(session, since, symbols=symbols, limit=MAX_LIST + 1)
+        truncated = len(rows) > MAX_LIST
+        messages: list[KeyedMessage] = []
+        for row, strategy in rows[-MAX_LIST:]:
+            event = ws_event(Topic.TRADING_SIGNALS, signal_message(row.payload, strategy, row.ts))
+            key: SignalKey = (strategy, row.symbol, row.kind, row.ts)  # the table's own key
+            messages.append(KeyedMessage(key, event.data, row.symbol, row.ts))
+    start = messages[0].ts if truncated else since
+    return Backlog(messages, start, truncated)
 
 
 class JobPoller:
@@ -132,17 +188,7 @@ class JobPoller:
                 seen = (job.status, stage if isinstance(stage, str) else None)
                 if self._watching.get(job.id) == seen:
                     continue
-                changes.append(
-                    {
-                        "event": "job.updated",
-                        "id": job.id,
-                        "type": job.type,
-                        "status": str(job.status),
-                        "stage": seen[1],
-                        "error": job.error,
-                        "flow_run_id": job.flow_run_id,
-                    }
-                )
+                changes.append({"event": "job.updated", **job_update(job).message_data()})
                 if job.status in FINISHED:
                     self._watching.pop(job.id, None)
                 else:

@@ -28,25 +28,39 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
+from uuid import UUID
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import unit_of_work
-from models.base import utcnow
-from models.bus import JOBS_UPDATES, BusMessage
+from db.engine import transaction
+from db.queries.jobs import (
+    fail_unfinished_jobs,
+    finish_job,
+    job_change,
+    job_owner,
+    record_runner,
+    unfinished_jobs,
+)
 from models.enums import JobType, RunStatus
 from models.errors import JobLaunchError
-from models.jobs import DEPLOYMENTS
+from models.jobs import DEPLOYMENTS, JobUpdate
 from models.ops import Job
-from services.bus import Bus, BusUnavailableError
+from realtime.background import BackgroundTask
+from services.bus import Bus
+from services.bus.job_updates import announce_job
 from services.settings import JobRunner, Settings, child_environment
 
 logger = logging.getLogger(__name__)
 
-FINISHED = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED}
 STOP_GRACE_S = 10.0
+RECONCILE_EVERY_S = 10.0
+ORPHANED = (
+    "the process that ran it stopped before it ended (a server restart, or a killed "
+    "command): start it again as a new job"
+)
 
 
 class JobSupervisor:
@@ -62,6 +76,7 @@ class JobSupervisor:
         self._slots = asyncio.Semaphore(settings.jobs_max_running)
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reconciler = BackgroundTask("jobs-reconcile")
 
     @property
     def running(self) -> int:
@@ -71,12 +86,44 @@ class JobSupervisor:
         """Job id -> pid of each worker process running now (operators, tests)."""
         return {job_id: proc.pid for job_id, proc in self._children.items()}
 
+    async def start(self) -> None:
+        """Reconcile once now, then every `RECONCILE_EVERY_S` (see `reconcile`)."""
+        await self.reconcile()
+        self._reconciler.start(self._reconcile_loop())
+
+    async def reconcile(self) -> list[JobUpdate]:
+        """End the jobs whose end nobody else will report, with why; the changes made.
+
+        * A job whose owning process on this machine is gone: the server that ran it in
+          a worker process (stopped or killed, its workers with it), or the CLI process
+          that sat a council itself. Jobs owned by live processes (another replica, a
+          CLI still running) are left alone.
+        * A job run by a deployment whose flow run the Prefect server reports finished
+          (a worker killed mid-run, a crash no hook lived to tell): it ends as the flow
+          run did, with its message.
+        """
+        updates = await asyncio.to_thread(self._fail_orphans)
+        if self.runner is JobRunner.DEPLOYMENT or self.settings.prefect_api_url:
+            updates += await self._follow_deployments()
+        for update in updates:
+            logger.warning("job.reconciled", extra={"job_id": update.id, "error": update.error})
+            await self._announce(update)
+        return updates
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_EVERY_S)
+            try:
+                await self.reconcile()
+            except Exception:  # a process edge: one failed pass must not end the loop
+                logger.exception("jobs.reconcile_failed")
+
     async def launch(self, job_id: int, kind: JobType) -> None:
         """Start job `job_id`'s flow run (or queue it for a free process slot)."""
         if self.runner is JobRunner.DEPLOYMENT:
             await self._run_deployment(job_id, kind)
             return
-        await asyncio.to_thread(self._mark, job_id, runner="process")
+        await asyncio.to_thread(self._mark, job_id, runner="process", owner=job_owner())
         task = asyncio.create_task(self._run_process(job_id), name=f"job-{job_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -96,6 +143,7 @@ class JobSupervisor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._reconciler.stop()
 
     # --- deployment ------------------------------------------------------------------
 
@@ -157,7 +205,8 @@ class JobSupervisor:
                 code = await proc.wait()
             finally:
                 self._children.pop(job_id, None)
-        reason = f"its worker process exited with code {code} before the flow run ended"
+        how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+        reason = f"its worker process {how} before the flow run ended"
         changed = await self._fail(job_id, f"{reason} (log: {log_path})")
         logger.info("job.exited", extra={"job_id": job_id, "code": code, "marked": changed})
 
@@ -168,38 +217,97 @@ class JobSupervisor:
 
     # --- the job row -----------------------------------------------------------------
 
-    def _mark(self, job_id: int, *, runner: str, flow_run_id: str | None = None) -> None:
-        with unit_of_work(self.sessions) as session:
-            job = session.get(Job, job_id)
-            if job is not None:
-                job.runner = runner
-                job.flow_run_id = job.flow_run_id or flow_run_id
+    def _mark(
+        self,
+        job_id: int,
+        *,
+        runner: str,
+        flow_run_id: str | None = None,
+        owner: dict[str, object] | None = None,
+    ) -> None:
+        transaction(self.sessions, lambda s: record_runner(s, job_id, runner, flow_run_id, owner))
+
+    def _fail_orphans(self) -> list[JobUpdate]:
+        def orphans(session: Session) -> list[JobUpdate]:
+            ids = [job.id for job in unfinished_jobs(session) if _owner_gone(job)]
+            return fail_unfinished_jobs(session, ORPHANED, ids=ids) if ids else []
+
+        return transaction(self.sessions, orphans)
+
+    async def _follow_deployments(self) -> list[JobUpdate]:
+        from prefect import get_client
+
+        with self.sessions() as session:
+            followed = [
+                (job.id, job.flow_run_id)
+                for job in unfinished_jobs(session, runner="deployment")
+                if job.flow_run_id
+            ]
+        updates: list[JobUpdate] = []
+        if not followed:
+            return updates
+        async with get_client() as client:
+            for job_id, flow_run_id in followed:
+                try:
+                    flow_run = await client.read_flow_run(UUID(flow_run_id))
+                except Exception as exc:  # the server is away: try again next pass
+                    logger.warning(
+                        "jobs.follow_failed", extra={"job_id": job_id, "error": str(exc)}
+                    )
+                    continue
+                state = flow_run.state
+                if state is None or not state.is_final():
+                    continue
+                change = job_change(job_id, state, flow_run_id)
+                if change is not None and (
+                    update := await asyncio.to_thread(transaction, self.sessions, change)
+                ):
+                    updates.append(update)
+        return updates
 
     async def _fail(self, job_id: int, reason: str) -> bool:
         """Mark the job failed unless it already ended; True if this changed it."""
-        data = await asyncio.to_thread(self._write_failure, job_id, reason)
-        if data is None:
+        update = await asyncio.to_thread(
+            transaction,
+            self.sessions,
+            lambda s: finish_job(s, job_id, RunStatus.FAILED, error=reason),
+        )
+        if update is None:
             return False
-        if self.bus is not None:
-            await self._announce(data)
+        await self._announce(update)
         return True
 
-    def _write_failure(self, job_id: int, reason: str) -> dict[str, object] | None:
-        with unit_of_work(self.sessions) as session:
-            job = session.get(Job, job_id, with_for_update=True)
-            if job is None or job.status in FINISHED:
-                return None
-            job.status = RunStatus.FAILED
-            job.error = reason
-            job.finished_at = utcnow()
-            return {"id": job.id, "type": job.type, "status": str(job.status), "error": reason}
+    async def _announce(self, update: JobUpdate) -> None:
+        if self.bus is not None:
+            await announce_job(self.bus, update)
 
-    async def _announce(self, data: dict[str, object]) -> None:
-        assert self.bus is not None
-        try:
-            await self.bus.publish(JOBS_UPDATES, BusMessage(type="job.updated", data=data))
-        except BusUnavailableError:
-            logger.warning("jobs:updates unreachable; job %s not announced", data["id"])
+
+def _owner_gone(job: Job) -> bool:
+    """True if the process that owns `job`'s end ran on this machine and is gone."""
+    owner = (job.result or {}).get("owner")
+    if not isinstance(owner, dict):
+        return job.runner == "process"  # recorded before owners were: that server is gone
+    if owner.get("host") != socket.gethostname():
+        return False
+    pid = owner.get("pid")
+    return isinstance(pid, int) and pid != os.getpid() and not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _runner(settings: Settings) -> JobRunner:

@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     database_echo: bool = False
     redis_url: str | None = Field(None, description="Redis Streams bus; in-process bus if unset.")
     prefect_api_url: str | None = Field(None, description="Prefect server; ephemeral if unset.")
+    prefect_startup_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest wait for a local Prefect server to answer (and for Prefect's own "
+        "ephemeral server in worker processes); a busy machine needs more than Prefect's 20 s.",
+    )
+    stack_file: Path = Field(
+        Path("data/stack.json"),
+        description="Where `aitrader up` records its Prefect server (url, pid) while it runs, "
+        "so flows run by commands beside it show in its UI.",
+    )
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
     alpaca_api_key: SecretStr | None = None
@@ -187,6 +198,12 @@ class Settings(BaseSettings):
     )
     api_llm_rate_per_minute: int = Field(
         10, ge=1, le=10_000, description="LLM-spending requests per token per minute."
+    )
+    api_max_body_bytes: int = Field(
+        1_048_576,
+        ge=1_024,
+        le=1_073_741_824,
+        description="Largest request body read, in bytes; a larger one is a 413 before auth.",
     )
     jobs_runner: JobRunner = Field(
         JobRunner.AUTO, description="How POST /api/jobs runs a flow: deployment or process."

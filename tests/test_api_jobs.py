@@ -171,7 +171,7 @@ def test_a_worker_process_that_dies_fails_its_job_with_the_reason(process_api: A
 
     failed = _until("the job to fail", ended)
     assert failed["status"] == "failed"
-    assert "exited with code -9" in failed["error"]
+    assert "killed by SIGKILL" in failed["error"]
     assert failed["finished_at"] is not None
 
 

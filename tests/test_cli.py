@@ -48,7 +48,7 @@ def _bar_count(url: str) -> int:
 def test_upgrade_import_list_round_trip(aitrader: Run, tmp_path: Path, fresh_db_url: str) -> None:
     code, out = aitrader("db", "upgrade")
     assert code == 0, out
-    assert "-> 0007" in out  # the newest migration
+    assert "-> 0008" in out  # the newest migration
     path = write_bar_csv(
         tmp_path / "b.csv", [bar_row(symbol="AAA"), bar_row(symbol="BBB", low="12")]
     )

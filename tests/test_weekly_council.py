@@ -330,6 +330,7 @@ def test_with_redis_each_stage_is_announced_on_jobs_updates(
     # by flow run: the SQLite and Postgres runs of this test share the stream and run ids
     mine = [m for m in asyncio.run(since(start)) if m["flow_run_id"] == flow_run_id]
     assert [m["stage"] for m in mine] == [
+        "started",
         "snapshot",
         "research",
         "pitches",

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.auth import LLMSpender, Principal, Trader, Viewer
-from api.chat import chat_turn
+from api.chat import chat_turn, reported_payload
 from api.deps import ReadSession, RuntimeDep, WriteSession
 from api.pagination import Page, PageDep
 from api.runtime import Runtime
@@ -121,7 +121,10 @@ def read_conversation(
 ) -> ConversationDetailOut:
     """A conversation with all its messages, oldest first."""
     row = q.owned_conversation(session, conversation_id, q.user_id_of(session, caller.actor))
-    messages = [MessageOut.model_validate(m) for m in q.messages_of(session, row.id)]
+    messages = [
+        MessageOut.model_validate(m).model_copy(update={"payload": reported_payload(session, m)})
+        for m in q.messages_of(session, row.id)
+    ]
     return ConversationDetailOut(
         **ConversationOut.model_validate(row).model_dump(), messages=messages
     )
@@ -150,7 +153,7 @@ async def stream_message(
 
 
 def _check_owner(runtime: Runtime, caller: Principal, conversation_id: int) -> None:
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         q.owned_conversation(session, conversation_id, q.user_id_of(session, caller.actor))
 
 

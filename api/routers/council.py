@@ -9,7 +9,9 @@ from uuid import UUID
 
 import httpx
 from fastapi import APIRouter, Body, Path
+from sqlalchemy.orm import Session
 
+from api.after_effect import record_after_effect
 from api.auth import LLMSpender, Principal, Trader
 from api.deps import ReadSession, RuntimeDep
 from api.job_start import start_job
@@ -24,7 +26,6 @@ from api.schemas.council import (
     DecisionChainOut,
     DecisionOut,
 )
-from db.engine import unit_of_work
 from db.queries import council as q
 from db.queries.audit import record_event
 from db.queries.llm_calls import run_costs
@@ -93,7 +94,12 @@ async def approve_council(
     and executes the approved ones; follow it on `job_updates`. 409 if it is not paused."""
     flow_run_id, proposed = await asyncio.to_thread(_approvable, runtime, run_id, body)
     await _resume(flow_run_id, run_id, body, caller)
-    await asyncio.to_thread(_audit_approval, runtime, run_id, proposed, body, caller)
+    await record_after_effect(
+        runtime.sessions,
+        lambda session: _audit_approval(session, run_id, proposed, body, caller),
+        what="council.approval_sent",
+        run_id=run_id,
+    )
     rejected = sorted(set(body.reject))
     return ApprovalOut(
         run_id=run_id,
@@ -125,7 +131,7 @@ def _council(session: ReadSession, run_id: int, *, chains: bool) -> CouncilOut:
 
 
 def _approvable(runtime: Runtime, run_id: int, body: ApprovalIn) -> tuple[str, list[int]]:
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         run = q.get_run(session, run_id)
         proposed = [
             d.id for d in q.decision_rows(session, run_id) if d.status is DecisionStatus.PROPOSED
@@ -167,15 +173,14 @@ async def _resume(flow_run_id: str, run_id: int, body: ApprovalIn, caller: Princ
 
 
 def _audit_approval(
-    runtime: Runtime, run_id: int, proposed: list[int], body: ApprovalIn, caller: Principal
+    session: Session, run_id: int, proposed: list[int], body: ApprovalIn, caller: Principal
 ) -> None:
-    with unit_of_work(runtime.sessions) as session:
-        record_event(
-            session,
-            **caller.audit(),
-            event="council.approval_sent",
-            entity_type="council_run",
-            entity_id=run_id,
-            before={"proposed": proposed},
-            after={"reject": sorted(set(body.reject)), "note": body.note},
-        )
+    record_event(
+        session,
+        **caller.audit(),
+        event="council.approval_sent",
+        entity_type="council_run",
+        entity_id=run_id,
+        before={"proposed": proposed},
+        after={"reject": sorted(set(body.reject)), "note": body.note},
+    )

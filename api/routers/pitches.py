@@ -15,12 +15,12 @@ from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from api.after_effect import record_after_effect
 from api.auth import LLMSpender, Principal, Trader
 from api.deps import ReadSession, RuntimeDep
 from api.job_start import start_job
 from api.runtime import Runtime
 from api.schemas.council import DecisionOut, PitchOut, ReviewOut
-from db.engine import unit_of_work
 from db.queries import council as q
 from db.queries.audit import record_event
 from db.queries.jobs import latest_job
@@ -136,7 +136,13 @@ async def approve_pitch(
         execute=body.execute,
         account=account,
     )
-    await asyncio.to_thread(_audit, runtime, caller, pitch_id, body, outcomes)
+    await record_after_effect(
+        runtime.sessions,
+        lambda session: _audit(session, caller, pitch_id, body, outcomes),
+        what="pitch.approved",
+        pitch_id=pitch_id,
+        intents=[o.intent_id for o in outcomes],
+    )
     return outcomes
 
 
@@ -149,7 +155,7 @@ def _account(runtime: Runtime, name: str | None) -> AccountConfig:
 
 def _trade(runtime: Runtime, pitch_id: int, body: PitchApprovalIn) -> ManualTrade:
     account = _account(runtime, body.account)
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         pitch = _pitch(session, pitch_id)
         qty = Decimal(body.qty) if body.qty is not None else None
         return pitch_trade(session, pitch, account, qty=qty, weight=body.weight, now=utcnow())
@@ -163,21 +169,20 @@ def _pitch(session: Session, pitch_id: int) -> Pitch:
 
 
 def _audit(
-    runtime: Runtime,
+    session: Session,
     caller: Principal,
     pitch_id: int,
     body: PitchApprovalIn,
     outcomes: list[IntentOutcome],
 ) -> None:
-    with unit_of_work(runtime.sessions) as session:
-        record_event(
-            session,
-            **caller.audit(),
-            event="pitch.approved",
-            entity_type="pitch",
-            entity_id=pitch_id,
-            after={
-                "request": body.model_dump(mode="json"),
-                "intents": [o.model_dump(mode="json") for o in outcomes],
-            },
-        )
+    record_event(
+        session,
+        **caller.audit(),
+        event="pitch.approved",
+        entity_type="pitch",
+        entity_id=pitch_id,
+        after={
+            "request": body.model_dump(mode="json"),
+            "intents": [o.model_dump(mode="json") for o in outcomes],
+        },
+    )

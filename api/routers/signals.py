@@ -1,4 +1,9 @@
-"""Recent signals, newest first, from the signals table."""
+"""Recent signals, newest first, from the signals table.
+
+`since` here and in the WebSocket `trading_signals` subscription (api/routers/ws.py) is
+the same `Instant` and the same filter (`ts >= since`, `db.queries.signals`), so a client
+can page with one and catch up with the other and see the same rows.
+"""
 
 from __future__ import annotations
 
@@ -41,10 +46,11 @@ async def list_signals(
     limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
 ) -> list[SignalOut]:
     """Signals matching every filter given. Written in batches, so the newest may lag by
-    `SIGNAL_FLUSH_MS`; the WebSocket topic `trading_signals` has them at once."""
+    `SIGNAL_FLUSH_MS`; the WebSocket topic `trading_signals` has them at once (subscribe
+    with `since` to get the stored ones first, then the live ones)."""
 
     def read() -> list[SignalOut]:
-        with runtime.sessions() as session:
+        with runtime.read_sessions() as session:
             rows = recent_signals(
                 session,
                 symbol=symbol,

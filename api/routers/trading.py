@@ -7,16 +7,16 @@ they answer with the broker down. Each list is newest first and paged;
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
+from api.after_effect import record_after_effect
 from api.auth import Principal, Trader
 from api.deps import ReadSession, RuntimeDep
 from api.pagination import Page, PageDep
-from api.runtime import Runtime
 from api.schemas.trading import (
     AccountFilter,
     FillOut,
@@ -26,7 +26,6 @@ from api.schemas.trading import (
     TradeOut,
     paging,
 )
-from db.engine import unit_of_work
 from db.queries.audit import record_event
 from db.queries.trading import (
     list_fills,
@@ -120,20 +119,24 @@ async def execute_trades(
     `risk_rejected` with the reason. 404 for an unknown id, 409 for one not waiting, before
     anything is sent. Sent at most once, like the council's orders."""
     outcomes = await execute_pending(runtime.sessions, runtime.settings, body.intent_ids)
-    await asyncio.to_thread(_audit_execution, runtime, caller, outcomes)
+    await record_after_effect(
+        runtime.sessions,
+        lambda session: _audit_execution(session, caller, outcomes),
+        what="trade.approved",
+        intents=[o.intent_id for o in outcomes],
+    )
     return outcomes
 
 
-def _audit_execution(runtime: Runtime, caller: Principal, outcomes: list[IntentOutcome]) -> None:
-    with unit_of_work(runtime.sessions) as session:
-        for outcome in outcomes:
-            record_event(
-                session,
-                **caller.audit(),
-                event="trade.approved",
-                entity_type="trade_intent",
-                entity_id=outcome.intent_id,
-                before={"status": "pending_approval"},
-                after={"status": outcome.status, "order_status": outcome.order_status},
-                reason=outcome.reason,
-            )
+def _audit_execution(session: Session, caller: Principal, outcomes: list[IntentOutcome]) -> None:
+    for outcome in outcomes:
+        record_event(
+            session,
+            **caller.audit(),
+            event="trade.approved",
+            entity_type="trade_intent",
+            entity_id=outcome.intent_id,
+            before={"status": "pending_approval"},
+            after={"status": outcome.status, "order_status": outcome.order_status},
+            reason=outcome.reason,
+        )

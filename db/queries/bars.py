@@ -20,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Float,
+    Index,
     MetaData,
     Table,
     and_,
@@ -32,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.types import TypeDecorator
@@ -65,33 +66,55 @@ def upsert_bars(
     executemany on SQLite); one join counts what is new and what changed, and one
     INSERT .. ON CONFLICT merges. Runs inside the caller's transaction and does
     not commit. `frame` must hold each (symbol, ts) once, as `validate_bars` ensures.
+    `tasks/import_bars.py` uses the parts (`stage_bars`, `merge_staged_bars`) to keep
+    the SQLite write lock off the staging.
     """
-    stage = _staging_table()
     conn = session.connection()
     # CREATE TEMPORARY is transactional on both databases: if anything below raises,
     # the caller's rollback removes the table. Dropping it in a `finally` would run
     # inside an aborted Postgres transaction and hide the original error.
+    stage = stage_bars(conn, frame, timeframe, progress)
+    counts = merge_staged_bars(conn, stage)
+    stage.drop(conn)
+    return counts
+
+
+def stage_bars(
+    conn: Connection, frame: pd.DataFrame, timeframe: Timeframe, progress: Progress | None = None
+) -> Table:
+    """Load `frame` into a new temporary staging table on `conn` (which must be in a
+    transaction). A temporary table is the connection's own: on SQLite, writing it takes
+    no lock on the database, so the slow part of an import need not hold the write lock."""
+    stage = _staging_table()
     stage.create(conn)
-    _load_stage(session, stage, frame, timeframe, progress)
+    _load_stage(conn, stage, frame, timeframe, progress)
+    Index("bar_stage_symbol", stage.c.symbol).create(conn)  # merges go symbol batch by batch
+    return stage
+
+
+def merge_staged_bars(
+    conn: Connection, stage: Table, symbols: Sequence[str] | None = None
+) -> UpsertCounts:
+    """Merge the staged rows (of `symbols` only, if given) into `bars`; count what changed."""
     bars = cast(Table, Bar.__table__)
     on_key = and_(*(stage.c[k] == bars.c[k] for k in _KEY))
-    existing, changed = session.execute(
-        select(func.count(), func.count(case((_any_distinct(bars.c, stage.c), 1)))).select_from(
-            stage.join(bars, on_key)
-        )
+    only = stage.c.symbol.in_(list(symbols)) if symbols is not None else true()
+    total = conn.scalar(select(func.count()).select_from(stage).where(only)) or 0
+    existing, changed = conn.execute(
+        select(func.count(), func.count(case((_any_distinct(bars.c, stage.c), 1))))
+        .select_from(stage.join(bars, on_key))
+        .where(only)
     ).one()
     insert_fn = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert_fn(bars).from_select(
-        [*_KEY, *_VALUES], select(*(stage.c[k] for k in (*_KEY, *_VALUES))).where(true())
+        [*_KEY, *_VALUES], select(*(stage.c[k] for k in (*_KEY, *_VALUES))).where(only)
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=list(_KEY),
         set_={k: stmt.excluded[k] for k in _VALUES},
         where=_any_distinct(bars.c, stmt.excluded),
     )
-    session.execute(stmt)
-    stage.drop(conn)
-    total = len(frame)
+    conn.execute(stmt)
     return UpsertCounts(inserted=total - existing, updated=changed, unchanged=existing - changed)
 
 
@@ -173,27 +196,26 @@ def _staging_table() -> Table:
 
 
 def _load_stage(
-    session: Session,
+    conn: Connection,
     stage: Table,
     frame: pd.DataFrame,
     timeframe: Timeframe,
     progress: Progress | None,
 ) -> None:
     total = len(frame)
-    load = _copy_chunk if session.connection().dialect.name == "postgresql" else _insert_chunk
+    load = _copy_chunk if conn.dialect.name == "postgresql" else _insert_chunk
     for start in range(0, total, BATCH_ROWS):
-        load(session, stage, frame.iloc[start : start + BATCH_ROWS], timeframe)
+        load(conn, stage, frame.iloc[start : start + BATCH_ROWS], timeframe)
         if progress:
             progress(min(start + BATCH_ROWS, total), total)
 
 
-def _insert_chunk(session: Session, stage: Table, chunk: pd.DataFrame, tf: Timeframe) -> None:
+def _insert_chunk(conn: Connection, stage: Table, chunk: pd.DataFrame, tf: Timeframe) -> None:
     """executemany with values prepared column-wise: 5x faster than per-row type processing.
 
     The timestamp text must be exactly what `UTCDateTime` stores on SQLite, or
     the merge would compare unequal strings; `_sqlite_ts_text` checks that.
     """
-    conn = session.connection()
     stamps = _sqlite_ts_text(chunk["ts"], conn.dialect)
     values = [chunk[k].astype(object).where(chunk[k].notna(), None) for k in _VALUES]
     rows = list(zip(chunk["symbol"], [tf.value] * len(chunk), stamps, *values, strict=True))
@@ -216,7 +238,7 @@ def _sqlite_ts_text(ts: pd.Series, dialect: Dialect) -> list[str]:
     return texts
 
 
-def _copy_chunk(session: Session, stage: Table, chunk: pd.DataFrame, tf: Timeframe) -> None:
+def _copy_chunk(conn: Connection, stage: Table, chunk: pd.DataFrame, tf: Timeframe) -> None:
     """COPY a chunk into the staging table: about 10x faster than INSERT on Postgres."""
     buf = StringIO()
     out = chunk[["symbol", "ts", *_VALUES]].copy()
@@ -224,7 +246,7 @@ def _copy_chunk(session: Session, stage: Table, chunk: pd.DataFrame, tf: Timefra
     out["ts"] = out["ts"].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
     out.to_csv(buf, index=False, header=False, na_rep="")
     buf.seek(0)
-    raw = session.connection().connection.driver_connection
+    raw = conn.connection.driver_connection
     with raw.cursor() as cur:  # type: ignore[union-attr]
         cur.copy_expert(
             f"COPY {stage.name} (symbol, timeframe, ts, {', '.join(_VALUES)}) "

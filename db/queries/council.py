@@ -25,29 +25,6 @@ from models.ops import LLMCall
 from models.trading import Account, Fill, Order, TradeIntent
 
 
-def run_for_flow(
-    session: Session,
-    flow_run_id: str,
-    as_of: datetime,
-    budget_usd: Decimal | None,
-    params: dict[str, Any],
-) -> CouncilRun:
-    """The council run of a Prefect flow run, created on its first execution."""
-    run = session.scalar(select(CouncilRun).where(CouncilRun.flow_run_id == flow_run_id))
-    if run is None:
-        run = CouncilRun(
-            as_of=as_of,
-            status=RunStatus.RUNNING,
-            budget_usd=budget_usd,
-            params=params,
-            flow_run_id=flow_run_id,
-            started_at=utcnow(),
-        )
-        session.add(run)
-        session.flush()
-    return run
-
-
 def run_of_flow(session: Session, flow_run_id: object) -> CouncilRun:
     """The council run a Prefect flow run sat (its id as a UUID or a string)."""
     run = session.scalar(select(CouncilRun).where(CouncilRun.flow_run_id == str(flow_run_id)))
@@ -107,19 +84,6 @@ def get_run(session: Session, run_id: int) -> CouncilRun:
     run = session.get(CouncilRun, run_id)
     if run is None:
         raise NotFoundError(f"council run {run_id} does not exist")
-    return run
-
-
-def finish_run(
-    session: Session, run_id: int, status: RunStatus, detail: str | None = None
-) -> CouncilRun:
-    """Close a run, with its total LLM cost summed from its calls."""
-    run = get_run(session, run_id)
-    run.status = status
-    run.detail = detail
-    run.finished_at = utcnow()
-    calls = session.scalars(select(LLMCall.cost_usd).where(LLMCall.run_id == run_id))
-    run.cost_usd = sum(calls, Decimal(0))
     return run
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from models.market import Instrument
@@ -21,7 +22,7 @@ class InstrumentCounts:
     unchanged: int
 
 
-def ensure_instruments(session: Session, symbols: Iterable[str]) -> int:
+def ensure_instruments(session: Session | Connection, symbols: Iterable[str]) -> int:
     """Create a bare instrument for each unknown symbol; return how many were created."""
     wanted = sorted(set(symbols))
     if not wanted:
@@ -62,8 +63,9 @@ def upsert_reference(
     return InstrumentCounts(created=created, updated=updated, unchanged=unchanged)
 
 
-def _is_postgres(session: Session) -> bool:
-    return session.connection().dialect.name == "postgresql"
+def _is_postgres(db: Session | Connection) -> bool:
+    conn = db.connection() if isinstance(db, Session) else db
+    return conn.dialect.name == "postgresql"
 
 
 def sectors_of(session: Session, symbols: Sequence[str]) -> dict[str, str | None]:

@@ -1,4 +1,5 @@
-"""Signal rows: written in batches by the realtime process, listed for the dashboard.
+"""Signal rows: written in batches by the realtime process, listed for the dashboard,
+replayed to a WebSocket subscriber that catches up (`signals_since`).
 
 Writes are idempotent: a signal is unique per (strategy, symbol, timeframe,
 kind, ts), and a batch that repeats one (a replay, a retried flush) inserts
@@ -9,7 +10,7 @@ first, because a live feed can carry a symbol nobody imported.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -95,3 +96,32 @@ def recent_signals(
         stmt = stmt.where(Signal.ts >= since)
     stmt = stmt.order_by(Signal.ts.desc(), Signal.id.desc()).limit(min(limit, MAX_LIST))
     return list(session.scalars(stmt))
+
+
+def signals_since(
+    session: Session,
+    since: datetime,
+    *,
+    symbols: Collection[str] | None = None,
+    limit: int = MAX_LIST,
+) -> list[tuple[Signal, str]]:
+    """The newest `limit` signals at or after `since`, oldest first, each with its strategy's
+    name: what a `trading_signals` subscriber asking for `since` is replayed.
+
+    Same filter as `recent_signals` (`ts >= since`, so GET /api/signals?since= lists the same
+    rows), newest kept when there are more: the replay must join the live feed without a gap,
+    so it is the oldest ones that a bounded replay leaves out. Ties in `ts` keep insertion
+    order, which is the engine's. Ask for one more than you send to learn whether any were
+    left out.
+    """
+    stmt = (
+        select(Signal, Strategy.name)
+        .join(Strategy, Strategy.id == Signal.strategy_id)
+        .where(Signal.ts >= since)
+    )
+    if symbols:
+        stmt = stmt.where(Signal.symbol.in_(sorted(symbols)))
+    stmt = stmt.order_by(Signal.ts.desc(), Signal.id.desc()).limit(limit)
+    rows = [(signal, name) for signal, name in session.execute(stmt).tuples()]
+    rows.reverse()
+    return rows

@@ -286,6 +286,17 @@ def _intents(session: Session, ids: Sequence[int]) -> list[TradeIntent]:
     return list(session.scalars(select(TradeIntent).where(TradeIntent.id.in_(list(ids)))))
 
 
+def outcomes_of_source(session: Session, source: str) -> list[IntentOutcome]:
+    """Where the trades asked for under `source` stand now, in the order they were asked."""
+    rows = session.execute(
+        select(TradeIntent.id, Account.name)
+        .join(Account, Account.id == TradeIntent.account_id)
+        .where(TradeIntent.idempotency_key.like(f"{source}-%"))
+        .order_by(TradeIntent.id)
+    ).all()
+    return [_outcome(session, account, intent_id, None) for intent_id, account in rows]
+
+
 def _outcome(
     session: Session, account: str, intent_id: int | None, trade: ManualTrade | None
 ) -> IntentOutcome:

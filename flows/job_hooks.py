@@ -1,0 +1,71 @@
+"""The state hooks that keep a job in step with its flow run, wherever the flow runs.
+
+Declared on the flows themselves (`JOB_HOOKS`), so they run in the job's
+worker process or on a Prefect worker alike. They find the job by the flow's
+`job_id` parameter (a run nobody asked for through the API has none) and
+move it through db/queries/jobs.py, the lifecycle's one owner:
+
+* Running: the job starts (and learns its flow run).
+* Completed / Cancelled / Failed / Crashed: the job ends so, with the cause
+  of a failure in one line: the flow's exception as `describe_failure` puts
+  it (the first real error, never `ExceptionGroup`), else Prefect's message.
+
+A job the flow itself finished (the council ends its run and job together)
+is not moved again: finishing is idempotent. With Redis each move is also
+announced on `jobs:updates`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prefect.client.schemas.objects import FlowRun, State
+
+from db.engine import make_engine, make_session_factory, transaction
+from db.queries.jobs import Change, job_change
+from models.jobs import JobUpdate
+from services.bus import make_bus
+from services.bus.job_updates import announce_job
+from services.settings import get_settings
+
+
+async def follow_job(flow: object, flow_run: FlowRun, state: State[Any]) -> None:
+    """A state hook: move the job named by the run's `job_id` parameter to `state`."""
+    job_id = flow_run.parameters.get("job_id")
+    if not isinstance(job_id, int):
+        return
+    change = job_change(job_id, state, str(flow_run.id))
+    if change is None:
+        return
+    await apply_change(change)
+
+
+async def apply_change(change: Change) -> JobUpdate | None:
+    """Apply `change` in its own transaction (retried on conflicts) and announce it."""
+    settings = get_settings()
+    update = await asyncio.to_thread(_apply, settings.database_url, change)
+    if update is not None and settings.redis_url:
+        bus = make_bus(settings.redis_url)
+        try:
+            await announce_job(bus, update)
+        finally:
+            await bus.close()
+    return update
+
+
+def _apply(database_url: str, change: Change) -> JobUpdate | None:
+    engine = make_engine(database_url)
+    try:
+        return transaction(make_session_factory(engine), change)
+    finally:
+        engine.dispose()
+
+
+JOB_HOOKS: dict[str, Any] = {
+    "on_running": [follow_job],
+    "on_completion": [follow_job],
+    "on_failure": [follow_job],
+    "on_cancellation": [follow_job],
+    "on_crashed": [follow_job],
+}

@@ -1,0 +1,40 @@
+"""Calendar days as a request may name them: query parameters, job bodies, backtests.
+
+`date` runs from year 1 to 9999, and the code behind an as-of day does arithmetic on it:
+a day means its close, known at the next midnight (`day + 1 day`), and windows reach back
+from it. At `date.max` that overflows, so a council job `as_of: 9999-12-31` used to be
+accepted (202) and then fail inside its flow. `Day` keeps every day far inside the range
+(1900 to 2999), so a window either side exists and the refusal is a 422 naming the field.
+
+`DecisionDay` is also at most today (UTC): a point-in-time decision is made at a close
+that has happened, or today's as it comes; "as of" next year would just be today's data
+under a future date. Backtest days are plain `Day`s: a range past today only ends early.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+
+
+def not_after_today(day: date) -> date:
+    """`day`, unless it is after today in UTC (the clock the as-of instants use)."""
+    today = datetime.now(UTC).date()
+    if day > today:
+        raise ValueError(
+            f"{day} is after today ({today}, UTC): a point-in-time decision cannot be "
+            "made as of a day still to come"
+        )
+    return day
+
+
+Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
+"""A day from 1900-01-01 to 2999-12-31: far enough inside `date` for a day either side."""
+
+DecisionDay = Annotated[Day, AfterValidator(not_after_today)]
+"""A `Day` that is not after today (UTC): what a council or research job may be as of."""
