@@ -1,4 +1,4 @@
-"""Writing down what a request did, after it did it.
+"""Acting from a request without stalling the server, and writing down what it did.
 
 Some requests act outside the database first (an order to the broker, a
 resumed flow run) and then record it (an audit event, a reply's outcome). By
@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import transaction
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def record_after_effect(
@@ -34,3 +35,19 @@ async def record_after_effect(
         logger.exception("after_effect.unrecorded", extra={"what": what, **facts})
         return False
     return True
+
+
+async def off_the_loop(work: Callable[[], Awaitable[T]]) -> T:
+    """Run async `work` on an event loop of its own, in a worker thread.
+
+    The execution code (tasks/execution) is written for flows: it awaits the
+    broker but reads and writes the database synchronously between awaits. On
+    the realtime server's loop each of those writes would stall every stream,
+    and a write queueing for SQLite's lock would stall the very requests whose
+    commits it waits for. So trades a request places run here, away from it.
+    """
+    return await asyncio.to_thread(lambda: asyncio.run(_awaited(work)))
+
+
+async def _awaited(work: Callable[[], Awaitable[T]]) -> T:
+    return await work()

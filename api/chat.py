@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.after_effect import record_after_effect
+from api.after_effect import off_the_loop, record_after_effect
 from api.auth import Principal
 from api.runtime import Runtime
 from api.valuation import current_marks, portfolio
@@ -284,10 +284,12 @@ async def _place_trades(
         )
         for t in answer.trades
     ]
-    return await place_manual_trades(
-        runtime.sessions,
-        runtime.settings,
-        trades,
-        source=f"chat-{user_message_id}",
-        execute=runtime.settings.chat_execute,
+    return await off_the_loop(
+        lambda: place_manual_trades(
+            runtime.sessions,
+            runtime.settings,
+            trades,
+            source=f"chat-{user_message_id}",
+            execute=runtime.settings.chat_execute,
+        )
     )

@@ -35,7 +35,7 @@ from uuid import UUID
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import transaction
+from db.engine import read_sessions_of, transaction
 from db.queries.jobs import (
     fail_unfinished_jobs,
     finish_job,
@@ -71,6 +71,7 @@ class JobSupervisor:
     ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.read_sessions = read_sessions_of(sessions)
         self.bus = bus  # set with Redis: what the children's hooks also publish on
         self.runner = _runner(settings)
         self._slots = asyncio.Semaphore(settings.jobs_max_running)
@@ -151,12 +152,7 @@ class JobSupervisor:
         from prefect.deployments import arun_deployment
         from prefect.exceptions import ObjectNotFound
 
-        with self.sessions() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            parameters = {**job.params, "job_id": job_id}
-            # Unique across databases that share one Prefect server (ids restart in each).
-            key = f"aitrader-job-{job_id}-{job.created_at.timestamp():.6f}"
+        parameters, key = await asyncio.to_thread(self._deployment_call, job_id)
         name = DEPLOYMENTS[kind]
         try:
             flow_run = await arun_deployment(
@@ -227,6 +223,22 @@ class JobSupervisor:
     ) -> None:
         transaction(self.sessions, lambda s: record_runner(s, job_id, runner, flow_run_id, owner))
 
+    def _deployment_call(self, job_id: int) -> tuple[dict[str, object], str]:
+        with self.read_sessions() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            # Unique across databases that share one Prefect server (ids restart in each).
+            key = f"aitrader-job-{job_id}-{job.created_at.timestamp():.6f}"
+            return {**job.params, "job_id": job_id}, key
+
+    def _deployment_jobs(self) -> list[tuple[int, str]]:
+        with self.read_sessions() as session:
+            return [
+                (job.id, job.flow_run_id)
+                for job in unfinished_jobs(session, runner="deployment")
+                if job.flow_run_id
+            ]
+
     def _fail_orphans(self) -> list[JobUpdate]:
         def orphans(session: Session) -> list[JobUpdate]:
             ids = [job.id for job in unfinished_jobs(session) if _owner_gone(job)]
@@ -237,12 +249,7 @@ class JobSupervisor:
     async def _follow_deployments(self) -> list[JobUpdate]:
         from prefect import get_client
 
-        with self.sessions() as session:
-            followed = [
-                (job.id, job.flow_run_id)
-                for job in unfinished_jobs(session, runner="deployment")
-                if job.flow_run_id
-            ]
+        followed = await asyncio.to_thread(self._deployment_jobs)
         updates: list[JobUpdate] = []
         if not followed:
             return updates

@@ -66,6 +66,7 @@ def test_the_whole_stack_under_concurrent_use_fails_nothing_and_doubles_nothing(
     assert report.import_exit == 0, report.import_output[-2000:]
     assert len(report.jobs) == 2
     assert report.unfinished_jobs == []
+    assert {j["status"] for j in report.jobs.values()} == {"completed"}, report.jobs
     assert report.stuck_runs == []
     assert report.chat_answered > 0
     assert report.chat_trades_answered

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from api.after_effect import record_after_effect
+from api.after_effect import off_the_loop, record_after_effect
 from api.auth import LLMSpender, Principal, Trader
 from api.deps import ReadSession, RuntimeDep
 from api.job_start import start_job
@@ -128,13 +128,15 @@ async def approve_pitch(
     dropped pitch. Approving the same pitch again answers the first approval's outcome."""
     account = _account(runtime, body.account)
     trade = await asyncio.to_thread(_trade, runtime, pitch_id, body)
-    outcomes = await place_manual_trades(
-        runtime.sessions,
-        runtime.settings,
-        [trade],
-        source=f"pitch-{pitch_id}",
-        execute=body.execute,
-        account=account,
+    outcomes = await off_the_loop(
+        lambda: place_manual_trades(
+            runtime.sessions,
+            runtime.settings,
+            [trade],
+            source=f"pitch-{pitch_id}",
+            execute=body.execute,
+            account=account,
+        )
     )
     await record_after_effect(
         runtime.sessions,

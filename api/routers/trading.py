@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from api.after_effect import record_after_effect
+from api.after_effect import off_the_loop, record_after_effect
 from api.auth import Principal, Trader
 from api.deps import ReadSession, RuntimeDep
 from api.pagination import Page, PageDep
@@ -118,7 +118,9 @@ async def execute_trades(
     market moved since it was asked for), and one that now fails stays unsent,
     `risk_rejected` with the reason. 404 for an unknown id, 409 for one not waiting, before
     anything is sent. Sent at most once, like the council's orders."""
-    outcomes = await execute_pending(runtime.sessions, runtime.settings, body.intent_ids)
+    outcomes = await off_the_loop(
+        lambda: execute_pending(runtime.sessions, runtime.settings, body.intent_ids)
+    )
     await record_after_effect(
         runtime.sessions,
         lambda session: _audit_execution(session, caller, outcomes),

@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import unit_of_work
+from db.engine import read_sessions_of, unit_of_work
 from models.enums import LLMCallStatus
 from models.llm import LLMCallRecord
 from models.ops import LLMCall
@@ -21,6 +21,7 @@ class SqlCallStore:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._reads = read_sessions_of(sessions)  # a cache lookup takes no write lock
 
     def record(self, call: LLMCallRecord) -> int:
         with unit_of_work(self._sessions) as session:
@@ -31,7 +32,7 @@ class SqlCallStore:
 
     def find_cached(self, cache_key: str) -> LLMCallRecord | None:
         """The first usable answer recorded under `cache_key` (the first, so replays agree)."""
-        with self._sessions() as session:
+        with self._reads() as session:
             row = session.scalar(
                 select(LLMCall)
                 .where(LLMCall.cache_key == cache_key, LLMCall.status.in_(USABLE))
