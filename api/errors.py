@@ -118,7 +118,9 @@ async def _ours(request: Request, exc: Exception) -> JSONResponse:
     status = next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
     if status >= 500:
         logger.error("api.error", exc_info=exc, extra={"path": request.url.path})
-        return problem(request, status, f"{type(exc).__name__}: {exc}")
+        # A 503 did nothing (the house rule): say when to try again.
+        again = {"Retry-After": "5"} if status == 503 else None
+        return problem(request, status, f"{type(exc).__name__}: {exc}", headers=again)
     headers: dict[str, str] = {}
     if isinstance(exc, AuthenticationError):
         headers["WWW-Authenticate"] = "Bearer"

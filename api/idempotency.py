@@ -31,6 +31,7 @@ body it hashes is bounded and problems carry the request id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.engine import transaction
@@ -83,20 +85,33 @@ class IdempotencyMiddleware:
         sessions = runtime.sessions
         who = _scope_of(scope)
         fingerprint = _fingerprint(scope, body)
-        claim = await asyncio.to_thread(
-            transaction,
-            sessions,
-            lambda s: claim_key(
-                s,
-                scope=who,
-                key=key,
-                fingerprint=fingerprint,
-                method=scope["method"],
-                path=scope["path"],
-                owner=job_owner(),
-                keep_for=KEEP_FOR,
-            ),
-        )
+        try:
+            claim = await asyncio.to_thread(
+                transaction,
+                sessions,
+                lambda s: claim_key(
+                    s,
+                    scope=who,
+                    key=key,
+                    fingerprint=fingerprint,
+                    method=scope["method"],
+                    path=scope["path"],
+                    owner=job_owner(),
+                    keep_for=KEEP_FOR,
+                ),
+            )
+        except SQLAlchemyError as exc:  # nothing was done: the client retries with its key
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            logger.warning("idempotency.claim_failed", extra={"reason": reason})
+            await _problem(
+                scope,
+                send,
+                503,
+                "Service unavailable",
+                f"the database is unavailable: {reason}",
+                retry_after="1",
+            )
+            return
         self._maybe_prune(sessions)
         if claim.record is not None:
             await _answer_holder(scope, send, claim.record, claim.same_request)
@@ -133,12 +148,18 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, capture)
         except Exception as exc:  # recorded for the retries, then the error handlers answer
             body = _problem_body(500, "Internal error", f"failed with {type(exc).__name__}")
-            await self._keep(sessions, who, key, 500, [], body)
+            with contextlib.suppress(SQLAlchemyError):
+                await self._keep(sessions, who, key, 500, [], body)
             raise
-        if status in NOTHING_DONE:
-            await asyncio.to_thread(transaction, sessions, lambda s: release_key(s, who, key))
-            return
-        await self._keep(sessions, who, key, status, headers, b"".join(chunks))
+        try:
+            if status in NOTHING_DONE:
+                await asyncio.to_thread(transaction, sessions, lambda s: release_key(s, who, key))
+            else:
+                await self._keep(sessions, who, key, status, headers, b"".join(chunks))
+        except SQLAlchemyError:  # answered already; its retries will be told to wait
+            logger.exception(
+                "idempotency.not_kept", extra={"status": status, "path": scope["path"]}
+            )
 
     async def _keep(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -22,15 +23,20 @@ from db.queries.bars import bar_coverage
 from db.queries.jobs import create_job, get_job
 from db.queries.tokens import ensure_user
 from models.enums import Timeframe
-from models.errors import InvalidInputError
+from models.errors import InvalidInputError, JobLaunchError
 from models.jobs import BacktestJob, CouncilJob, JobOut, ResearchJob
+from models.ops import AuditEvent, Job
 
 JobRequestBody = CouncilJob | ResearchJob | BacktestJob
 
 
 async def start_job(runtime: Runtime, request: JobRequestBody, caller: Principal) -> JobOut:
     recorded = await asyncio.to_thread(_record, runtime, request, caller)
-    await runtime.jobs.launch(recorded.id, request.type)
+    try:
+        await runtime.jobs.launch(recorded.id, request.type)
+    except JobLaunchError:  # not started: undo the record, so the 503 did nothing
+        await asyncio.to_thread(transaction, runtime.sessions, lambda s: _discard(s, recorded.id))
+        raise
     try:
         return await asyncio.to_thread(_read, runtime, recorded.id)
     except SQLAlchemyError:  # started: answer it as recorded rather than an error
@@ -61,6 +67,17 @@ def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobO
         after={"type": job.type, "params": params},
     )
     return JobOut.model_validate(job)
+
+
+def _discard(session: Session, job_id: int) -> None:
+    session.execute(
+        delete(AuditEvent).where(
+            AuditEvent.event == "job.requested",
+            AuditEvent.entity_type == "job",
+            AuditEvent.entity_id == str(job_id),
+        )
+    )
+    session.execute(delete(Job).where(Job.id == job_id))
 
 
 def _read(runtime: Runtime, job_id: int) -> JobOut:

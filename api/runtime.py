@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 STATUS_EVERY_S = 5.0
 KEPT_GRACE_S = 30.0  # how long `stop` waits for work that outlives its request
 LIVE_SOURCES = frozenset({"alpaca"})  # whose ticks are real trades worth keeping as bars
+THREADS = 64  # the worker threads database work runs on (see start_runtime)
 
 
 @dataclass
@@ -158,6 +160,11 @@ class Runtime:
 async def start_runtime(
     settings: Settings, metrics: Metrics, source: MarketDataSource | None = None
 ) -> Runtime:
+    # Database work goes to threads (asyncio.to_thread); a writer may queue there for the
+    # SQLite lock, so the default pool of cores + 4 threads would let a few waits stall all.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="realtime")
+    )
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     read_sessions = make_read_session_factory(engine)

@@ -89,18 +89,19 @@ def run_cmd(
             {"train": wf_train, "test": wf_test, "window": wf_window}
         )
     params = parse_params(param or [])
-    summary = _run(
-        {
-            "strategy": strategy,
-            "symbols": [s.strip().upper() for s in symbols.split(",") if s.strip()],
-            "start": start.date(),
-            "end": end.date(),
-            "params": params,
-            "config": config,
-            "walk_forward": walk_forward,
-            "optimise": optimise,
-        }
-    )
+    with ctx.prefect():
+        summary = _run(
+            {
+                "strategy": strategy,
+                "symbols": [s.strip().upper() for s in symbols.split(",") if s.strip()],
+                "start": start.date(),
+                "end": end.date(),
+                "params": params,
+                "config": config,
+                "walk_forward": walk_forward,
+                "optimise": optimise,
+            }
+        )
     _print_summary(summary)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import wraps
 from typing import ParamSpec, TypeVar
@@ -19,6 +19,7 @@ from db.engine import check_connection, make_engine, make_session_factory, unit_
 from db.migrate import current_revision, head_revision
 from models.errors import AITraderError, ConfigurationError
 from services.log_setup import configure_logging
+from services.prefect_api import PrefectApi, use_prefect_api
 from services.settings import Settings, get_settings, load_settings
 
 console = Console()
@@ -40,6 +41,11 @@ class CommandContext:
         with unit_of_work(self.sessions) as session:
             yield session
 
+    def prefect(self) -> AbstractContextManager[PrefectApi]:
+        """Run flows inside this: Prefect's client then talks to PREFECT_API_URL, the server
+        of an `aitrader up` beside us, or a private server started (and stopped) for it."""
+        return use_prefect_api(self.settings, notify=_say)
+
     def require_schema(self) -> None:
         """Refuse to work on a database that is not at the migration head."""
         current, head = current_revision(self.engine), head_revision(self.engine)
@@ -60,6 +66,10 @@ def open_context() -> CommandContext:
     engine = make_engine(settings.database_url, echo=settings.database_echo)
     check_connection(engine)
     return CommandContext(settings=settings, engine=engine, sessions=make_session_factory(engine))
+
+
+def _say(line: str) -> None:
+    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def run_command(fn: Callable[P, R]) -> Callable[P, R]:

@@ -157,15 +157,17 @@ def approve_cmd(
         raise NotFoundError(f"council run {run_id} has no Prefect flow run")
     if unknown := set(rejected) - proposed:
         raise NotFoundError(f"council run {run_id} has no decisions {sorted(unknown)}")
-    state = _flow_run_state(UUID(flow_run_id), run_id)
-    if not state.is_paused():
-        raise CouncilFlowError(f"council run {run_id} is not paused: its flow run is {state.name}")
-    # The server checks run_input against the JSON schema of ApprovalInput that the pause stored.
-    answer = ApprovalInput(reject=rejected, note=note, approver=by or _login())
-    try:
-        resume_flow_run(UUID(flow_run_id), run_input=answer.model_dump(mode="json"))
-    except RuntimeError as exc:  # the server refused the input or the resume
-        raise CouncilFlowError(f"council run {run_id} was not resumed: {exc}") from None
+    with ctx.prefect():
+        state = _flow_run_state(UUID(flow_run_id), run_id)
+        if not state.is_paused():
+            name = state.name
+            raise CouncilFlowError(f"council run {run_id} is not paused: its flow run is {name}")
+        # The server checks run_input against the JSON schema of ApprovalInput the pause stored.
+        answer = ApprovalInput(reject=rejected, note=note, approver=by or _login())
+        try:
+            resume_flow_run(UUID(flow_run_id), run_input=answer.model_dump(mode="json"))
+        except RuntimeError as exc:  # the server refused the input or the resume
+            raise CouncilFlowError(f"council run {run_id} was not resumed: {exc}") from None
     console.print(
         f"council run {run_id} resumed by {answer.approver}: {len(proposed) - len(rejected)} "
         f"to approve, {len(rejected)} to reject. The flow picks the answer up within seconds; "
@@ -284,7 +286,8 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
         if missing := [s for s in symbols if s not in stored]:
             raise NotFoundError(f"no daily bars for {', '.join(missing)}: see `aitrader data list`")
     announce = _announcer(ctx) if params["approval"] == Approval.MANUAL else None
-    state, flow_run_id = asyncio.run(_run_flow(params, announce))
+    with ctx.prefect():
+        state, flow_run_id = asyncio.run(_run_flow(params, announce))
     with ctx.transaction() as session:
         run = q.run_of_flow(session, flow_run_id) if flow_run_id else None
         if state.is_cancelled():

@@ -121,7 +121,8 @@ def sync_cmd() -> None:
     """Book every account's new fills and bracket exits up to now, and snapshot it."""
     ctx = open_context()
     ctx.require_schema()
-    state = asyncio.run(_sync())
+    with ctx.prefect():
+        state = asyncio.run(_sync())
     rows = state.result(raise_on_failure=False)
     for row in rows if isinstance(rows, list) else []:
         drift = f"; differs from the broker: {row['drift']}" if row.get("drift") else ""
@@ -150,7 +151,8 @@ def execute_cmd(
     ctx = open_context()
     ctx.require_schema()
     as_of = datetime.now().astimezone() if now else None
-    state = asyncio.run(_execute(decision_ids, as_of))
+    with ctx.prefect():
+        state = asyncio.run(_execute(decision_ids, as_of))
     rows = state.result(raise_on_failure=False)
     if isinstance(rows, list):
         print_lines(rows)

@@ -1,14 +1,20 @@
 """`aitrader up`: the local stack in one terminal; Ctrl-C stops all of it.
 
-Three children, started in order: a Prefect server (SQLite under
-`--prefect-home`), the served deployments (`python -m deployments.serve`:
-the weekly council on its schedule) and the realtime process (`aitrader
-serve`). The deployments start only once the Prefect API answers its health
-check. The Prefect server listens on 127.0.0.1 only. Every child gets
-`PREFECT_HOME` and `PREFECT_API_URL` pointing at that server, through an
-`env NAME=VALUE ...` prefix: each command line is complete as printed, the
-rest of the environment is inherited, and nothing here reads the environment
-(only services/settings.py does; tests/test_layering.py checks).
+Three processes, started in order: a Prefect server (SQLite under
+`--prefect-home`, run by `LocalPrefectServer`: started under the home's start
+lock, waited for until `/api/health` answers, its output in
+`HOME/server-PORT.log`), the served deployments (`python -m
+deployments.serve`: the weekly council on its schedule) and the realtime
+process (`aitrader serve`). The Prefect server listens on 127.0.0.1 only.
+Every child gets `PREFECT_HOME` and `PREFECT_API_URL` pointing at that server,
+through an `env NAME=VALUE ...` prefix: each command line is complete as
+printed, the rest of the environment is inherited, and nothing here reads the
+environment (only services/settings.py does; tests/test_layering.py checks).
+
+Once the server is healthy its URL and pid go to `STACK_FILE`
+(`data/stack.json`), removed on stop: commands run beside the stack (`aitrader
+council run`, `backtest run`, `council approve`, ...) find it there and run
+their flows on it, so they show in its UI (services/prefect_api.py).
 
 Each child runs in its own session, so a Ctrl-C in the terminal reaches only
 this process, which then stops the children in reverse order (SIGINT, then
@@ -30,14 +36,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import httpx
 import typer
 
 from cli.context import console, err_console, open_context, run_command
 from models.errors import AITraderError
+from services.prefect_api import publish_stack, withdraw_stack
+from services.prefect_server import (
+    LocalPrefectServer,
+    api_url,
+    default_database_url,
+    server_command,
+)
 
-PREFECT_HOST = "127.0.0.1"
-PREFECT_STARTUP_S = 120.0
 STOP_GRACE_S = 15.0
 
 
@@ -70,20 +80,15 @@ def stack_commands(
     env = (
         "env",
         f"PREFECT_HOME={home}",
-        f"PREFECT_API_URL={prefect_api_url(prefect_port)}",
-        f"PREFECT_SERVER_DATABASE_CONNECTION_URL=sqlite+aiosqlite:///{home / 'prefect.db'}",
+        f"PREFECT_API_URL={api_url(prefect_port)}",
+        f"PREFECT_SERVER_DATABASE_CONNECTION_URL={default_database_url(home)}",
     )
-    prefect = ("server", "start", "--host", PREFECT_HOST, "--port", str(prefect_port))
     realtime = ("serve", "--host", host, "--port", str(port))
     return [
-        Child("prefect", (*env, python, "-m", "prefect", *prefect)),
+        Child("prefect", server_command(home, prefect_port, python=python)),
         Child("deployments", (*env, python, "-m", "deployments.serve")),
         Child("realtime", (*env, python, "-m", "cli.main", *realtime)),
     ]
-
-
-def prefect_api_url(prefect_port: int) -> str:
-    return f"http://{PREFECT_HOST}:{prefect_port}/api"
 
 
 @run_command
@@ -103,24 +108,33 @@ def up(
     children = stack_commands(
         host=host, port=port, prefect_port=prefect_port, prefect_home=prefect_home
     )
-    api = prefect_api_url(prefect_port)
+    server = LocalPrefectServer(
+        prefect_home,
+        port=prefect_port,
+        startup_timeout_s=ctx.settings.prefect_startup_timeout_s,
+        stop_grace_s=STOP_GRACE_S,
+        notify=_say,
+    )
+    stack_file = ctx.settings.stack_file
     running: list[tuple[Child, subprocess.Popen[bytes]]] = []
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        running.append(_start(children[0]))
-        _wait_for_health(api, running[0])
+        _say(f"starting prefect: {' '.join(server.argv)}  (log: {server.log_path})")
+        server.start()
+        publish_stack(stack_file, server)
         for child in children[1:]:
             running.append(_start(child))
         console.print(
-            f"AITrader is up. Prefect UI: http://{PREFECT_HOST}:{prefect_port}  "
+            f"AITrader is up. Prefect UI: {server.ui_url}  "
             f"realtime API: http://{host}:{port} (docs: /docs)\n"
-            f"Councils pause for approval: PREFECT_API_URL={api} "
-            "aitrader council approve RUN_ID. Ctrl-C stops everything.",
+            f"Councils pause for approval: `aitrader council approve RUN_ID` from this "
+            f"directory (it finds this Prefect server in {stack_file}). "
+            "Ctrl-C stops everything.",
             highlight=False,
         )
-        child, code = _wait_for_exit(running)
-        raise StackError(f"{child.name} exited with code {code}, so the stack was stopped")
+        name, code = _wait_for_exit(server, running)
+        raise StackError(f"{name} exited with code {code}, so the stack was stopped")
     except KeyboardInterrupt:
         console.print("stopping ...")
     finally:
@@ -128,6 +142,10 @@ def up(
         for sig in handlers:
             signal.signal(sig, signal.SIG_IGN)
         _stop(running)
+        if server.pid is not None:
+            withdraw_stack(stack_file, server.pid)
+        if (exit_code := server.stop()) is not None:
+            console.print(f"prefect stopped ({exit_code})")
         for sig, handler in handlers.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
     console.print("stopped")
@@ -138,25 +156,15 @@ def _start(child: Child) -> tuple[Child, subprocess.Popen[bytes]]:
     return child, subprocess.Popen(child.argv, start_new_session=True)  # noqa: S603
 
 
-def _wait_for_health(api: str, server: tuple[Child, subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + PREFECT_STARTUP_S
-    while time.monotonic() < deadline:
-        if (code := server[1].poll()) is not None:
-            raise StackError(f"the Prefect server exited with code {code} before it was healthy")
-        try:
-            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(0.5)
-    raise StackError(f"the Prefect API at {api} was not healthy after {PREFECT_STARTUP_S:.0f} s")
-
-
-def _wait_for_exit(running: Sequence[tuple[Child, subprocess.Popen[bytes]]]) -> tuple[Child, int]:
+def _wait_for_exit(
+    server: LocalPrefectServer, running: Sequence[tuple[Child, subprocess.Popen[bytes]]]
+) -> tuple[str, int]:
     while True:
+        if (code := server.poll()) is not None:
+            return "prefect", code
         for child, process in running:
             if (code := process.poll()) is not None:
-                return child, code
+                return child.name, code
         time.sleep(0.5)
 
 
@@ -179,6 +187,10 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
     # The child leads its own session (start_new_session), so its group id is its pid.
     with contextlib.suppress(ProcessLookupError):  # gone already
         os.killpg(process.pid, sig)
+
+
+def _say(line: str) -> None:
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

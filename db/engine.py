@@ -67,7 +67,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    # `?timeout=S` in the URL sets another wait (tests make locks fail fast with it).
+    waits = {} if "timeout" in parsed.query else {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    engine = create_engine(url, echo=echo, connect_args=waits)
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     event.listen(engine, "commit", _sqlite_on_end)

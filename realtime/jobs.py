@@ -14,7 +14,15 @@ deployment):
   (`child_environment`), its own session (a Ctrl-C on the server reaches it
   only through `stop`), and a log file under `JOBS_LOG_DIR`. If it dies
   before its flow run finished (killed, out of memory), its job is marked
-  failed here, since its own hooks never ran.
+  failed here with how it died, since its own hooks never ran. All children
+  share one Prefect API (`SharedPrefectApi`: PREFECT_API_URL, else `aitrader
+  up`'s, else one local server started with the first job), never a server
+  each: concurrent ephemeral servers race to migrate one database.
+
+Every job's end is written through db/queries/jobs.py. `reconcile` (at start
+and every `RECONCILE_EVERY_S`) ends the jobs nobody else will: those whose
+owning process on this machine is gone (an earlier server, a killed CLI
+run), and deployment jobs whose flow run Prefect reports finished.
 
 On `stop` the children still running are terminated: their flow runs crash,
 their jobs fail with the reason. A paused council waiting for approval is one
@@ -51,6 +59,8 @@ from models.ops import Job
 from realtime.background import BackgroundTask
 from services.bus import Bus
 from services.bus.job_updates import announce_job
+from services.prefect_api import SharedPrefectApi
+from services.prefect_server import PrefectServerError
 from services.settings import JobRunner, Settings, child_environment
 
 logger = logging.getLogger(__name__)
@@ -78,6 +88,9 @@ class JobSupervisor:
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconciler = BackgroundTask("jobs-reconcile")
+        # One Prefect server for every worker process (started with the first one), so
+        # concurrent jobs never each start, and race to migrate, a server of their own.
+        self._prefect = SharedPrefectApi(settings, ephemeral=True)
 
     @property
     def running(self) -> int:
@@ -120,7 +133,10 @@ class JobSupervisor:
                 logger.exception("jobs.reconcile_failed")
 
     async def launch(self, job_id: int, kind: JobType) -> None:
-        """Start job `job_id`'s flow run (or queue it for a free process slot)."""
+        """Start job `job_id`'s flow run (or queue it for a free process slot).
+
+        `JobLaunchError` if it could not be started: nothing runs, and the caller removes
+        the job it recorded (a request that answers an error did nothing)."""
         if self.runner is JobRunner.DEPLOYMENT:
             await self._run_deployment(job_id, kind)
             return
@@ -145,6 +161,7 @@ class JobSupervisor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._reconciler.stop()
+        await self._prefect.aclose()
 
     # --- deployment ------------------------------------------------------------------
 
@@ -164,11 +181,9 @@ class JobSupervisor:
             )
         except ObjectNotFound:
             reason = f"no deployment {name!r} on the Prefect server: `prefect deploy` it first"
-            await self._fail(job_id, reason)
             raise JobLaunchError(reason) from None
-        except Exception as exc:  # any client or server failure: recorded on the job, then 503
+        except Exception as exc:  # any client or server failure: the caller undoes the job
             reason = f"the Prefect server refused the run of {name!r}: {exc}"
-            await self._fail(job_id, reason)
             raise JobLaunchError(reason) from exc
         await asyncio.to_thread(
             self._mark, job_id, runner="deployment", flow_run_id=str(flow_run.id)
@@ -180,13 +195,18 @@ class JobSupervisor:
         async with self._slots:
             log_path = self._log_path(job_id)
             try:
+                prefect_env = await self._prefect.child_env()
+            except PrefectServerError as exc:
+                await self._fail(job_id, f"no Prefect server for its flow run: {exc}")
+                return
+            try:
                 with log_path.open("ab") as log:
                     proc = await asyncio.create_subprocess_exec(
                         sys.executable,
                         "-m",
                         "flows.jobs",
                         str(job_id),
-                        env=child_environment(self.settings, _prefect_env()),
+                        env=child_environment(self.settings, prefect_env),
                         stdin=asyncio.subprocess.DEVNULL,
                         stdout=log,
                         stderr=log,
@@ -321,11 +341,3 @@ def _runner(settings: Settings) -> JobRunner:
     if settings.jobs_runner is not JobRunner.AUTO:
         return settings.jobs_runner
     return JobRunner.DEPLOYMENT if settings.prefect_api_url else JobRunner.PROCESS
-
-
-def _prefect_env() -> dict[str, str]:
-    """The Prefect API this process talks to (a test harness sets it in code, not in env)."""
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    return {"PREFECT_API_URL": url} if url else {}
