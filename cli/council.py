@@ -46,7 +46,7 @@ from cli.trading import print_execution, print_lines
 from db.queries import council as q
 from db.queries.bars import bar_coverage
 from models.enums import Timeframe
-from models.errors import AITraderError, NotFoundError
+from models.errors import AITraderError, NotFoundError, describe_failure
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun, State
@@ -298,7 +298,16 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
             failure = state.result(raise_on_failure=False)
             if isinstance(failure, AITraderError):
                 raise failure
-            raise CouncilFlowError(f"the council's flow run ended {state.name}: {state.message}")
+            # The run's own record has the cause in words (the first real error, never
+            # its group); a flow that failed before its run existed has only its exception.
+            if run is not None and run.detail:
+                raise CouncilFlowError(f"council run {run.id} {run.status}: {run.detail}")
+            cause = (
+                describe_failure(failure)
+                if isinstance(failure, BaseException)
+                else state.message or state.name
+            )
+            raise CouncilFlowError(f"the council's flow run ended {state.name}: {cause}")
         console.print(f"council run {run.id} as of {day(run.as_of)}: {run.status}")
         print_decisions(session, run.id, title=f"decisions of council run {run.id}")
         summary = state.result(raise_on_failure=False)

@@ -158,6 +158,13 @@ def test_a_worker_process_that_dies_fails_its_job_with_the_reason(process_api: A
     job = process_api.post("/api/jobs", json={**RESEARCH, "stop_after": "pitches"}).json()
     assert job["runner"] == "process"
     pid = _until("the worker process", lambda: runtime.jobs.worker_pids().get(job["id"]))
+
+    def sitting() -> int | None:  # kill it mid-run: its council run exists, and is running
+        params = process_api.get(f"/api/jobs/{job['id']}").json()["params"]
+        run_id = params.get("council_run_id")
+        return run_id if isinstance(run_id, int) else None
+
+    run_id = _until("the council run", sitting)
     os.killpg(pid, signal.SIGKILL)
 
     def ended() -> dict[str, Any] | None:
@@ -172,6 +179,9 @@ def test_a_worker_process_that_dies_fails_its_job_with_the_reason(process_api: A
     assert failed["status"] == "failed"
     assert "killed by SIGKILL" in failed["error"]
     assert failed["finished_at"] is not None
+    run = process_api.get(f"/api/council/{run_id}").json()["run"]
+    assert run["status"] == "failed"  # not left running behind its job
+    assert "killed by SIGKILL" in run["detail"]
 
 
 def test_settings_given_in_code_reach_the_worker_process(tmp_path: Path) -> None:

@@ -120,6 +120,20 @@ def test_a_run_stopped_by_its_budget_says_why_and_exits_3(
     assert "no decision was made" in out
 
 
+def test_a_run_that_fails_prints_its_cause_in_one_line_and_exits_1(
+    aitrader: Run, priced_llm: FakeOpenAI
+) -> None:
+    code, out = aitrader(
+        "council", "run", "--as-of", AS_OF, "--approval", "auto",
+        "--models", "openai/no-such-priced-model", "--budget", "1",
+    )  # fmt: skip
+    assert code == 1, out
+    [line] = [x for x in out.splitlines() if x.startswith("error:")]
+    assert "failed: no price for model 'openai/no-such-priced-model'" in line, out
+    assert "ExceptionGroup" not in out
+    assert "Traceback" not in out
+
+
 def test_approving_an_unknown_run_fails_in_one_line(aitrader: Run) -> None:
     code, out = aitrader("council", "approve", "999")
     assert code == 1

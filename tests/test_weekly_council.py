@@ -215,6 +215,28 @@ def test_a_run_stops_cleanly_on_its_budget(db: Engine, priced_llm: FakeOpenAI) -
         assert run.cost_usd > 0
 
 
+def test_an_unpriced_model_under_a_budget_ends_the_run_and_its_job_failed_with_the_cause(
+    db: Engine, priced_llm: FakeOpenAI
+) -> None:
+    # litellm has no price for this model, so a budget cannot be enforced: every member's
+    # first call refuses, in parallel (an ExceptionGroup), and the run must say why.
+    state = _run(models=["openai/no-such-priced-model"], budget_usd=1.0)
+    assert state.is_failed()
+    with make_session_factory(db)() as session:
+        run = session.scalars(select(CouncilRun)).one()
+        job = session.get(Job, run.job_id)
+        assert job is not None
+        assert run.status is RunStatus.FAILED
+        assert job.status is RunStatus.FAILED
+        for cause in (run.detail, job.error):
+            assert cause is not None
+            assert "no price for model 'openai/no-such-priced-model'" in cause
+            assert "ExceptionGroup" not in cause
+        assert run.finished_at is not None
+        assert job.finished_at is not None
+    assert priced_llm.requests == []  # refused before anything was sent
+
+
 def test_a_member_whose_answer_stays_invalid_abstains_and_the_council_goes_on(
     db: Engine, priced_llm: FakeOpenAI
 ) -> None:
