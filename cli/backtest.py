@@ -25,7 +25,7 @@ from models.backtest import (
     Stops,
     WalkForward,
 )
-from models.errors import AITraderError, InvalidInputError
+from models.errors import AITraderError, InvalidInputError, describe_failure
 
 app = typer.Typer(help="Backtests: single runs, parameter sweeps, walk-forward.")
 
@@ -161,7 +161,8 @@ def _run(params: dict[str, Any]) -> dict[str, Any]:
         failure = state.result(raise_on_failure=False)
         if isinstance(failure, AITraderError):
             raise failure
-        raise BacktestFailedError(f"the backtest flow run ended {state.name}: {state.message}")
+        cause = describe_failure(failure) if isinstance(failure, BaseException) else state.message
+        raise BacktestFailedError(f"the backtest flow run ended {state.name}: {cause}")
     result: dict[str, Any] = state.result()
     return result
 

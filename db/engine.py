@@ -30,6 +30,7 @@ import logging
 import random
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +54,9 @@ RETRY_ATTEMPTS = 5
 _READER = "aitrader_reader"
 _RETRYABLE_PG = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 T = TypeVar("T")
+_READS_OF: weakref.WeakKeyDictionary[sessionmaker[Session], sessionmaker[Session]] = (
+    weakref.WeakKeyDictionary()
+)  # a cache, not state: each write factory's read twin, gone with it
 
 
 class ReadOnlySessionError(RuntimeError):
@@ -91,9 +95,11 @@ def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def read_sessions_of(factory: sessionmaker[Session]) -> sessionmaker[Session]:
-    """Read-only sessions on the engine behind `factory`."""
-    bind = factory.kw["bind"]
-    return make_read_session_factory(bind)
+    """Read-only sessions on the engine behind `factory` (made once per factory)."""
+    reads = _READS_OF.get(factory)
+    if reads is None:
+        reads = _READS_OF[factory] = make_read_session_factory(factory.kw["bind"])
+    return reads
 
 
 @contextmanager

@@ -36,7 +36,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from db.engine import make_engine, make_session_factory, unit_of_work
+from db.engine import make_engine, make_read_session_factory, make_session_factory, unit_of_work
 from db.queries.backtests import (
     add_param_results,
     add_trades,
@@ -66,7 +66,7 @@ def load_panel(symbols: list[str], start: date, end: date) -> PricePanel:
     """The symbols' daily bars from `start` through `end`, as known at `end`'s close."""
     engine = make_engine(get_settings().database_url)
     try:
-        with make_session_factory(engine)() as session:
+        with make_read_session_factory(engine)() as session:  # a long read: no write lock
             frame = bars_frame(session, symbols, start, end)
     finally:
         engine.dispose()

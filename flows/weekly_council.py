@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import (
     acreate_progress_artifact,
     acreate_table_artifact,
@@ -153,9 +153,11 @@ async def weekly_council(
             max_weight,
             approval_timeout_s,
         )
-    except Exception as exc:  # the run ends failed with its cause, then Prefect sees the error
-        await run.finish(RunStatus.FAILED, describe_failure(exc), stage="failed")
-        raise
+    except Exception as exc:  # the run ends failed with its cause in words, and so does Prefect
+        cause = describe_failure(exc)
+        get_run_logger().error("council run %s failed: %s", run_id, cause)
+        await run.finish(RunStatus.FAILED, cause, stage="failed")
+        return Failed(message=cause)
     finally:
         await run.close()
 

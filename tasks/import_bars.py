@@ -106,23 +106,27 @@ def import_bar_file_beside_writers(
                 stage = stage_bars(
                     conn, valid, timeframe, lambda done, total: step("staging", done, total)
                 )
-            with write_transaction(conn):
-                created = ensure_instruments(conn, symbols)
-            batches = [
-                symbols[i : i + SYMBOLS_PER_MERGE]
-                for i in range(0, len(symbols), SYMBOLS_PER_MERGE)
-            ]
-            for done, batch in enumerate(batches, 1):
+            try:
                 with write_transaction(conn):
-                    merged = merge_staged_bars(conn, stage, batch)
-                counts = UpsertCounts(
-                    inserted=counts.inserted + merged.inserted,
-                    updated=counts.updated + merged.updated,
-                    unchanged=counts.unchanged + merged.unchanged,
-                )
-                step("writing", done, len(batches))
-            with read_transaction(conn):
-                stage.drop(conn)
+                    created = ensure_instruments(conn, symbols)
+                batches = [
+                    symbols[i : i + SYMBOLS_PER_MERGE]
+                    for i in range(0, len(symbols), SYMBOLS_PER_MERGE)
+                ]
+                for done, batch in enumerate(batches, 1):
+                    with write_transaction(conn):
+                        merged = merge_staged_bars(conn, stage, batch)
+                    counts = UpsertCounts(
+                        inserted=counts.inserted + merged.inserted,
+                        updated=counts.updated + merged.updated,
+                        unchanged=counts.unchanged + merged.unchanged,
+                    )
+                    step("writing", done, len(batches))
+            finally:  # the connection goes back to the pool: leave no staging table on it
+                if conn.in_transaction():
+                    conn.rollback()
+                with read_transaction(conn):
+                    stage.drop(conn)
         report = _report(path, timeframe, frame, checked, counts, created, started)
         with write_transaction(conn):
             conn.execute(insert(AuditEvent).values(**_audit_values(path, report)))

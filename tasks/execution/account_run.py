@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import unit_of_work
+from db.engine import read_sessions_of, unit_of_work
 from db.queries.accounts import ensure_account
 from db.queries.halts import halted_reason
 from models.accounts import AccountConfig
@@ -87,7 +87,7 @@ async def execute_account(
     if isinstance(broker, PaperBroker):
         held = {p.symbol for p in await broker.positions()}
         working = {o.symbol for o in await broker.list_orders(open_only=True)}
-        with sessions() as session:
+        with read_sessions_of(sessions)() as session:
             feed_bars(session, broker, held | working | {s for _, s in todo}, as_of)
 
     submitted: set[str] = set()
@@ -99,7 +99,7 @@ async def execute_account(
         execute_at_last_close(sessions, broker, submitted, as_of)
     result = AccountExecution(account.name)
     result.new_fills, result.drift = await book(sessions, broker, account_id, as_of, bus)
-    with sessions() as session:
+    with read_sessions_of(sessions)() as session:
         result.lines = [_line(session, account.name, d, account_id) for d, _ in todo]
     return result
 
@@ -125,7 +125,7 @@ async def sync_account(
     if isinstance(broker, PaperBroker):
         held = {p.symbol for p in await broker.positions()}
         working = {o.symbol for o in await broker.list_orders(open_only=True)}
-        with sessions() as session:
+        with read_sessions_of(sessions)() as session:
             feed_bars(session, broker, held | working, until)
     result = AccountExecution(account.name)
     result.new_fills, result.drift = await book(sessions, broker, account_id, until, bus)
@@ -136,7 +136,7 @@ async def reconcile_pending(
     sessions: sessionmaker[Session], broker: Broker, account_id: int, account: str
 ) -> int:
     """Settle every entry order an earlier attempt left `pending_submit`; return how many."""
-    with sessions() as session:
+    with read_sessions_of(sessions)() as session:
         pending = session.scalars(
             select(Order.intent_id).where(
                 Order.account_id == account_id,
@@ -160,7 +160,7 @@ async def _plan(
     now: datetime,
 ) -> int | None:
     """The intent's id if it may be sent (its checks passed), else None."""
-    with sessions() as session:
+    with read_sessions_of(sessions)() as session:
         decision = session.get(CouncilDecision, decision_id)
         assert decision is not None
         intent = session.scalar(
@@ -198,7 +198,7 @@ async def account_state(
     zone = ZoneInfo(hours.timezone) if hours else UTC
     local = now.astimezone(zone)
     day_start = datetime(local.year, local.month, local.day, tzinfo=zone).astimezone(UTC)
-    with sessions() as session:
+    with read_sessions_of(sessions)() as session:
         halted = halted_reason(session, account.name)
         start_equity = ledger.day_start_equity(session, account_id, day_start)
     return AccountState(
@@ -226,7 +226,7 @@ async def submit_intent(
 
     True if the entry is working at the broker (so a paper broker should price it).
     """
-    with sessions() as session:  # the switch is read again at the last moment
+    with read_sessions_of(sessions)() as session:  # the switch is read again at the last moment
         halted = halted_reason(session, account)
     if halted is not None:
         logger.warning("intent %s not sent: %s", intent_id, halted)
@@ -266,7 +266,7 @@ def execute_at_last_close(
     newer prices (an old decision executed late), its own last price is used:
     an order sent now cannot trade at a price from before.
     """
-    with sessions() as session:
+    with read_sessions_of(sessions)() as session:
         for symbol in sorted(symbols):
             priced = last_close(session, symbol, as_of)
             if priced is None:

@@ -29,7 +29,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import unit_of_work
+from db.engine import read_sessions_of, unit_of_work
 from db.queries.accounts import account_by_name, ensure_account
 from db.queries.trading import latest_snapshot
 from models.accounts import AccountConfig
@@ -110,7 +110,7 @@ async def place_manual_trades(
             if sending and await submit_intent(sessions, broker, intent_id or 0, account.name):
                 sent.add(trade.symbol)
         await _finish(sessions, broker, account_id, sent, now, bus)
-    with sessions() as session:
+    with read_sessions_of(sessions)() as session:
         return [_outcome(session, account.name, intent_id, trade) for intent_id, trade in results]
 
 
@@ -129,7 +129,7 @@ async def execute_pending(
     """
     now = now or utcnow()
     by_account: dict[str, list[int]] = {}
-    with sessions() as session:
+    with read_sessions_of(sessions)() as session:
         for intent_id in dict.fromkeys(intent_ids):
             intent = session.get(TradeIntent, intent_id)
             if intent is None:
@@ -145,7 +145,7 @@ async def execute_pending(
     for name, ids in by_account.items():
         account = settings.account(name)
         async with open_broker(account, settings) as broker:
-            with sessions() as session:
+            with read_sessions_of(sessions)() as session:
                 symbols = {i.symbol for i in _intents(session, ids)}
             account_id = await _prepare(sessions, account, broker, symbols, now)
             sent: set[str] = set()
@@ -156,7 +156,7 @@ async def execute_pending(
                 if passed and await submit_intent(sessions, broker, intent_id, account.name):
                     sent.add(symbol)
             await _finish(sessions, broker, account_id, sent, now, bus)
-        with sessions() as session:
+        with read_sessions_of(sessions)() as session:
             outcomes.extend(_outcome(session, name, i, None) for i in ids)
     return outcomes
 
@@ -175,7 +175,7 @@ async def _prepare(
     if isinstance(broker, PaperBroker):
         held = {p.symbol for p in await broker.positions()}
         working = {o.symbol for o in await broker.list_orders(open_only=True)}
-        with sessions() as session:
+        with read_sessions_of(sessions)() as session:
             feed_bars(session, broker, held | working | symbols, now)
     return account_id
 

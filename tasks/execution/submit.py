@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import unit_of_work
+from db.engine import read_sessions_of, unit_of_work
 from models.base import utcnow
 from models.broker import BrokerOrder, OrderRequest
 from models.enums import OrderLeg, OrderStatus
@@ -90,7 +90,7 @@ async def submit_once(
     if known is None and not send:
         return order
     if known is None:
-        with sessions() as session:
+        with read_sessions_of(sessions)() as session:
             intent = session.get(TradeIntent, intent_id)
             assert intent is not None
             request = OrderRequest(
