@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.auth import Require
 from api.body_limit import BodyLimitMiddleware
 from api.errors import problem_responses, register_error_handlers
-from api.idempotency import IdempotencyMiddleware
+from api.idempotency import IdempotencyMiddleware, document_idempotency
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
 from api.routers import (
@@ -113,6 +113,8 @@ def create_app(
         app.include_router(
             router, dependencies=viewer, responses=problem_responses(401, 403, 404, 422)
         )
+
+    document_idempotency(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

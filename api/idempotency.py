@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -310,3 +311,44 @@ async def _problem(
         headers.append((b"retry-after", retry_after.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def document_idempotency(app: FastAPI) -> None:
+    """Put the `Idempotency-Key` header, and the 409/422 it can answer, on every mutating
+    operation of the OpenAPI page: the middleware serves them all, so the page says so."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for item in schema.get("paths", {}).values():
+            for method, operation in item.items():
+                if method.upper() not in MUTATING:
+                    continue
+                operation.setdefault("parameters", []).append(HEADER_DOC)
+                responses = operation.setdefault("responses", {})
+                responses.setdefault("409", IN_PROGRESS_DOC)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+HEADER_DOC: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Retry safely: the first request with a key acts and its answer is kept 24 h; a "
+        "retry with the same key and body gets that answer back "
+        "(`Idempotency-Replayed: true`) without acting again. Another body with the same "
+        "key is a 422; a retry while the first still runs is a 409. A 503 or 429 did "
+        "nothing, so its key is free to retry."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+IN_PROGRESS_DOC: dict[str, Any] = {
+    "description": "A request with this Idempotency-Key is still being answered: retry.",
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}

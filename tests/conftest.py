@@ -316,3 +316,27 @@ def api(api_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ite
     monkeypatch.chdir(tmp_path)
     with running_api(api_settings(api_db_url)) as client:
         yield client
+
+
+# --- a database as `make demo` leaves it, for the whole-stack tests -------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def stack_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A migrated database holding the sample bars, as `make demo` leaves one."""
+    from tasks.import_bars import import_bar_file
+
+    admin: Engine | None = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/stack.db"
+    else:
+        admin = request.getfixturevalue("postgres_admin")
+        url = create_postgres_database(admin)
+    engine = make_engine(url)
+    upgrade(engine)
+    with unit_of_work(make_session_factory(engine)) as session:
+        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
+    engine.dispose()
+    yield request.param, url
+    if admin is not None:
+        drop_postgres_database(admin, url)

@@ -30,7 +30,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ class LoadReport:
     jobs: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> final job body
     import_exit: int | None = None
     import_output: str = ""
+    council_exit: int | None = None  # `aitrader council run` in a terminal beside the server
+    council_output: str = ""
+    busy_start_s: float = 0.0  # how long both cores were kept busy while everything started
     chat_answered: int = 0  # 2xx chat replies
     chat_trades_answered: set[str] = field(default_factory=set)  # their entry orders' cids
     broker_entries: set[str] = field(default_factory=set)  # entry cids at the paper broker
@@ -100,6 +104,8 @@ class LoadReport:
             "unfinished_jobs": len(self.unfinished_jobs),
             "stuck_council_runs": len(self.stuck_runs),
             "import_exit": self.import_exit,
+            "cli_council_exit": self.council_exit,
+            "busy_start_s": round(self.busy_start_s, 1),
             "chat_replies_2xx": self.chat_answered,
             "broker_entry_orders": len(self.broker_entries),
             "effects_behind_errors": len(self.effects_behind_errors),
@@ -114,6 +120,7 @@ class LoadReport:
             "server_errors": self.server_errors[:50],
             "job_bodies": self.jobs,
             "import_tail": self.import_output[-3000:],
+            "council_tail": self.council_output[-3000:],
             "effects": sorted(self.effects_behind_errors),
             "stuck": self.stuck_runs,
             "client_failures": self.client_failures,
@@ -167,19 +174,24 @@ class Client:
         self.http.close()
 
 
-def run_stack_load(
-    backend: str, database_url: str, workdir: Path, shared_file: Path, *, duration_s: float = 60
-) -> LoadReport:
-    """Serve, load, wait for the jobs, stop; return what was seen. The database holds the
-    sample bars and is at the migration head."""
-    report = LoadReport(backend)
+@dataclass
+class Stack:
+    """`aitrader serve` running on loopback, as a user starts it, with two trader tokens."""
+
+    base: str
+    env: dict[str, str]
+    workdir: Path
+    tokens: dict[str, str]
+
+
+@contextmanager
+def serving(database_url: str, workdir: Path) -> Iterator[Stack]:
+    """Run `aitrader serve` (process job runner, chat trades executing) until the block ends."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = _environment(database_url, workdir)
     tokens = _tokens(database_url)
     port = free_port()
-    server_log = workdir / "server.log"
-    started = time.monotonic()
-    with server_log.open("wb") as log:
+    with (workdir / "server.log").open("wb") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
             cwd=workdir,
@@ -191,43 +203,124 @@ def run_stack_load(
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_ready(base, server)
-        lock = threading.Lock()
-        chat = Client(base, tokens["chat"], report, lock)
-        watcher = Client(base, tokens["watch"], report, lock)
-        deadline = time.monotonic() + duration_s
-        jobs = [
-            _start_job(chat, {"type": "council", "params": _council_params()}),
-            _start_job(chat, {"type": "backtest", "params": _sweep_params()}),
-        ]
-        importer = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "data", "import", str(shared_file)],
-            cwd=workdir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        threads = [
-            threading.Thread(target=_guard(report, _chat_loop, chat, deadline), name="chat"),
-            threading.Thread(target=_guard(report, _watch_loop, watcher, deadline), name="watch"),
-        ]
-        for t in threads:
-            t.start()
-        out, _ = importer.communicate(timeout=duration_s + 600)
-        report.import_exit = importer.returncode
-        report.import_output = out.decode(errors="replace")
-        for t in threads:
-            t.join()
-        for job_id in jobs:
-            if job_id is not None:
-                report.jobs[job_id] = _wait_job(chat, job_id, timeout_s=600)
-        report.seconds = time.monotonic() - started
-        chat.close()
-        watcher.close()
+        yield Stack(base, env, workdir, tokens)
     finally:
         _stop(server)
+
+
+def aitrader(stack: Stack, *args: str) -> subprocess.Popen[bytes]:
+    """An `aitrader` command beside the server, as a second terminal would run it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=stack.workdir,
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def lock_lines(workdir: Path, *outputs: str) -> list[str]:
+    """Every "database is locked" in the server's and the jobs' logs and in `outputs`."""
+    found = []
+    for path in [workdir / "server.log", *sorted((workdir / "jobs").glob("*.log"))]:
+        if path.exists():
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if LOCKED in line:
+                    found.append(f"{path.name}:{n}: {line[:300]}")
+    for i, output in enumerate(outputs):
+        found += [f"output {i}: {line[:300]}" for line in output.splitlines() if LOCKED in line]
+    return found
+
+
+def run_stack_load(
+    backend: str,
+    database_url: str,
+    workdir: Path,
+    shared_file: Path,
+    *,
+    duration_s: float = 60,
+    busy_start: bool = True,
+) -> LoadReport:
+    """Start everything at once (with `busy_start`, on a machine whose two cores are kept
+    busy until every flow run has started), load it for `duration_s`, wait for the jobs and
+    the terminal's council, stop; return what was seen. The database holds the sample bars
+    and is at the migration head; the Prefect home is fresh."""
+    report = LoadReport(backend)
+    started = time.monotonic()
+    spinners = _spin(2) if busy_start else []
+    try:
+        with serving(database_url, workdir) as stack:
+            lock = threading.Lock()
+            chat = Client(stack.base, stack.tokens["chat"], report, lock)
+            watcher = Client(stack.base, stack.tokens["watch"], report, lock)
+            deadline = time.monotonic() + duration_s
+            jobs = [
+                start_job(chat, {"type": "council", "params": council_params()}),
+                start_job(chat, {"type": "backtest", "params": sweep_params()}),
+            ]
+            council = aitrader(stack, "council", "run", *COUNCIL_ARGS)  # the demo's council
+            importer = aitrader(stack, "data", "import", str(shared_file))
+            threads = [
+                threading.Thread(target=_guard(report, _chat_loop, chat, deadline), name="c"),
+                threading.Thread(target=_guard(report, _watch_loop, watcher, deadline), name="w"),
+            ]
+            for t in threads:
+                t.start()
+            _until_flows_started(chat, [j for j in jobs if j is not None], council)
+            _stop_spinning(spinners)
+            report.busy_start_s = time.monotonic() - started
+            out, _ = importer.communicate(timeout=duration_s + 600)
+            report.import_exit = importer.returncode
+            report.import_output = out.decode(errors="replace")
+            out, _ = council.communicate(timeout=600)
+            report.council_exit = council.returncode
+            report.council_output = out.decode(errors="replace")
+            for t in threads:
+                t.join()
+            for job_id in jobs:
+                if job_id is not None:
+                    report.jobs[job_id] = wait_job(chat, job_id, timeout_s=600)
+            report.seconds = time.monotonic() - started
+            chat.close()
+            watcher.close()
+    finally:
+        _stop_spinning(spinners)
     _collect(report, database_url, workdir)
     return report
+
+
+COUNCIL_ARGS = (
+    "--approval", "auto", "--as-of", "2019-12-27", "--symbols", "AAPL,MSFT,NVDA,JPM,XOM,KO",
+)  # fmt: skip
+
+
+def _spin(n: int) -> list[subprocess.Popen[bytes]]:
+    """`n` processes that keep a core each busy: a loaded machine."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def _stop_spinning(spinners: list[subprocess.Popen[bytes]]) -> None:
+    for spinner in spinners:
+        if spinner.poll() is None:
+            spinner.kill()
+            spinner.wait()
+
+
+def _until_flows_started(
+    client: Client, job_ids: list[int], council: subprocess.Popen[bytes], timeout_s: float = 300
+) -> None:
+    """Until both jobs left `pending` and the terminal's council has a job row of its own
+    (its flow is running): Prefect servers up, migrations done, flows started."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = client.call("GET", "/api/jobs", params={"limit": 50}).json()["items"]
+        by_id = {row["id"]: row for row in rows}
+        jobs_started = all(by_id.get(j, {}).get("status") not in (None, "pending") for j in job_ids)
+        cli_started = council.poll() is not None or any(r["runner"] == "cli" for r in rows)
+        if jobs_started and cli_started:
+            return
+        time.sleep(1)
 
 
 # --- the clients' work -------------------------------------------------------------------
@@ -271,7 +364,7 @@ def _guard(
     return run
 
 
-def _start_job(client: Client, body: dict[str, Any]) -> int | None:
+def start_job(client: Client, body: dict[str, Any]) -> int | None:
     response = client.call("POST", "/api/jobs", json=body)
     if not response.is_success:
         client.report.client_failures.append(f"job {body['type']}: {response.status_code}")
@@ -280,7 +373,7 @@ def _start_job(client: Client, body: dict[str, Any]) -> int | None:
     return job_id
 
 
-def _wait_job(client: Client, job_id: int, *, timeout_s: float) -> dict[str, Any]:
+def wait_job(client: Client, job_id: int, *, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -292,7 +385,7 @@ def _wait_job(client: Client, job_id: int, *, timeout_s: float) -> dict[str, Any
     return body
 
 
-def _council_params() -> dict[str, Any]:
+def council_params() -> dict[str, Any]:
     return {
         "as_of": "2019-12-27",
         "universe": ["AAPL", "MSFT", "NVDA", "JPM", "XOM", "KO", "PG", "INTC"],
@@ -300,7 +393,7 @@ def _council_params() -> dict[str, Any]:
     }
 
 
-def _sweep_params() -> dict[str, Any]:
+def sweep_params() -> dict[str, Any]:
     return {
         "strategy": "sma_cross",
         "params": {"fast": [5, 10, 15, 20], "slow": [50, 100, 150]},
@@ -378,13 +471,7 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
 
 
 def _collect(report: LoadReport, database_url: str, workdir: Path) -> None:
-    for path in [workdir / "server.log", *sorted((workdir / "jobs").glob("*.log"))]:
-        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-            if LOCKED in line:
-                report.lock_lines.append(f"{path.name}:{n}: {line[:300]}")
-    for n, line in enumerate(report.import_output.splitlines(), 1):
-        if LOCKED in line:
-            report.lock_lines.append(f"import:{n}: {line[:300]}")
+    report.lock_lines += lock_lines(workdir, report.import_output, report.council_output)
     state = json.loads((workdir / "paper" / "paper.json").read_text())
     report.broker_entries = {
         r["order"]["client_order_id"] for r in state["orders"].values() if r["parent_id"] is None

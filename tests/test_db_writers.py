@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -22,9 +21,8 @@ from db.engine import (
 from db.migrate import upgrade
 from db.queries.tokens import ensure_user
 from models.market import Bar
-from models.ops import AuditEvent
 from models.users import User
-from tasks.import_bars import import_bar_file, import_bar_file_beside_writers
+from tasks.import_bars import import_bar_file_beside_writers
 from tests.conftest import SAMPLE_DATA
 
 
@@ -105,47 +103,6 @@ def test_a_deadlock_on_postgres_is_retried_as_a_whole(postgres_url: str) -> None
     engine.dispose()
     assert errors == []
     assert len(runs) == 3  # one of the two was chosen as the deadlock victim, and re-ran
-
-
-def test_an_import_beside_a_writer_lets_it_write_and_lands_every_valid_bar(
-    fresh_db_url: str, shared_daily_file: Path
-) -> None:
-    """A writer commits every few milliseconds for the whole import of the shared file: it is
-    never refused, and every row the validator accepts lands, each once."""
-    engine = make_engine(fresh_db_url)
-    upgrade(engine)
-    sessions = make_session_factory(engine)
-    done = threading.Event()
-    written: list[float] = []
-    errors: list[BaseException] = []
-
-    def writer() -> None:
-        try:
-            while not done.is_set():
-                with unit_of_work(sessions) as session:
-                    session.add(AuditEvent(actor="t", event="tick", entity_type="t", entity_id="1"))
-                written.append(time.monotonic())
-                time.sleep(0.01)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        report = import_bar_file_beside_writers(engine, shared_daily_file)
-    finally:
-        done.set()
-        thread.join()
-    assert errors == []
-    assert len(written) > 10  # it kept writing all along
-    with sessions() as session:
-        expected = import_bar_file(session, shared_daily_file, dry_run=True)  # writes nothing
-        assert session.scalar(select(func.count()).select_from(Bar)) == report.inserted
-        [audit] = session.scalars(select(AuditEvent).where(AuditEvent.event == "bars.imported"))
-        assert audit.payload["inserted"] == report.inserted
-    assert (report.inserted, report.updated, report.unchanged) == (expected.rows_valid, 0, 0)
-    assert report.rejected == expected.rejected
-    engine.dispose()
 
 
 def test_an_interrupted_import_leaves_whole_symbols_and_a_rerun_finishes_it(

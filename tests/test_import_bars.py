@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -11,12 +13,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db.engine import make_engine, make_session_factory, unit_of_work
+from db.migrate import upgrade
 from db.queries.bars import bar_coverage, upsert_bars
 from models.enums import Timeframe
 from models.market import Bar, Instrument
 from models.ops import AuditEvent
 from services.vendors.bar_file import read_bar_file
-from tasks.import_bars import import_bar_file
+from tasks.import_bars import import_bar_file, import_bar_file_beside_writers
 from tasks.import_instruments import import_instrument_file
 from tests.conftest import SAMPLE_DATA
 from tests.factories import bar_row, write_bar_csv
@@ -166,10 +170,38 @@ def test_bundled_sample_imports_with_its_real_defects(session: Session) -> None:
 
 
 @pytest.mark.slow
-def test_whole_shared_file_imports_and_reimports_with_zero_changes(
-    session: Session, shared_daily_file: Path
+def test_whole_shared_file_imports_beside_a_writer_and_reimports_with_zero_changes(
+    fresh_db_url: str, shared_daily_file: Path
 ) -> None:
-    first = import_bar_file(session, shared_daily_file)
+    """What `aitrader data import` runs, while another writer commits every few milliseconds
+    (the realtime server, a council): the writer is never refused, every valid row lands
+    once, and the file's real defects are rejected with their reasons."""
+    engine = make_engine(fresh_db_url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    done = threading.Event()
+    written: list[int] = []
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            while not done.is_set():
+                with unit_of_work(sessions) as session:
+                    session.add(AuditEvent(actor="t", event="tick", entity_type="t", entity_id="1"))
+                written.append(1)
+                time.sleep(0.01)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        first = import_bar_file_beside_writers(engine, shared_daily_file)
+    finally:
+        done.set()
+        thread.join()
+    assert errors == []
+    assert len(written) > 10  # it kept writing all along
     assert first.rows_read == 592_358
     assert first.rejected == {
         "conflicting_duplicate": 4,  # VIAB 2019-12-04 and STI 2019-12-06, two copies each
@@ -179,9 +211,14 @@ def test_whole_shared_file_imports_and_reimports_with_zero_changes(
     }
     assert first.inserted == 592_350
     assert first.symbols == 482
-    second = import_bar_file(session, shared_daily_file)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Bar)) == 592_350
+        [audit] = session.scalars(select(AuditEvent).where(AuditEvent.event == "bars.imported"))
+        assert audit.payload["inserted"] == 592_350
+    second = import_bar_file_beside_writers(engine, shared_daily_file)
     assert second.changes == 0
     assert second.unchanged == 592_350
+    engine.dispose()
 
 
 def test_a_database_error_mid_merge_surfaces_as_itself(session: Session, tmp_path: Path) -> None:
