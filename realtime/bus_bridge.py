@@ -71,15 +71,23 @@ class BusBridge:
         return any(pump.running for pump in self._pumps.values())
 
     async def start(self) -> None:
+        """Start each tail at its stream's newest entry, read here when the bus answers (so a
+        message published once the server is up is never behind a tail's start); a bus
+        that is away is left to each pump to wait for, without holding the start-up."""
         for stream, topic in STREAM_TOPICS.items():
-            self._pumps[stream].start(self._pump(stream, topic))
+            try:
+                position: str | None = await asyncio.wait_for(self._bus.latest_id(stream), 2.0)
+            except (BusUnavailableError, TimeoutError):
+                position = None
+            self._pumps[stream].start(self._pump(stream, topic, position))
 
     async def stop(self) -> None:
         for pump in self._pumps.values():
             await pump.stop()
 
-    async def _pump(self, stream: str, topic: Topic) -> None:
-        position = await self._start_position(stream)
+    async def _pump(self, stream: str, topic: Topic, position: str | None = None) -> None:
+        if position is None:
+            position = await self._start_position(stream)
         while True:
             for delivery in await self._bus.tail(stream, last_id=position, block_ms=self._block_ms):
                 message = delivery.message

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from httpx_sse import connect_sse
@@ -251,8 +252,15 @@ def test_a_client_that_leaves_mid_stream_does_not_cut_the_turn(
     ) as source:
         assert source.response.status_code == 200  # and gone before any event
     deadline = time.monotonic() + 20
-    messages: list[dict[str, object]] = []
-    while len(messages) < 2 and time.monotonic() < deadline:
+    messages: list[dict[str, Any]] = []
+
+    def settled() -> bool:  # the reply is stored before its trade, which then fills
+        if len(messages) < 2:
+            return False
+        trades = (messages[-1]["payload"] or {}).get("trades") or []
+        return bool(trades) and all(t["status"] != "approved" for t in trades)
+
+    while not settled() and time.monotonic() < deadline:
         time.sleep(0.1)
         messages = api.get(f"/api/conversations/{conversation}", role=Role.TRADER).json()[
             "messages"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
@@ -33,6 +34,8 @@ from models.enums import DecisionStatus, JobType, RunStatus
 from models.errors import ConflictError, InvalidInputError, JobLaunchError, NotFoundError
 from models.jobs import CouncilJob, CouncilParams, JobOut
 from models.ops import Job
+
+PAUSE_WAIT_S = 15.0
 
 router = APIRouter(prefix="/api/council", tags=["council"])
 
@@ -92,8 +95,8 @@ async def approve_council(
     """Resume the run's paused flow with the same input `aitrader council approve` sends:
     every proposed decision is approved except `reject`. The flow settles the decisions
     and executes the approved ones; follow it on `job_updates`. 409 if it is not paused."""
-    flow_run_id, proposed = await asyncio.to_thread(_approvable, runtime, run_id, body)
-    await _resume(flow_run_id, run_id, body, caller)
+    flow_run_id, proposed, awaiting = await asyncio.to_thread(_approvable, runtime, run_id, body)
+    await _resume(flow_run_id, run_id, body, caller, wait=PAUSE_WAIT_S if awaiting else 0.0)
     await record_after_effect(
         runtime.sessions,
         lambda session: _audit_approval(session, run_id, proposed, body, caller),
@@ -130,7 +133,8 @@ def _council(session: ReadSession, run_id: int, *, chains: bool) -> CouncilOut:
     )
 
 
-def _approvable(runtime: Runtime, run_id: int, body: ApprovalIn) -> tuple[str, list[int]]:
+def _approvable(runtime: Runtime, run_id: int, body: ApprovalIn) -> tuple[str, list[int], bool]:
+    """The run's flow run, its proposed decisions, and whether it says it awaits approval."""
     with runtime.read_sessions() as session:
         run = q.get_run(session, run_id)
         proposed = [
@@ -142,10 +146,14 @@ def _approvable(runtime: Runtime, run_id: int, body: ApprovalIn) -> tuple[str, l
             raise InvalidInputError(
                 "body.reject", f"council run {run_id} has no proposed decisions {unknown}"
             )
-        return run.flow_run_id, proposed
+        job = session.get(Job, run.job_id) if run.job_id is not None else None
+        awaiting = job is not None and (job.result or {}).get("stage") == "approval"
+        return run.flow_run_id, proposed, awaiting
 
 
-async def _resume(flow_run_id: str, run_id: int, body: ApprovalIn, caller: Principal) -> None:
+async def _resume(
+    flow_run_id: str, run_id: int, body: ApprovalIn, caller: Principal, *, wait: float
+) -> None:
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import aresume_flow_run
@@ -153,6 +161,12 @@ async def _resume(flow_run_id: str, run_id: int, body: ApprovalIn, caller: Princ
     try:
         async with get_client() as client:
             state = (await client.read_flow_run(UUID(flow_run_id))).state
+            # The run announces its approval stage a moment before Prefect has it paused:
+            # an approver who answers at once waits that moment, not a 409.
+            deadline = time.monotonic() + wait
+            while state is not None and state.is_running() and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+                state = (await client.read_flow_run(UUID(flow_run_id))).state
         if state is None or not state.is_paused():
             name = state.name if state is not None else "without a state"
             raise ConflictError(f"council run {run_id} is not paused: its flow run is {name}")
