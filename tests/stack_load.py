@@ -48,6 +48,7 @@ from tests.live_server import free_port
 REPO = Path(__file__).resolve().parent.parent
 LOCKED = "database is locked"
 FINAL = {"completed", "failed", "canceled"}
+PACE_S = 0.05  # between a client's requests: busy users, not a benchmark burning the cores
 WATCHED = ["AAPL", "MSFT", "NVDA", "KO", "JPM", "XOM"]
 
 
@@ -334,6 +335,7 @@ def _chat_loop(client: Client, deadline: float) -> None:
             f"/api/conversations/{conversation['id']}/message",
             json={"content": "buy 1 AAPL"},
         )
+        time.sleep(PACE_S)
         if response.is_success:
             payload = response.json().get("payload") or {}
             with client._lock:
@@ -349,6 +351,7 @@ def _watch_loop(client: Client, deadline: float) -> None:
         symbol = WATCHED[i % len(WATCHED)]
         client.call("POST", "/api/watchlist", json={"symbol": symbol})
         client.call("DELETE", f"/api/watchlist/{symbol}")
+        time.sleep(PACE_S)
         i += 1
 
 

@@ -258,7 +258,7 @@ def test_a_client_that_leaves_mid_stream_does_not_cut_the_turn(
         if len(messages) < 2:
             return False
         trades = (messages[-1]["payload"] or {}).get("trades") or []
-        return bool(trades) and all(t["status"] != "approved" for t in trades)
+        return bool(trades) and all(t["status"] == "filled" for t in trades)
 
     while not settled() and time.monotonic() < deadline:
         time.sleep(0.1)
