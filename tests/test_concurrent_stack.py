@@ -38,8 +38,9 @@ def test_the_whole_stack_under_concurrent_use_fails_nothing_and_doubles_nothing(
         busy_start=backend == "sqlite",  # one busy start-up is the proof; two slow the suite
     )
     print(json.dumps(report.summary(), indent=1))  # the closing note's numbers
-    if out := os.environ.get("STACK_LOAD_REPORT"):
-        Path(out).write_text(json.dumps(report.details(), indent=1))
+    if out := os.environ.get("STACK_LOAD_REPORT"):  # a directory: one report per backend
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / f"{backend}.json").write_text(json.dumps(report.details(), indent=1))
     assert report.seconds >= DURATION_S
     assert report.lock_lines == []
     assert report.server_errors == []
