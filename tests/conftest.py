@@ -31,6 +31,7 @@ from db.migrate import upgrade
 if TYPE_CHECKING:
     from tests.api_support import Api
     from tests.fake_openai import FakeOpenAI
+    from tests.private_redis import PrivateRedis
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="aitrader-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -340,3 +341,26 @@ def stack_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[s
     yield request.param, url
     if admin is not None:
         drop_postgres_database(admin, url)
+
+
+# --- a Redis of the test's own, for outages ---------------------------------------------
+
+
+@pytest.fixture
+def redis_server() -> Iterator[PrivateRedis]:
+    """A private redis-server the test may stop and restart (skipped, or failed under CI,
+    without the binary)."""
+    from tests.private_redis import PrivateRedis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "redis-server not on PATH"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: services are required, not optional)")
+        pytest.skip(message)
+    server = PrivateRedis(binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -9,82 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis import Redis
-from redis.exceptions import RedisError
 
 from models.bus import BusMessage
 from services.bus import BusUnavailableError, RedisStreamsBus
-from tests.conftest import IN_CI
+from tests.private_redis import PrivateRedis
 
 pytestmark = pytest.mark.anyio
 
 STREAM = "outage:signals"
 GROUP = "oms"
-
-
-class PrivateRedis:
-    """A redis-server subprocess on a free loopback port that can be stopped and restarted."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [
-                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--daemonize", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(RedisError, OSError),
-                Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2) as probe,
-            ):
-                if probe.ping():
-                    return
-            time.sleep(0.02)
-        self.stop()
-        pytest.fail(f"private redis-server did not answer on port {self.port}")
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(5)
-        self._process = None
-
-
-@pytest.fixture
-def redis_server() -> Iterator[PrivateRedis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        message = "redis-server not on PATH"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true: services are required, not optional)")
-        pytest.skip(message)
-    server = PrivateRedis(binary)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -208,9 +146,3 @@ async def test_a_stream_deleted_under_a_blocked_reader_is_recreated_on_the_next_
     await bus.publish(STREAM, _message(1))
     [delivery] = await bus.read_group(STREAM, GROUP, "a", block_ms=1_000)
     assert delivery.message.data == {"n": 1}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

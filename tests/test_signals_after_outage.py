@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,28 +45,11 @@ from realtime.ws_hub import Topic, WSHub
 from realtime.ws_recent import Backlog, KeyedMessage
 from services.bus import RedisStreamsBus
 from services.settings import Settings
-from tests.conftest import IN_CI
 from tests.live_server import serve_in_thread
-from tests.test_bus_redis_outage import PrivateRedis
+from tests.private_redis import PrivateRedis
 
 T0 = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)
 WAIT_S = 60  # a deadline for things to happen, not a claim about how fast they do
-
-
-@pytest.fixture
-def redis_server() -> Iterator[PrivateRedis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        message = "redis-server not on PATH"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true: services are required, not optional)")
-        pytest.skip(message)
-    server = PrivateRedis(binary)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
