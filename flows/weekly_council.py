@@ -215,7 +215,10 @@ async def _sit(
     else:
         await run.progress("approval", waiting_for="approval", decisions=len(decision_ids))
         answer = await apause_flow_run(
-            wait_for_input=ApprovalInput, timeout=approval_timeout_s, key=f"approval-{run_id}"
+            wait_for_input=ApprovalInput,
+            timeout=approval_timeout_s,
+            poll_interval=get_settings().council_approval_poll_s,
+            key=f"approval-{run_id}",
         )
         rejected = {i: answer.note for i in answer.reject}
         settled = await asyncio.to_thread(

@@ -214,6 +214,13 @@ class Settings(BaseSettings):
     jobs_max_running: int = Field(
         4, ge=1, le=64, description="Most job processes the realtime server runs at once."
     )
+    council_approval_poll_s: int = Field(
+        2,
+        ge=1,
+        le=60,
+        description="How often a council paused for approval asks Prefect whether it was "
+        "resumed (Prefect's default, 10 s, keeps an approver waiting that long).",
+    )
 
     # --- chat (realtime process) -------------------------------------------------------
     chat_model: str = Field("offline/assistant", description="litellm model of the chat assistant.")
