@@ -66,7 +66,7 @@ class LoadReport:
     import_output: str = ""
     council_exit: int | None = None  # `aitrader council run` in a terminal beside the server
     council_output: str = ""
-    busy_start_s: float = 0.0  # how long both cores were kept busy while everything started
+    flows_started_s: float = 0.0  # until every flow had started (cores kept busy meanwhile)
     chat_answered: int = 0  # 2xx chat replies
     chat_trades_answered: set[str] = field(default_factory=set)  # their entry orders' cids
     broker_entries: set[str] = field(default_factory=set)  # entry cids at the paper broker
@@ -106,7 +106,7 @@ class LoadReport:
             "stuck_council_runs": len(self.stuck_runs),
             "import_exit": self.import_exit,
             "cli_council_exit": self.council_exit,
-            "busy_start_s": round(self.busy_start_s, 1),
+            "flows_started_s": round(self.flows_started_s, 1),
             "chat_replies_2xx": self.chat_answered,
             "broker_entry_orders": len(self.broker_entries),
             "effects_behind_errors": len(self.effects_behind_errors),
@@ -270,7 +270,7 @@ def run_stack_load(
                 t.start()
             _until_flows_started(chat, [j for j in jobs if j is not None], council)
             _stop_spinning(spinners)
-            report.busy_start_s = time.monotonic() - started
+            report.flows_started_s = time.monotonic() - started
             out, _ = importer.communicate(timeout=duration_s + 600)
             report.import_exit = importer.returncode
             report.import_output = out.decode(errors="replace")
