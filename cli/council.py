@@ -30,6 +30,7 @@ from uuid import UUID
 import httpx
 import typer
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from cli.context import CommandContext, console, err_console, open_context, run_command
 from cli.council_views import (
@@ -45,6 +46,7 @@ from cli.council_views import (
 from cli.trading import print_execution, print_lines
 from db.queries import council as q
 from db.queries.bars import bar_coverage
+from models.council import CouncilRun
 from models.enums import Timeframe
 from models.errors import AITraderError, NotFoundError, describe_failure
 
@@ -289,7 +291,7 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
     with ctx.prefect():
         state, flow_run_id = asyncio.run(_run_flow(params, announce))
     with ctx.transaction() as session:
-        run = q.run_of_flow(session, flow_run_id) if flow_run_id else None
+        run = _run_of(session, flow_run_id)  # None if the flow failed before it sat
         if state.is_cancelled():
             where = f"council run {run.id}" if run else "the council"
             err_console.print(f"{where} cancelled: {state.message}", markup=False)
@@ -316,6 +318,15 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
         console.print(f"data hash {run.data_hash}")
         print_cost(session, run)
         return run.id
+
+
+def _run_of(session: Session, flow_run_id: UUID | None) -> CouncilRun | None:
+    if flow_run_id is None:
+        return None
+    try:
+        return q.run_of_flow(session, flow_run_id)
+    except NotFoundError:
+        return None
 
 
 async def _run_flow(

@@ -48,8 +48,9 @@ from flows.council_tasks import (
 )
 from flows.execution import execution_stage
 from flows.job_hooks import JOB_HOOKS
+from models.days import not_after_today
 from models.enums import DecisionStatus, RunStatus, Timeframe
-from models.errors import BudgetExceededError, describe_failure
+from models.errors import BudgetExceededError, InvalidInputError, describe_failure
 from services.bus.job_updates import announce_job
 from services.llm.budget import RunBudget
 from services.llm.gateway import LLMGateway, ProviderLimits
@@ -288,11 +289,21 @@ def _settle(
 
 
 def _as_of_instant(as_of: date | datetime | None) -> datetime:
-    """A date means its end (the close is known); default today, UTC."""
+    """A date means its end (the close is known); default today, UTC. A day to come is
+    refused as the API refuses it (models/days.py), whoever called the flow."""
     if isinstance(as_of, datetime):
-        return as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-    day = as_of or datetime.now(UTC).date()
+        instant = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+        _decision_day(instant.date())
+        return instant
+    day = _decision_day(as_of or datetime.now(UTC).date())
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def _decision_day(day: date) -> date:
+    try:
+        return not_after_today(day)
+    except ValueError as exc:
+        raise InvalidInputError("as_of", str(exc)) from None
 
 
 def _str(value: Decimal | None) -> str | None:

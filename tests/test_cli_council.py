@@ -133,6 +133,13 @@ def test_a_run_that_fails_prints_its_cause_in_one_line_and_exits_1(
     assert "ExceptionGroup" not in line  # the cause, not its wrapper (the logs may say more)
 
 
+def test_a_council_as_of_a_day_to_come_is_refused_in_one_line(aitrader: Run) -> None:
+    code, out = aitrader("council", "run", "--approval", "auto", "--as-of", "2999-01-01")
+    assert code == 1, out
+    [line] = [x for x in out.splitlines() if x.startswith("error:")]
+    assert "as_of: 2999-01-01 is after today" in line
+
+
 def test_approving_an_unknown_run_fails_in_one_line(aitrader: Run) -> None:
     code, out = aitrader("council", "approve", "999")
     assert code == 1
