@@ -26,7 +26,6 @@ An answer that stays invalid does nothing: the reply says so.
 from __future__ import annotations
 
 import asyncio
-import logging
 from decimal import Decimal
 from typing import Any
 
@@ -53,8 +52,6 @@ from services.llm.offline import register_offline_provider
 from services.llm.streaming import TextSink
 from tasks.chat import HISTORY, chat_messages
 from tasks.execution.manual import outcomes_of_source, place_manual_trades, trading_account
-
-logger = logging.getLogger(__name__)
 
 
 async def chat_turn(

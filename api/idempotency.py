@@ -42,6 +42,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.engine import transaction
@@ -57,6 +58,7 @@ PRUNE_EVERY_S = 600.0
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 NOTHING_DONE = frozenset({401, 403, 429, 503})
 _REPLAYED = (b"idempotency-replayed", b"true")
+Sessions = sessionmaker[Session]
 _HOP_BY_HOP = {b"content-length", b"x-request-id", b"x-process-time", b"transfer-encoding"}
 
 
@@ -64,6 +66,7 @@ class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._pruned_at = 0.0
+        self._pruning: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in MUTATING:
@@ -120,7 +123,7 @@ class IdempotencyMiddleware:
         await self._run(scope, _replay(body, receive), send, sessions, who, key)
 
     async def _run(
-        self, scope: Scope, receive: Receive, send: Send, sessions: Any, who: str, key: str
+        self, scope: Scope, receive: Receive, send: Send, sessions: Sessions, who: str, key: str
     ) -> None:
         status = 500
         headers: list[tuple[str, str]] = []
@@ -164,7 +167,7 @@ class IdempotencyMiddleware:
 
     async def _keep(
         self,
-        sessions: Any,
+        sessions: Sessions,
         who: str,
         key: str,
         status: int,
@@ -175,7 +178,7 @@ class IdempotencyMiddleware:
             transaction, sessions, lambda s: complete_key(s, who, key, status, headers, body)
         )
 
-    def _maybe_prune(self, sessions: Any) -> None:
+    def _maybe_prune(self, sessions: Sessions) -> None:
         if time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
             return
         self._pruned_at = time.monotonic()
@@ -187,11 +190,8 @@ class IdempotencyMiddleware:
                 logger.exception("idempotency.prune_failed")
 
         task = asyncio.get_running_loop().create_task(prune())
-        _PRUNING.add(task)
-        task.add_done_callback(_PRUNING.discard)
-
-
-_PRUNING: set[asyncio.Task[None]] = set()
+        self._pruning.add(task)
+        task.add_done_callback(self._pruning.discard)
 
 
 async def _answer_holder(

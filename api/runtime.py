@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,7 @@ logger = logging.getLogger(__name__)
 STATUS_EVERY_S = 5.0
 KEPT_GRACE_S = 30.0  # how long `stop` waits for work that outlives its request
 LIVE_SOURCES = frozenset({"alpaca"})  # whose ticks are real trades worth keeping as bars
+SLOW_STOP_S = 2.0  # a stop step slower than this is logged with its name
 THREADS = 64  # the worker threads database work runs on (see start_runtime)
 
 
@@ -136,25 +139,33 @@ class Runtime:
     async def stop(self) -> None:
         if self.kept:
             await asyncio.wait(list(self.kept), timeout=KEPT_GRACE_S)
-        await self.jobs.stop()
-        await self.gc_task.stop()
+        await _timed("jobs", self.jobs.stop())
+        await _timed("gc", self.gc_task.stop())
         if self.gc_policy is not None:
             self.gc_policy.restore()
-        await self.status_task.stop()
-        await self.books.stop()
-        await self.source.stop()
-        if self.signals is not None:
-            await self.signals.stop()  # after the source: no tick can fire a signal past this
+        await _timed("status", self.status_task.stop())
+        await _timed("books", self.books.stop())
+        await _timed("source", self.source.stop())
+        if self.signals is not None:  # after the source: no tick can fire a signal past this
+            await _timed("signals", self.signals.stop())
         if self.bars is not None:
-            await self.bars.stop()
+            await _timed("bars", self.bars.stop())
         if self.job_poller is not None:
-            await self.job_poller.stop()
-        await self.bridge.stop()
-        await self.hub.stop()
-        await self.ws_hub.stop()
-        await self.bus.close()
+            await _timed("job_poller", self.job_poller.stop())
+        await _timed("bridge", self.bridge.stop())
+        await _timed("sse_hub", self.hub.stop())
+        await _timed("ws_hub", self.ws_hub.stop())
+        await _timed("bus", self.bus.close())
         self.engine.dispose()
         logger.info("realtime.stopped")
+
+
+async def _timed(step: str, stopping: Awaitable[None]) -> None:
+    """Await one component's stop; a slow one is logged by name (what held a shutdown up)."""
+    started = time.perf_counter()
+    await stopping
+    if (took := time.perf_counter() - started) > SLOW_STOP_S:
+        logger.warning("realtime.slow_stop", extra={"step": step, "seconds": round(took, 2)})
 
 
 async def start_runtime(

@@ -13,7 +13,7 @@ from db.queries.bars import bar_coverage
 from models.enums import Timeframe
 from models.market import ImportReport
 from tasks.bar_validation import ConflictRule
-from tasks.import_bars import import_bar_file, import_bar_file_beside_writers
+from tasks.import_bars import import_bar_file_beside_writers
 from tasks.import_instruments import import_instrument_file
 
 app = typer.Typer(help="Market data: import, instruments, list.", no_args_is_help=True)
@@ -48,30 +48,17 @@ def import_cmd(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        if dry_run:
-            with ctx.transaction() as session:
-                report = import_bar_file(
-                    session,
-                    path,
-                    timeframe=timeframe,
-                    symbol_column=symbol_column,
-                    symbol=symbol,
-                    tz=tz,
-                    on_conflict=on_conflict,
-                    dry_run=True,
-                    progress=step,
-                )
-        else:
-            report = import_bar_file_beside_writers(
-                ctx.engine,
-                path,
-                timeframe=timeframe,
-                symbol_column=symbol_column,
-                symbol=symbol,
-                tz=tz,
-                on_conflict=on_conflict,
-                progress=step,
-            )
+        report = import_bar_file_beside_writers(
+            ctx.engine,
+            path,
+            timeframe=timeframe,
+            symbol_column=symbol_column,
+            symbol=symbol,
+            tz=tz,
+            on_conflict=on_conflict,
+            dry_run=dry_run,
+            progress=step,
+        )
         for task in tasks.values():
             bar.update(task, completed=bar.tasks[task].total)
     print_report(report, dry_run=dry_run)

@@ -1,6 +1,6 @@
 """Engines and sessions for SQLite and Postgres, and the rule every writer follows.
 
-The rule (docs/decisions/0012): a transaction that may write says so when it
+The rule (docs/decisions/0014): a transaction that may write says so when it
 begins, stays short, and never spans slow work (an LLM call, a broker call,
 reading a file, a backtest). On SQLite that is what makes writers *wait*
 instead of failing:

@@ -142,7 +142,6 @@ async def weekly_council(
     try:
         return await _sit(
             run,
-            sessions,
             roster,
             symbols,
             when,
@@ -165,7 +164,6 @@ async def weekly_council(
 
 async def _sit(
     run: CouncilRun,
-    sessions: sessionmaker[Session],
     roster: Roster,
     symbols: list[str],
     when: datetime,
@@ -178,7 +176,7 @@ async def _sit(
     approval_timeout_s: int,
 ) -> State[Any]:
     """The stages in order, a barrier between them; the run's summary state."""
-    run_id = run.run_id
+    run_id, sessions = run.run_id, run.sessions
     progress = await acreate_progress_artifact(
         progress=0.0, key=f"council-{run_id}-progress", description="Council stages done"
     )

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import read_sessions_of, transaction
 from db.queries.jobs import (
-    fail_unfinished_jobs,
+    fail_jobs,
     finish_job,
     job_change,
     job_owner,
@@ -260,19 +260,21 @@ class JobSupervisor:
             ]
 
     def _fail_orphans(self) -> list[JobUpdate]:
-        def orphans(session: Session) -> list[JobUpdate]:
+        """Read who owns each unfinished job; take the write lock only if one is orphaned
+        (this runs every few seconds)."""
+        with self.read_sessions() as session:
             ids = [job.id for job in unfinished_jobs(session) if _owner_gone(job)]
-            return fail_unfinished_jobs(session, ORPHANED, ids=ids) if ids else []
-
-        return transaction(self.sessions, orphans)
+        if not ids:
+            return []
+        return transaction(self.sessions, lambda s: fail_jobs(s, ids, ORPHANED))
 
     async def _follow_deployments(self) -> list[JobUpdate]:
-        from prefect import get_client
-
         followed = await asyncio.to_thread(self._deployment_jobs)
         updates: list[JobUpdate] = []
         if not followed:
-            return updates
+            return updates  # the usual case: Prefect's client is not even imported
+        from prefect import get_client
+
         async with get_client() as client:
             for job_id, flow_run_id in followed:
                 try:

@@ -90,12 +90,18 @@ def import_bar_file_beside_writers(
     symbol: str | None = None,
     tz: str = "UTC",
     on_conflict: ConflictRule = ConflictRule.REJECT,
+    dry_run: bool = False,
     progress: Stage | None = None,
 ) -> ImportReport:
-    """Load `path` into `bars` in short transactions (see the module's docstring)."""
+    """Load `path` into `bars` in short transactions (see the module's docstring). With
+    `dry_run` the file is read and checked, and nothing is written."""
     started = time.perf_counter()
     step = progress or _no_progress
     frame, checked = _read_and_check(path, timeframe, symbol_column, symbol, tz, on_conflict, step)
+    if dry_run:
+        report = _report(path, timeframe, frame, checked, UpsertCounts(0, 0, 0), 0, started)
+        _log(report, dry_run=True)
+        return report
     valid = checked.valid
     symbols = sorted(valid["symbol"].unique().tolist())
     counts = UpsertCounts(inserted=0, updated=0, unchanged=0)

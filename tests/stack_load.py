@@ -137,7 +137,7 @@ class Client:
             base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120
         )
         self.report = report
-        self._lock = lock
+        self.lock = lock
 
     def call(self, method: str, path: str, *, retries: int = 8, **kwargs: Any) -> httpx.Response:
         headers = dict(kwargs.pop("headers", {}))
@@ -156,13 +156,13 @@ class Client:
                 time.sleep(min(float(response.headers["retry-after"]), 5.0))
                 continue
             return response
-        with self._lock:
+        with self.lock:
             self.report.client_failures.append(f"{method} {path}: {last or 'retries exhausted'}")
         raise RuntimeError(f"{method} {path}: no answer after {retries} tries ({last})")
 
     def _count(self, method: str, path: str, response: httpx.Response) -> None:
         route = "/".join(p if not p.isdigit() else "{id}" for p in path.split("/"))
-        with self._lock:
+        with self.lock:
             self.report.requests[f"{method} {route} {response.status_code}"] += 1
             if response.status_code >= 500:
                 self.report.server_errors.append(
@@ -338,7 +338,7 @@ def _chat_loop(client: Client, deadline: float) -> None:
         time.sleep(PACE_S)
         if response.is_success:
             payload = response.json().get("payload") or {}
-            with client._lock:
+            with client.lock:
                 client.report.chat_answered += 1
                 for trade in payload.get("trades", []):
                     if trade.get("intent_id") and trade.get("order_status"):

@@ -200,21 +200,10 @@ def finish_council_run(
     return run, update
 
 
-def fail_unfinished_jobs(
-    session: Session, cause: str, *, runner: str | None = None, ids: Collection[int] | None = None
-) -> list[JobUpdate]:
-    """Fail every job not yet finished (of `runner`, or among `ids`) with `cause`."""
-    stmt = select(Job.id).where(Job.status.not_in(list(FINISHED)))
-    if runner is not None:
-        stmt = stmt.where(Job.runner == runner)
-    if ids is not None:
-        stmt = stmt.where(Job.id.in_(list(ids)))
-    updates = []
-    for job_id in session.scalars(stmt).all():
-        update = finish_job(session, job_id, RunStatus.FAILED, error=cause)
-        if update is not None:
-            updates.append(update)
-    return updates
+def fail_jobs(session: Session, job_ids: Collection[int], cause: str) -> list[JobUpdate]:
+    """Fail each of `job_ids` not yet finished with `cause`; the changes made."""
+    updates = [finish_job(session, i, RunStatus.FAILED, error=cause) for i in job_ids]
+    return [u for u in updates if u is not None]
 
 
 class FlowState(Protocol):
