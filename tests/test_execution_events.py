@@ -26,12 +26,17 @@ from tests.test_execution_risk import AS_OF, Case, setup_decision
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def _next_for(ws: Connection, topic: str, cid: str | None = None) -> dict[str, Any]:
-    while True:
+def _first_of_each(ws: Connection, topics: tuple[str, ...], cid: str) -> dict[str, dict[str, Any]]:
+    """The first message on each topic for this order. Topics are separate streams, so a fill
+    may reach the socket before its order: keep reading until every topic has been seen."""
+    found: dict[str, dict[str, Any]] = {}
+    while len(found) < len(topics):
         message: dict[str, Any] = json.loads(ws.recv(timeout=10))
         data = message.get("data") or {}
-        if message["type"] == topic and (cid is None or data.get("client_order_id") == cid):
-            return data
+        topic = message["type"]
+        if topic in topics and topic not in found and data.get("client_order_id") == cid:
+            found[topic] = data
+    return found
 
 
 @pytest.mark.redis
@@ -67,8 +72,8 @@ def test_an_executed_bracket_shows_up_on_the_orders_and_fills_topics(
             ws.send(json.dumps({"action": "subscribe", "topics": ["orders", "fills"]}))
             assert json.loads(ws.recv(timeout=5))["type"] == "subscribed"
             cid = asyncio.run(execute())
-            order = _next_for(ws, "orders", cid)
-            fill = _next_for(ws, "fills", cid)
+            seen = _first_of_each(ws, ("orders", "fills"), cid)
+            order, fill = seen["orders"], seen["fills"]
     finally:
         engine.dispose()
     assert (order["symbol"], order["leg"], order["status"]) == ("AAPL", "entry", "filled")
