@@ -9,6 +9,7 @@ under CI=true, where the run fails: CI must not pass by skipping.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -364,3 +365,19 @@ def redis_server() -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+# --- where the suite's time goes ------------------------------------------------------
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """With TEST_TIMES_DIR set, each phase of each test appends a line to a file per process
+    (written as it happens, so a crashed worker still leaves its times); `python -m
+    tests.times DIR` sums them per module."""
+    where = os.environ.get("TEST_TIMES_DIR")
+    if not where:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    line = {"id": report.nodeid, "when": report.when, "s": report.duration, "out": report.outcome}
+    with (Path(where) / f"{worker}.jsonl").open("a") as out:
+        out.write(json.dumps(line) + "\n")
