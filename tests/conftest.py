@@ -8,13 +8,16 @@ under CI=true, where the run fails: CI must not pass by skipping.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
 import os
+import queue
 import shutil
 import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -107,13 +110,15 @@ def postgres_admin() -> Iterator[Engine]:
         where = engine.url.render_as_string(hide_password=True)
         _service_missing(f"Postgres at {where}", str(exc.orig).strip().splitlines()[0])
     yield engine
+    _dropper.join()
     engine.dispose()
 
 
-def create_postgres_database(admin: Engine) -> str:
+def create_postgres_database(admin: Engine, template: str | None = None) -> str:
     name = f"aitrader_test_{uuid.uuid4().hex[:12]}"
+    like = f' TEMPLATE "{template.rsplit("/", 1)[-1]}"' if template else ""
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"{like}'))
     return admin.url.set(database=name).render_as_string(hide_password=False)
 
 
@@ -121,6 +126,40 @@ def drop_postgres_database(admin: Engine, url: str) -> None:
     name = url.rsplit("/", 1)[-1]
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class _Dropper:
+    """Drops test databases on a thread of its own: DROP DATABASE waits for a checkpoint
+    (~1 s on a busy machine), which no test needs to wait for. `join` at the session's end."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Engine, str] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def drop(self, admin: Engine, url: str) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="drop-test-dbs", daemon=True)
+            self._thread.start()
+        self._queue.put((admin, url))
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            with contextlib.suppress(Exception):  # a leftover database is harmless, not a failure
+                drop_postgres_database(*item)
+
+
+_dropper = _Dropper()
+
+
+def drop_later(admin: Engine, url: str) -> None:
+    """Drop a test database without waiting for it."""
+    _dropper.drop(admin, url)
 
 
 @pytest.fixture(scope="session")
@@ -169,10 +208,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
+def sessions(migrated_db_url: str) -> Iterator[sessionmaker[Session]]:
     """A session factory on a freshly migrated database of each backend."""
-    engine = make_engine(fresh_db_url)
-    upgrade(engine)
+    engine = make_engine(migrated_db_url)
     yield make_session_factory(engine)
     engine.dispose()
 
@@ -186,7 +224,23 @@ def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     admin = request.getfixturevalue("postgres_admin")
     url = create_postgres_database(admin)
     yield url
-    drop_postgres_database(admin, url)
+    drop_later(admin, url)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def migrated_template(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An empty database at the migration head, built once per session and backend."""
+    yield from _template(request, tmp_path_factory, with_sample=False)
+
+
+@pytest.fixture
+def migrated_db_url(
+    migrated_template: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """A database of this test's own at the migration head, copied from the template."""
+    yield from _copy(migrated_template, request, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -231,18 +285,11 @@ Run = Callable[..., tuple[int, str]]
 
 
 @pytest.fixture
-def sample_db(fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> str:
+def sample_db(sample_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> str:
     """A migrated database with the sample bars; the flow finds it through DATABASE_URL."""
-    from tasks.import_bars import import_bar_file
-
-    engine = make_engine(fresh_db_url)
-    upgrade(engine)
-    with unit_of_work(make_session_factory(engine)) as session:
-        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
-    engine.dispose()
-    monkeypatch.setenv("DATABASE_URL", fresh_db_url)
+    monkeypatch.setenv("DATABASE_URL", sample_db_url)
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    return fresh_db_url
+    return sample_db_url
 
 
 @pytest.fixture
@@ -271,43 +318,62 @@ def aitrader(sample_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 # --- the REST API on a copy of a database holding the sample bars -----------------
 
 
+def _template(
+    request: pytest.FixtureRequest, factory: pytest.TempPathFactory, *, with_sample: bool
+) -> Iterator[str]:
+    from tasks.import_bars import import_bar_file
+
+    admin: Engine | None = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{factory.mktemp('template')}/template.db"
+    else:
+        admin = request.getfixturevalue("postgres_admin")
+        url = create_postgres_database(admin)
+    engine = make_engine(url)
+    upgrade(engine)
+    if with_sample:
+        with unit_of_work(make_session_factory(engine)) as session:
+            import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
+    engine.dispose()
+    yield url
+    if admin is not None:
+        drop_later(admin, url)
+
+
+def _copy(template: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A copy of a template database, the test's own: a file copy, or CREATE ... TEMPLATE
+    (a few ms, where migrating takes ~1 s and importing the sample ~2 s)."""
+    if template.startswith("sqlite"):
+        target = tmp_path / f"copy-{uuid.uuid4().hex[:8]}.db"
+        shutil.copyfile(template.removeprefix("sqlite:///"), target)
+        yield f"sqlite:///{target}"
+        return
+    admin: Engine = request.getfixturevalue("postgres_admin")
+    url = create_postgres_database(admin, template=template)
+    yield url
+    drop_later(admin, url)
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def api_template(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A migrated database with the sample bars, built once per session and backend."""
-    from tasks.import_bars import import_bar_file
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('api-template')}/template.db"
-    else:
-        url = create_postgres_database(request.getfixturevalue("postgres_admin"))
-    engine = make_engine(url)
-    upgrade(engine)
-    with unit_of_work(make_session_factory(engine)) as session:
-        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
-    engine.dispose()
-    yield url
-    if request.param == "postgres":
-        drop_postgres_database(request.getfixturevalue("postgres_admin"), url)
+    yield from _template(request, tmp_path_factory, with_sample=True)
 
 
 @pytest.fixture
-def api_db_url(api_template: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A copy of the template, this test's own: a file copy, or CREATE DATABASE ... TEMPLATE."""
-    if api_template.startswith("sqlite"):
-        target = tmp_path / "api.db"
-        shutil.copyfile(api_template.removeprefix("sqlite:///"), target)
-        yield f"sqlite:///{target}"
-        return
-    admin: Engine = request.getfixturevalue("postgres_admin")
-    name = f"aitrader_test_{uuid.uuid4().hex[:12]}"
-    template = api_template.rsplit("/", 1)[-1]
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    yield url
-    drop_postgres_database(admin, url)
+def sample_db_url(
+    api_template: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """A database of this test's own holding the sample bars, copied from the template."""
+    yield from _copy(api_template, request, tmp_path)
+
+
+@pytest.fixture
+def api_db_url(sample_db_url: str) -> str:
+    """The REST API tests' database: a copy of the sample template."""
+    return sample_db_url
 
 
 @pytest.fixture
@@ -323,25 +389,10 @@ def api(api_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ite
 # --- a database as `make demo` leaves it, for the whole-stack tests -------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stack_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+@pytest.fixture
+def stack_db(api_template: str, sample_db_url: str) -> tuple[str, str]:
     """A migrated database holding the sample bars, as `make demo` leaves one."""
-    from tasks.import_bars import import_bar_file
-
-    admin: Engine | None = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/stack.db"
-    else:
-        admin = request.getfixturevalue("postgres_admin")
-        url = create_postgres_database(admin)
-    engine = make_engine(url)
-    upgrade(engine)
-    with unit_of_work(make_session_factory(engine)) as session:
-        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
-    engine.dispose()
-    yield request.param, url
-    if admin is not None:
-        drop_postgres_database(admin, url)
+    return ("sqlite" if api_template.startswith("sqlite") else "postgres"), sample_db_url
 
 
 # --- a Redis of the test's own, for outages ---------------------------------------------
@@ -371,13 +422,12 @@ def redis_server() -> Iterator[PrivateRedis]:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """With TEST_TIMES_DIR set, each phase of each test appends a line to a file per process
-    (written as it happens, so a crashed worker still leaves its times); `python -m
-    tests.times DIR` sums them per module."""
+    """With TEST_TIMES_DIR set, each phase of each test appends a line to DIR/times.jsonl as
+    it ends (the xdist controller writes them all, so a crashed worker's times are kept);
+    `python -m tests.times DIR` sums them per module."""
     where = os.environ.get("TEST_TIMES_DIR")
-    if not where:
+    if not where or os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     line = {"id": report.nodeid, "when": report.when, "s": report.duration, "out": report.outcome}
-    with (Path(where) / f"{worker}.jsonl").open("a") as out:
+    with (Path(where) / "times.jsonl").open("a") as out:
         out.write(json.dumps(line) + "\n")

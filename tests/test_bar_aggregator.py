@@ -37,8 +37,8 @@ def test_ticks_roll_into_bars_and_only_finished_minutes_close() -> None:
     assert (next_bar.start, next_bar.close) == (T0 + timedelta(minutes=1), 20)
 
 
-def test_complete_bars_are_written_once_whatever_the_retries(fresh_db_url: str) -> None:
-    engine = make_engine(fresh_db_url)
+def test_complete_bars_are_written_once_whatever_the_retries(migrated_db_url: str) -> None:
+    engine = make_engine(migrated_db_url)
     upgrade(engine)
     sessions = make_session_factory(engine)
     agg = MinuteBarAggregator(sessions)

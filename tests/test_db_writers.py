@@ -106,9 +106,9 @@ def test_a_deadlock_on_postgres_is_retried_as_a_whole(postgres_url: str) -> None
 
 
 def test_an_interrupted_import_leaves_whole_symbols_and_a_rerun_finishes_it(
-    fresh_db_url: str,
+    migrated_db_url: str,
 ) -> None:
-    engine = make_engine(fresh_db_url)
+    engine = make_engine(migrated_db_url)
     upgrade(engine)
     sample = SAMPLE_DATA / "sp500_daily_sample.csv.gz"
     calls = {"n": 0}

@@ -48,7 +48,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, make_session_factory, unit_of_work
-from db.migrate import upgrade
 from models.broker import BrokerFill, BrokerOrder, BrokerPosition
 from models.council import CouncilDecision, CouncilRun, Pitch
 from models.enums import (
@@ -64,9 +63,8 @@ from models.trading import Account, Fill, Order, TradeIntent
 from services.brokers import PaperBroker
 from tasks.execution import ledger
 from tasks.execution.paper_feed import last_close
-from tasks.import_bars import import_bar_file
 from tests.chaos_worker import ACCOUNTS, paper_state_path
-from tests.conftest import REPO, SAMPLE_DATA
+from tests.conftest import REPO
 
 SEED = 20190603
 KILLS = 20  # the issue asks for at least 20
@@ -161,13 +159,11 @@ class Audit:
 
 
 @pytest.fixture
-def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
+def sessions(sample_db_url: str) -> Iterator[sessionmaker[Session]]:
     """A migrated database with the sample bars and a first council's approved decisions."""
-    engine = make_engine(fresh_db_url)
-    upgrade(engine)
+    engine = make_engine(sample_db_url)
     factory = make_session_factory(engine)
     with unit_of_work(factory) as session:
-        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
         _approved_council(session, WEIGHT)
     yield factory
     engine.dispose()
@@ -175,14 +171,14 @@ def sessions(fresh_db_url: str) -> Iterator[sessionmaker[Session]]:
 
 def test_a_stage_killed_again_and_again_ends_with_one_order_per_leg_and_no_fill_lost(
     sessions: sessionmaker[Session],
-    fresh_db_url: str,
+    sample_db_url: str,
     tmp_path: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
     started = time.monotonic()
     state_dir, log = tmp_path / "paper", tmp_path / "worker.log"
     state_dir.mkdir()
-    worker = _Worker(fresh_db_url, state_dir, log, lambda: _progress(sessions, state_dir))
+    worker = _Worker(sample_db_url, state_dir, log, lambda: _progress(sessions, state_dir))
     rng = random.Random(SEED)
     chaos: list[Attempt] = []
     spent: set[str] = set()  # fuses that ran out: nothing was left to send, or to fill
@@ -218,7 +214,7 @@ def test_a_stage_killed_again_and_again_ends_with_one_order_per_leg_and_no_fill_
     left_unbooked = sum(a.after.broker_fills > a.after.fills for a in killed)
     failed = [a for a in chaos + clean if a.failed]
     report = {
-        "backend": make_url(fresh_db_url).get_backend_name(),
+        "backend": make_url(sample_db_url).get_backend_name(),
         "seed": SEED,
         "waves": waves,
         "attempts": len(chaos),

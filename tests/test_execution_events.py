@@ -42,15 +42,17 @@ def _first_of_each(ws: Connection, topics: tuple[str, ...], cid: str) -> dict[st
 @pytest.mark.redis
 @pytest.mark.usefixtures("redis_up")
 def test_an_executed_bracket_shows_up_on_the_orders_and_fills_topics(
-    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    migrated_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    engine = make_engine(fresh_db_url)
+    engine = make_engine(migrated_db_url)
     upgrade(engine)
     sessions = make_session_factory(engine)
     case = Case("none")
     decision_id, _ = setup_decision(sessions, case)
-    settings = Settings(database_url=fresh_db_url, realtime_symbols=["AAPL"], redis_url=REDIS_URL)
+    settings = Settings(
+        database_url=migrated_db_url, realtime_symbols=["AAPL"], redis_url=REDIS_URL
+    )
 
     async def execute() -> str:
         bus = RedisStreamsBus(REDIS_URL)

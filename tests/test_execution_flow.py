@@ -18,29 +18,23 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from db.engine import make_engine, make_session_factory, unit_of_work
-from db.migrate import upgrade
+from db.engine import make_engine, make_session_factory
 from db.queries.accounts import account_by_name
 from flows.execution import execute_decisions
 from flows.weekly_council import weekly_council
 from models.enums import IntentStatus, OrderLeg
 from models.trading import Order, TradeIntent
 from services.settings import get_settings
-from tasks.import_bars import import_bar_file
-from tests.conftest import SAMPLE_DATA
 from tests.fake_alpaca_rest import AcceptThenTimeout, FakeAlpacaRest, fake_alpaca_rest
 from tests.test_weekly_council import AS_OF, UNIVERSE
 
 
 @pytest.fixture
 def db(
-    fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+    sample_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
 ) -> Iterator[Engine]:
-    engine = make_engine(fresh_db_url)
-    upgrade(engine)
-    with unit_of_work(make_session_factory(engine)) as session:
-        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
-    monkeypatch.setenv("DATABASE_URL", fresh_db_url)
+    engine = make_engine(sample_db_url)
+    monkeypatch.setenv("DATABASE_URL", sample_db_url)
     monkeypatch.setenv("BROKER_TASK_RETRIES", "2")
     monkeypatch.setenv("BROKER_RETRY_DELAY_S", "0")
     get_settings.cache_clear()

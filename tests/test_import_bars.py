@@ -171,12 +171,12 @@ def test_bundled_sample_imports_with_its_real_defects(session: Session) -> None:
 
 @pytest.mark.slow
 def test_whole_shared_file_imports_beside_a_writer(
-    fresh_db_url: str, shared_daily_file: Path
+    migrated_db_url: str, shared_daily_file: Path
 ) -> None:
     """What `aitrader data import` runs, while another writer commits every few milliseconds
     (the realtime server, a council): the writer is never refused, every valid row lands
     once, and the file's real defects are rejected with their reasons."""
-    engine = make_engine(fresh_db_url)
+    engine = make_engine(migrated_db_url)
     upgrade(engine)
     sessions = make_session_factory(engine)
     done = threading.Event()

@@ -137,7 +137,7 @@ def test_a_prefect_state_becomes_its_job_change() -> None:
 
 @pytest.mark.anyio
 async def test_the_supervisor_ends_jobs_whose_owner_died_and_leaves_live_owners_alone(
-    sessions: sessionmaker[Session], fresh_db_url: str
+    sessions: sessionmaker[Session], migrated_db_url: str
 ) -> None:
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -153,7 +153,7 @@ async def test_the_supervisor_ends_jobs_whose_owner_died_and_leaves_live_owners_
         record_runner(session, alive, "cli", owner={"host": here, "pid": os.getppid()})
         record_runner(session, elsewhere, "process", owner={"host": "other", "pid": dead_pid})
         start_job(session, orphan)
-    supervisor = JobSupervisor(Settings(database_url=fresh_db_url), sessions)
+    supervisor = JobSupervisor(Settings(database_url=migrated_db_url), sessions)
     updates = await supervisor.reconcile()
     assert [u.id for u in updates] == [orphan]
     status, error = _status(sessions, orphan)

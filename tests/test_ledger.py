@@ -52,8 +52,8 @@ def at(minutes: int) -> datetime:
 
 
 @pytest.fixture
-def engine(fresh_db_url: str) -> Iterator[Engine]:
-    engine = make_engine(fresh_db_url)
+def engine(migrated_db_url: str) -> Iterator[Engine]:
+    engine = make_engine(migrated_db_url)
     upgrade(engine)
     yield engine
     engine.dispose()

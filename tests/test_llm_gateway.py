@@ -50,8 +50,8 @@ MESSAGES = [{"role": "user", "content": "Rate AAPL from 0 to 1."}]
 
 
 @pytest.fixture
-def engine(fresh_db_url: str) -> Iterator[Engine]:
-    engine = make_engine(fresh_db_url)
+def engine(migrated_db_url: str) -> Iterator[Engine]:
+    engine = make_engine(migrated_db_url)
     upgrade(engine)
     yield engine
     engine.dispose()

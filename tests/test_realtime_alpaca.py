@@ -29,14 +29,14 @@ from tests.live_server import serve_in_thread
 
 
 def test_alpaca_trades_stream_to_dashboards_and_become_minute_bars(
-    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    migrated_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    engine = make_engine(fresh_db_url)
+    engine = make_engine(migrated_db_url)
     upgrade(engine)
     with FakeAlpacaStream(key="k", secret="s") as fake:
         settings = Settings(
-            database_url=fresh_db_url,
+            database_url=migrated_db_url,
             market_data_source=MarketDataSourceKind.ALPACA,
             alpaca_api_key=SecretStr("k"),
             alpaca_secret_key=SecretStr("s"),

@@ -17,8 +17,6 @@ from websockets.sync.client import connect
 from websockets.sync.connection import Connection
 
 from api.app import create_app
-from db.engine import make_engine
-from db.migrate import upgrade
 from services.settings import Settings
 from tests.live_server import serve_in_thread
 
@@ -26,13 +24,10 @@ SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
 
 
 @pytest.fixture
-def settings(fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+def settings(migrated_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
     monkeypatch.chdir(tmp_path)
-    engine = make_engine(fresh_db_url)
-    upgrade(engine)
-    engine.dispose()
     return Settings(
-        database_url=fresh_db_url,
+        database_url=migrated_db_url,
         realtime_symbols=SYMBOLS,
         sim_interval_ms=20,
         sse_interval_ms=50,

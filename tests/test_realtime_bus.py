@@ -47,15 +47,15 @@ def _next_of(ws: Connection, type_: str) -> dict[str, Any]:
 
 
 def test_without_redis_job_changes_are_polled_from_the_database(
-    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    migrated_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     settings = Settings(
-        database_url=_migrated(fresh_db_url),
+        database_url=_migrated(migrated_db_url),
         realtime_symbols=["AAA"],
         job_poll_interval_ms=100,
     )
-    sessions = make_session_factory(make_engine(fresh_db_url))
+    sessions = make_session_factory(make_engine(migrated_db_url))
     with (
         serve_in_thread(create_app(settings)) as url,
         connect(url.replace("http", "ws") + "/ws") as ws,
@@ -79,11 +79,11 @@ def test_without_redis_job_changes_are_polled_from_the_database(
 @pytest.mark.redis
 @pytest.mark.usefixtures("redis_up")
 def test_with_redis_bus_messages_reach_websocket_subscribers_by_symbol(
-    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    migrated_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     settings = Settings(
-        database_url=_migrated(fresh_db_url), realtime_symbols=["AAA"], redis_url=REDIS_URL
+        database_url=_migrated(migrated_db_url), realtime_symbols=["AAA"], redis_url=REDIS_URL
     )
     marker = uuid.uuid4().hex  # other test runs may share fills:global
 
@@ -111,12 +111,12 @@ def test_with_redis_bus_messages_reach_websocket_subscribers_by_symbol(
 
 
 def test_with_redis_unreachable_prices_still_flow_and_health_says_why(
-    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    migrated_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     settings = Settings(
-        database_url=_migrated(fresh_db_url),
+        database_url=_migrated(migrated_db_url),
         realtime_symbols=["AAA"],
         redis_url=dead,
         sim_interval_ms=20,

@@ -53,8 +53,8 @@ WAIT_S = 60  # a deadline for things to happen, not a claim about how fast they 
 
 
 @pytest.fixture
-def db_engine_fresh(fresh_db_url: str) -> Iterator[Engine]:
-    engine = make_engine(fresh_db_url)
+def db_engine_fresh(migrated_db_url: str) -> Iterator[Engine]:
+    engine = make_engine(migrated_db_url)
     upgrade(engine)
     yield engine
     engine.dispose()

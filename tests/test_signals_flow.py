@@ -19,7 +19,6 @@ from websockets.sync.client import connect
 from api.app import create_app
 from api.runtime import pattern_setup
 from db.engine import make_engine, make_session_factory, unit_of_work
-from db.migrate import upgrade
 from db.queries.signals import ensure_strategy
 from models.bus import SIGNALS_GLOBAL, signals_for
 from models.enums import Side
@@ -36,11 +35,8 @@ T0 = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def db_url(fresh_db_url: str) -> str:
-    engine = make_engine(fresh_db_url)
-    upgrade(engine)
-    engine.dispose()
-    return fresh_db_url
+def db_url(migrated_db_url: str) -> str:
+    return migrated_db_url
 
 
 def _signal(symbol: str, kind: SignalKind, seconds: int, score: float = 3.5) -> PatternSignal:

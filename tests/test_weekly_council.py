@@ -24,7 +24,6 @@ from prefect.flow_runs import resume_flow_run
 from sqlalchemy import Engine, func, select
 
 from db.engine import make_engine, make_session_factory, unit_of_work
-from db.migrate import upgrade
 from db.queries import council as q
 from db.queries.trading import positions
 from flows.weekly_council import weekly_council
@@ -39,7 +38,7 @@ from services.settings import get_settings
 from tasks.bar_validation import ConflictRule
 from tasks.council.roster import Member, Role
 from tasks.import_bars import import_bar_file
-from tests.conftest import IN_CI, SAMPLE_DATA
+from tests.conftest import IN_CI
 from tests.fake_openai import FakeOpenAI, Responder
 
 AS_OF = date(2019, 6, 3)
@@ -50,14 +49,11 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 @pytest.fixture
 def db(
-    fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+    sample_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
 ) -> Iterator[Engine]:
     """A migrated database holding the sample bars, which the flow finds through settings."""
-    engine = make_engine(fresh_db_url)
-    upgrade(engine)
-    with unit_of_work(make_session_factory(engine)) as session:
-        import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
-    monkeypatch.setenv("DATABASE_URL", fresh_db_url)
+    engine = make_engine(sample_db_url)
+    monkeypatch.setenv("DATABASE_URL", sample_db_url)
     get_settings.cache_clear()
     yield engine
     get_settings.cache_clear()

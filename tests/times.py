@@ -1,6 +1,6 @@
 """Sum the suite's recorded times per module: `python -m tests.times DIR [DIR_AFTER]`.
 
-DIR holds the `*.jsonl` files a run with TEST_TIMES_DIR=DIR wrote (see conftest). With
+DIR holds the `times.jsonl` a run with TEST_TIMES_DIR=DIR wrote (see conftest). With
 two directories the table compares them, module by module, as issue 16 asks."""
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from pathlib import Path
 
 def per_module(where: Path) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
-    for path in where.glob("*.jsonl"):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            totals[record["id"].split("::", 1)[0]] += record["s"]
+    for line in (where / "times.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        totals[record["id"].split("::", 1)[0]] += record["s"]
     return dict(totals)
 
 
