@@ -3,31 +3,31 @@
 Parameters are `--param name=value`; a value list (`fast=5,10,20`) or an
 inclusive range (`fast=2:100`, `slow=10:200:10`) sweeps it, and every
 combination is scored. `--wf-train/--wf-test` make it a walk-forward.
+
+Heavy imports (rich.progress too) are inside the functions: `aitrader backtest --help`
+must answer in 0.5 s.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from cli.context import console, open_context, run_command
-from models.backtest import (
-    BacktestConfig,
-    Costs,
-    Direction,
-    Sizing,
-    SizingMode,
-    Stops,
-    WalkForward,
-)
+from cli.lazy import QuickHelpGroup
+from models.enums import Direction, SizingMode
 from models.errors import AITraderError, InvalidInputError, describe_failure
 
-app = typer.Typer(help="Backtests: single runs, parameter sweeps, walk-forward.")
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+app = typer.Typer(
+    cls=QuickHelpGroup, help="Backtests: single runs, parameter sweeps, walk-forward."
+)
 
 DAY = ["%Y-%m-%d"]
 PROGRESS_LOGGER = "flows.backtest.progress"
@@ -71,6 +71,8 @@ def run_cmd(
     wf_window: Annotated[str, typer.Option(help="rolling or expanding.")] = "rolling",
 ) -> None:
     """Backtest a strategy and print its metrics beside buy-and-hold; writes an equity PNG."""
+    from models.backtest import BacktestConfig, Costs, Sizing, Stops, WalkForward
+
     ctx = open_context()
     ctx.require_schema()
     config = BacktestConfig(
@@ -136,6 +138,8 @@ def parse_params(items: list[str]) -> dict[str, float | list[float]]:
 
 
 def _run(params: dict[str, Any]) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
     from flows.backtest import backtest
 
     progress_log = logging.getLogger(PROGRESS_LOGGER)

@@ -1,4 +1,8 @@
-"""What every command needs: settings, logging, an engine, and one error edge."""
+"""What every command needs: settings, logging, an engine, and one error edge.
+
+Imported by every command module, so it imports only typer and rich itself:
+the database, settings and Prefect load when a command opens its context.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,19 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import check_connection, make_engine, make_session_factory, unit_of_work
-from db.migrate import current_revision, head_revision
 from models.errors import AITraderError, ConfigurationError
-from services.log_setup import configure_logging
-from services.prefect_api import PrefectApi, use_prefect_api
-from services.settings import Settings, get_settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from services.prefect_api import PrefectApi
+    from services.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,16 +41,22 @@ class CommandContext:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
+        from db.engine import unit_of_work
+
         with unit_of_work(self.sessions) as session:
             yield session
 
     def prefect(self) -> AbstractContextManager[PrefectApi]:
         """Run flows inside this: Prefect's client then talks to PREFECT_API_URL, the server
         of an `aitrader up` beside us, or a private server started (and stopped) for it."""
+        from services.prefect_api import use_prefect_api
+
         return use_prefect_api(self.settings, notify=_say)
 
     def require_schema(self) -> None:
         """Refuse to work on a database that is not at the migration head."""
+        from db.migrate import current_revision, head_revision
+
         current, head = current_revision(self.engine), head_revision(self.engine)
         if current != head:
             raise ConfigurationError(
@@ -57,6 +66,10 @@ class CommandContext:
 
 
 def open_context() -> CommandContext:
+    from db.engine import check_connection, make_engine, make_session_factory
+    from services.log_setup import configure_logging
+    from services.settings import get_settings, load_settings
+
     # Flows read the process's cached settings; a command starts from what the environment
     # says now, so both agree even when one process runs several commands (tests do).
     get_settings.cache_clear()
@@ -77,6 +90,8 @@ def run_command(fn: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             return fn(*args, **kwargs)
         except AITraderError as exc:

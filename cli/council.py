@@ -12,12 +12,13 @@ Exit codes: 0 done; 1 an error (one line on stderr); 2 a usage error;
 
 Prefect and the flow (with litellm) are imported inside the functions that
 use them: they take seconds to import, which every `aitrader` command would
-pay, and Prefect's import sets up its logging unless ours is there first.
+pay, and Prefect's import sets up its logging unless ours is there first. So
+are the queries, httpx and even asyncio (70 ms): `aitrader council --help`
+must answer in 0.5 s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import logging
 from collections.abc import Callable
@@ -27,10 +28,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
-import httpx
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from cli.context import CommandContext, console, err_console, open_context, run_command
 from cli.council_views import (
@@ -43,22 +42,25 @@ from cli.council_views import (
     print_decisions,
     replay_key,
 )
-from cli.trading import print_execution, print_lines
-from db.queries import council as q
-from db.queries.bars import bar_coverage
-from models.council import CouncilRun
+from cli.lazy import QuickHelpGroup
+from cli.trading import execute_cmd, print_execution, print_lines
 from models.enums import Timeframe
 from models.errors import AITraderError, NotFoundError, describe_failure
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun, State
     from prefect.flows import Flow
+    from sqlalchemy.orm import Session
+
+    from models.council import CouncilRun
 
 BUDGET_STOPPED = 3
 CALL_COLUMNS = ("call", "stage", "model", "status", "cached", "cost")
 
 app = typer.Typer(
-    help="The weekly council: run, replay, approve, show, audit.", no_args_is_help=True
+    cls=QuickHelpGroup,
+    help="The weekly council: run, replay, approve, show, audit.",
+    no_args_is_help=True,
 )
 
 
@@ -113,6 +115,8 @@ def replay_cmd(
     max_weight: MaxWeight = None,
 ) -> None:
     """Sit a past week again, answered from the LLM response cache; compare the decisions."""
+    from db.queries import council as q
+
     ctx = _council_context()
     params = _flow_params(as_of, approval, budget, symbols, models, max_positions, max_weight)
     run_id = _sit(ctx, params)
@@ -149,6 +153,7 @@ def approve_cmd(
     ctx = _council_context()
     from prefect.flow_runs import resume_flow_run
 
+    from db.queries import council as q
     from flows.weekly_council import ApprovalInput
 
     rejected = sorted(set(reject or []))
@@ -182,6 +187,8 @@ def approve_cmd(
 @run_command
 def show_cmd(run_id: Annotated[int, typer.Argument(help="Council run id.")]) -> None:
     """A council run: when, how it ended, what it cost, and its decisions."""
+    from db.queries import council as q
+
     ctx = _council_context()
     with ctx.transaction() as session:
         run = q.get_run(session, run_id)
@@ -201,6 +208,8 @@ def show_cmd(run_id: Annotated[int, typer.Argument(help="Council run id.")]) -> 
 @run_command
 def audit_cmd(decision_id: Annotated[int, typer.Argument(help="Council decision id.")]) -> None:
     """Why a decision was made: its pitch, the votes, the research and every LLM call."""
+    from db.queries import council as q
+
     ctx = _council_context()
     with ctx.transaction() as session:
         chain = q.audit_chain(session, decision_id)
@@ -282,6 +291,10 @@ def _flow_params(
 
 def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
     """Run the flow to its end and print the outcome; the council run's id."""
+    import asyncio
+
+    from db.queries.bars import bar_coverage
+
     if symbols := params.get("universe"):
         with ctx.transaction() as session:
             stored = {c.symbol for c in bar_coverage(session, symbols, Timeframe.D1)}
@@ -321,6 +334,8 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
 
 
 def _run_of(session: Session, flow_run_id: UUID | None) -> CouncilRun | None:
+    from db.queries import council as q
+
     if flow_run_id is None:
         return None
     try:
@@ -333,6 +348,8 @@ async def _run_flow(
     params: dict[str, Any], announce: Callable[[UUID], None] | None
 ) -> tuple[State[Any], UUID | None]:
     """Call the flow here; while it runs, tell the user once if it pauses for approval."""
+    import asyncio
+
     from flows.weekly_council import weekly_council
 
     seen: list[UUID] = []
@@ -351,6 +368,8 @@ async def _run_flow(
 
 
 async def _watch_for_pause(seen: list[UUID], announce: Callable[[UUID], None]) -> None:
+    import asyncio
+
     from prefect import get_client
 
     async with get_client() as client:
@@ -364,6 +383,8 @@ async def _watch_for_pause(seen: list[UUID], announce: Callable[[UUID], None]) -
 
 def _announcer(ctx: CommandContext) -> Callable[[UUID], None]:
     def announce(flow_run_id: UUID) -> None:
+        from db.queries import council as q
+
         with ctx.transaction() as session:
             run = q.run_of_flow(session, flow_run_id)
             print_decisions(session, run.id, title=f"proposed by council run {run.id}")
@@ -380,6 +401,7 @@ def _announcer(ctx: CommandContext) -> Callable[[UUID], None]:
 
 
 def _flow_run_state(flow_run_id: UUID, run_id: int) -> State[Any]:
+    import httpx
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -415,3 +437,6 @@ def _login() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name in this environment (some containers)
         return "cli"
+
+
+app.command("execute")(execute_cmd)

@@ -1,17 +1,22 @@
-"""How the council commands show runs: decision tables, costs, and what a replay changed."""
+"""How the council commands show runs: decision tables, costs, and what a replay changed.
+
+The queries are imported inside the functions: `aitrader council --help` must answer in 0.5 s.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from cli.context import console
-from db.queries import council as q
-from models.council import CouncilRun
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from models.council import CouncilRun
 
 COLUMNS = ("id", "symbol", "action", "weight", "entry", "take-profit", "stop-loss", "status")
 
@@ -30,6 +35,8 @@ class DecisionLine(NamedTuple):
 
 
 def decision_lines(session: Session, run_id: int) -> list[DecisionLine]:
+    from db.queries import council as q
+
     pitches = {p.id: p for p in q.pitch_rows(session, run_id)}
     lines = []
     for d in q.decision_rows(session, run_id):
@@ -58,6 +65,8 @@ def print_decisions(session: Session, run_id: int, title: str) -> list[DecisionL
 
 
 def print_cost(session: Session, run: CouncilRun) -> None:
+    from db.queries import council as q
+
     calls, cached = q.call_counts(session, run.id)
     console.print(f"LLM cost ${run.cost_usd:.6f}: {calls} calls, {cached} answered from the cache")
 

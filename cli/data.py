@@ -1,22 +1,29 @@
-"""`aitrader data ...`: import bar and instrument files, list what is stored."""
+"""`aitrader data ...`: import bar and instrument files, list what is stored.
+
+Heavy imports (rich.progress too) are inside the functions: `aitrader data --help`
+must answer in 0.5 s.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli.context import console, open_context, run_command
-from db.queries.bars import bar_coverage
-from models.enums import Timeframe
-from models.market import ImportReport
-from tasks.bar_validation import ConflictRule
-from tasks.import_bars import import_bar_file_beside_writers
-from tasks.import_instruments import import_instrument_file
+from cli.lazy import QuickHelpGroup
+from models.enums import ConflictRule, Timeframe
 
-app = typer.Typer(help="Market data: import, instruments, list.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from models.market import ImportReport
+
+app = typer.Typer(
+    cls=QuickHelpGroup, help="Market data: import, instruments, list.", no_args_is_help=True
+)
 
 
 @app.command("import")
@@ -38,6 +45,8 @@ def import_cmd(
     running server and jobs keep writing meanwhile; a symbol lands whole or not at all,
     and re-running an interrupted import finishes it.
     """
+    from tasks.import_bars import import_bar_file_beside_writers
+
     ctx = open_context()
     ctx.require_schema()
     with _progress() as bar:
@@ -72,6 +81,8 @@ def instruments_cmd(
     ),
 ) -> None:
     """Load instrument reference data, such as sectors."""
+    from tasks.import_instruments import import_instrument_file
+
     ctx = open_context()
     ctx.require_schema()
     with ctx.transaction() as session:
@@ -89,6 +100,8 @@ def list_cmd(
     timeframe: Timeframe | None = typer.Option(None, "--timeframe", "-t"),
 ) -> None:
     """Symbols with their first and last bar and bar count."""
+    from db.queries.bars import bar_coverage
+
     ctx = open_context()
     ctx.require_schema()
     with ctx.transaction() as session:
@@ -130,6 +143,8 @@ def print_report(report: ImportReport, *, dry_run: bool = False) -> None:
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description:<10}"),
         BarColumn(),

@@ -6,6 +6,8 @@ week (the offline analyst unless LLM_MODELS says otherwise, approval auto)
 and print its decisions. `make demo` then starts the stack (`aitrader up`).
 The approved decisions are executed on the configured accounts (the paper
 broker by default); the demo prints the orders and positions that resulted.
+
+Heavy imports are inside the command: `aitrader demo --help` must answer in 0.5 s.
 """
 
 from __future__ import annotations
@@ -19,11 +21,7 @@ from cli.context import console, open_context, run_command
 from cli.council import sit_offline_week
 from cli.data import print_report
 from cli.trading import print_orders, print_positions
-from db.migrate import upgrade
-from db.queries.bars import bar_coverage, bars_as_of
 from models.enums import Timeframe
-from tasks.import_bars import import_bar_file
-from tasks.import_instruments import import_instrument_file
 
 SAMPLE_BARS = "sp500_daily_sample.csv.gz"
 SAMPLE_SECTORS = "sp500_sectors_sample.csv"
@@ -35,6 +33,11 @@ def demo(
     council: bool = typer.Option(True, help="Sit the weekly council on the sample's last week."),
 ) -> None:
     """Migrate, import the bundled sample, print a summary, and run the council on it."""
+    from db.migrate import upgrade
+    from db.queries.bars import bar_coverage, bars_as_of
+    from tasks.import_bars import import_bar_file
+    from tasks.import_instruments import import_instrument_file
+
     ctx = open_context()
     folder = sample_dir or ctx.settings.sample_data_dir
     console.rule("AITrader demo")

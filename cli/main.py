@@ -3,33 +3,69 @@
 Every command runs under `run_command`, the process edge: an `AITraderError`
 or a database error becomes `error: <cause>` on stderr and exit code 1, with
 no traceback (pass `--debug` for one).
+
+Commands are imported when they run (`cli/lazy.py`): `aitrader --help` loads
+typer and this table, not the API, Prefect or litellm.
 """
 
 from __future__ import annotations
 
 import typer
 
-from cli import backtest, council, data, database, demo, serve, tokens, trading, up
+from cli.lazy import LazyCommand, LazyGroup
+
+
+class Commands(LazyGroup):
+    lazy = {
+        "db": LazyCommand("cli.database", "app", "Database schema: upgrade, current, check."),
+        "data": LazyCommand("cli.data", "app", "Market data: import, instruments, list."),
+        "council": LazyCommand(
+            "cli.council", "app", "The weekly council: run, replay, approve, show, audit."
+        ),
+        "backtest": LazyCommand(
+            "cli.backtest", "app", "Backtests: single runs, parameter sweeps, walk-forward."
+        ),
+        "trading": LazyCommand("cli.trading", "app", "The kill switch: halt and resume trading."),
+        "token": LazyCommand("cli.tokens", "app", "API tokens: create, list, revoke."),
+        "positions": LazyCommand(
+            "cli.trading",
+            "positions_cmd",
+            "Open positions by account, from the orders the execution stage booked.",
+        ),
+        "orders": LazyCommand(
+            "cli.trading",
+            "orders_cmd",
+            "Orders, newest first, bracket legs under their entry, refusals with their reason.",
+        ),
+        "demo": LazyCommand(
+            "cli.demo",
+            "demo",
+            "Migrate, import the bundled sample, print a summary, and run the council on it.",
+        ),
+        "serve": LazyCommand(
+            "cli.serve", "serve", "Serve the REST API, the SSE price stream and the WebSocket feed."
+        ),
+        "up": LazyCommand(
+            "cli.up",
+            "up",
+            "Start Prefect, the scheduled flows and the realtime server; Ctrl-C stops all.",
+        ),
+    }
+
 
 app = typer.Typer(
     name="aitrader",
+    cls=Commands,
     help="AITrader: an LLM-driven trading backend.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(database.app, name="db")
-app.add_typer(data.app, name="data")
-app.add_typer(council.app, name="council")
-app.add_typer(backtest.app, name="backtest")
-app.add_typer(trading.app, name="trading")
-app.add_typer(tokens.app, name="token")
-council.app.command("execute")(trading.execute_cmd)
-app.command("positions")(trading.positions_cmd)
-app.command("orders")(trading.orders_cmd)
-app.command("demo")(demo.demo)
-app.command("serve")(serve.serve)
-app.command("up")(up.up)
+
+
+@app.callback()
+def main() -> None:
+    """AITrader: an LLM-driven trading backend."""
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""`aitrader serve`: the realtime process (prices, streams, health) under uvicorn."""
+"""`aitrader serve`: the realtime process (prices, streams, health) under uvicorn.
+
+The API and uvicorn are imported inside the command: `aitrader serve --help`
+must answer in 0.5 s.
+"""
 
 from __future__ import annotations
 
 import typer
-import uvicorn
 
-from api.app import create_app
 from cli.context import console, open_context, run_command
 
 
@@ -15,6 +17,10 @@ def serve(
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
 ) -> None:
     """Serve the REST API, the SSE price stream and the WebSocket feed."""
+    import uvicorn
+
+    from api.app import create_app
+
     ctx = open_context()
     ctx.require_schema()
     base = f"http://{host}:{port}"

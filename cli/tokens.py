@@ -2,6 +2,8 @@
 
 Roles: viewer (reads), trader (also moves money and spends on models),
 admin (also halts trading and reads the audit log).
+
+Heavy imports are inside the commands: `aitrader token --help` must answer in 0.5 s.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import typer
 from rich.table import Table
 
 from cli.context import console, open_context, run_command
-from db.queries.audit import record_event
-from db.queries.tokens import issue_token, list_tokens, revoke_token
-from models.base import utcnow
+from cli.lazy import QuickHelpGroup
 from models.enums import Role
 
-app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
+app = typer.Typer(
+    cls=QuickHelpGroup, help="API tokens: create, list, revoke.", no_args_is_help=True
+)
 
 
 @app.command("create")
@@ -33,6 +35,10 @@ def create_cmd(
     ] = None,
 ) -> None:
     """Create a token and print it once: it is stored only as a hash."""
+    from db.queries.audit import record_event
+    from db.queries.tokens import issue_token
+    from models.base import utcnow
+
     ctx = open_context()
     ctx.require_schema()
     owner = user or _login()
@@ -56,6 +62,9 @@ def create_cmd(
 @run_command
 def list_cmd() -> None:
     """Every token: id, owner, role, prefix, last use, and whether it still works."""
+    from db.queries.tokens import list_tokens
+    from models.base import utcnow
+
     ctx = open_context()
     ctx.require_schema()
     table = Table("id", "user", "role", "name", "prefix", "last used", "state", show_edge=False)
@@ -85,6 +94,9 @@ def list_cmd() -> None:
 @run_command
 def revoke_cmd(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
     """Revoke a token; requests with it are refused (401) from now on."""
+    from db.queries.audit import record_event
+    from db.queries.tokens import revoke_token
+
     ctx = open_context()
     ctx.require_schema()
     with ctx.transaction() as session:

@@ -21,6 +21,9 @@ this process, which then stops the children in reverse order (SIGINT, then
 SIGTERM, then SIGKILL for one that does not stop) and waits for each. SIGTERM
 is handled the same way. If a child dies, the others are stopped and the
 exit code is 1. POSIX only.
+
+The Prefect helpers are imported inside the functions (they bring httpx and
+pydantic): `aitrader up --help` must answer in 0.5 s.
 """
 
 from __future__ import annotations
@@ -35,18 +38,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.context import console, err_console, open_context, run_command
 from models.errors import AITraderError
-from services.prefect_api import publish_stack, withdraw_stack
-from services.prefect_server import (
-    LocalPrefectServer,
-    api_url,
-    default_database_url,
-    server_command,
-)
+
+if TYPE_CHECKING:
+    from services.prefect_server import LocalPrefectServer
 
 STOP_GRACE_S = 15.0
 
@@ -76,6 +76,8 @@ def stack_commands(
     The Prefect settings are passed through `env NAME=VALUE ...` so each command
     line is complete as printed and the rest of the environment is inherited.
     """
+    from services.prefect_server import api_url, default_database_url, server_command
+
     home = prefect_home.resolve()
     env = (
         "env",
@@ -101,6 +103,9 @@ def up(
     ),
 ) -> None:
     """Start Prefect, the scheduled flows and the realtime server; Ctrl-C stops all."""
+    from services.prefect_api import publish_stack, withdraw_stack
+    from services.prefect_server import LocalPrefectServer
+
     ctx = open_context()
     ctx.require_schema()  # fail here, not in a child, on a database that needs `db upgrade`
     ctx.engine.dispose()

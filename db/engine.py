@@ -41,6 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+import models.tables  # noqa: F401 (every table registered before any session flushes)
 from models.errors import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from models import Base
+from models.tables import Base
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

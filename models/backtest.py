@@ -19,23 +19,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import MONEY, PRICE, QTY, Base, BigId, IdMixin
 from models.days import Day
-
-
-class SizingMode(StrEnum):
-    """How many shares an entry buys (or sells short)."""
-
-    SHARES = "shares"
-    """`value` shares per entry."""
-    CASH = "cash"
-    """`value` of currency per entry."""
-    EQUITY_FRACTION = "equity_fraction"
-    """`value` x the equity of the column's cash pool at the previous close."""
-
-
-class Direction(StrEnum):
-    LONG = "long"
-    SHORT = "short"
-    BOTH = "both"
+from models.enums import Direction as Direction  # declared there for the CLI
+from models.enums import SizingMode as SizingMode
 
 
 class FillTiming(StrEnum):

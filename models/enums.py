@@ -154,3 +154,30 @@ class JobType(StrEnum):
     TRAINING = "training"
     SENTIMENT = "sentiment"
     PATTERN_SCAN = "pattern_scan"
+
+
+class SizingMode(StrEnum):
+    """How many shares a backtest's entry buys (or sells short)."""
+
+    SHARES = "shares"
+    """`value` shares per entry."""
+    CASH = "cash"
+    """`value` of currency per entry."""
+    EQUITY_FRACTION = "equity_fraction"
+    """`value` x the equity of the column's cash pool at the previous close."""
+
+
+class Direction(StrEnum):
+    """Which side a backtest trades."""
+
+    LONG = "long"
+    SHORT = "short"
+    BOTH = "both"
+
+
+class ConflictRule(StrEnum):
+    """Which copy of a bar an import keeps when duplicates disagree (tasks/bar_validation.py)."""
+
+    REJECT = "reject"
+    FIRST = "first"
+    LAST = "last"

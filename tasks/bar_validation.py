@@ -23,22 +23,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Literal
 
 import pandas as pd
 
+from models.enums import ConflictRule as ConflictRule  # declared there for the CLI
 from models.enums import Timeframe
 from models.market import SYMBOL_PATTERN, RejectedRow
 
 MAX_EXAMPLES = 10
 VALUE_COLUMNS = ["open", "high", "low", "close", "adj_close", "volume"]
-
-
-class ConflictRule(StrEnum):
-    REJECT = "reject"
-    FIRST = "first"
-    LAST = "last"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from sqlalchemy import inspect
 
 from db.engine import make_engine
 from db.migrate import alembic_config, current_revision, head_revision, schema_drift, upgrade
-from models import Base
+from models.tables import Base
 
 
 def test_upgrade_reaches_head_and_matches_the_models(fresh_db_url: str) -> None:

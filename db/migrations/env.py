@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
-from models import Base
+from models.tables import Base
 
 config = context.config
 engine: Engine = config.attributes["engine"]
