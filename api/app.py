@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import Require
 from api.body_limit import BodyLimitMiddleware
+from api.docs_pages import add_docs_pages
 from api.errors import problem_responses, register_error_handlers
 from api.idempotency import IdempotencyMiddleware, document_idempotency
 from api.metrics import Metrics
@@ -92,7 +93,10 @@ def create_app(
         ),
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: ours are packaged
+        redoc_url=None,
     )
+    add_docs_pages(app)
     app.add_middleware(IdempotencyMiddleware)  # innermost: sees a bounded body, a request id
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
