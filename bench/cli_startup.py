@@ -28,8 +28,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 BIN = Path(sys.executable).parent
 
 COMMANDS: list[tuple[str, list[str]]] = [
@@ -105,6 +103,8 @@ def _free_port() -> int:
 
 def server_idle_rss(cwd: Path) -> tuple[float, float]:
     """(seconds until /health answered, RSS in MB after 3 s idle)."""
+    import httpx  # here, not at the top: a forked child starts with the parent's peak RSS
+
     port = _free_port()
     subprocess.run(
         [str(BIN / "aitrader"), "db", "upgrade"],
