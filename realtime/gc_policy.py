@@ -28,12 +28,16 @@ from collections.abc import Awaitable, Callable
 logger = logging.getLogger(__name__)
 
 NEVER = 1_000_000_000  # generation-2 threshold the allocator cannot reach
+CPYTHON_GEN2 = 10  # CPython's own generation-2 threshold
 
 
 class GCPolicy:
     def __init__(self, full_every_s: float) -> None:
         self.full_every_s = full_every_s
-        self._saved = gc.get_threshold()
+        saved = gc.get_threshold()
+        # Another policy in this process (a second app in one test worker)
+        # may still be applied: never save its NEVER as "the default".
+        self._saved = saved if saved[2] < NEVER else (saved[0], saved[1], CPYTHON_GEN2)
         self.full_collections = 0
         self.last_pause_ms = 0.0
 

@@ -19,22 +19,31 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI, *, startup_timeout: float = 20.0) -> Iterator[str]:
-    """Yield the base URL while the server runs; stop it (lifespan shutdown included) on exit."""
+def serve_in_thread(app: FastAPI, *, startup_timeout: float = 90.0) -> Iterator[str]:
+    """Yield the base URL while the server runs; stop it (lifespan shutdown included) on exit.
+
+    The start-up allowance is generous because a fresh clone's first start
+    compiles the pattern kernels (numba), which on a busy 2-core machine can
+    take tens of seconds. A server that does not start is still told to stop
+    and joined, so a half-started app (its GC policy applied, its tasks
+    running) does not outlive the test into the next one on the worker.
+    """
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
     try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn did not start: its thread ended (see the log above)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start within {startup_timeout:.0f} s")
+            time.sleep(0.02)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=15)
+        thread.join(timeout=30)
         if thread.is_alive():
-            raise RuntimeError("uvicorn did not shut down within 15 s")
+            raise RuntimeError("uvicorn did not shut down within 30 s")

@@ -39,6 +39,17 @@ def test_apply_freezes_start_up_objects_and_stops_automatic_full_collections(
     assert gc.get_freeze_count() == 0
 
 
+def test_a_policy_made_while_another_is_applied_restores_a_real_threshold(
+    policy: GCPolicy,
+) -> None:
+    """Two apps in one process (a test worker): the second must not save NEVER."""
+    policy.apply()
+    second = GCPolicy(full_every_s=60)
+    second.apply()
+    second.restore()
+    assert gc.get_threshold()[2] != NEVER
+
+
 def test_a_deliberate_full_collection_still_frees_cycles(policy: GCPolicy) -> None:
     policy.apply()
     node = _Node()
