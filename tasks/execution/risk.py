@@ -166,7 +166,8 @@ def _market_hours(c: _Case) -> _Verdict:
 
 
 def _short_allowed(c: _Case) -> _Verdict:
-    moves = f"{c.o.side} {c.o.qty:,f} {c.o.symbol}: position {c.before:,f} -> {c.after:,f}"
+    position = f"position {_num(c.before)} -> {_num(c.after)}"
+    moves = f"{c.o.side} {_num(c.o.qty)} {c.o.symbol}: {position}"
     if c.o.side is Side.BUY or c.after >= 0:
         return True, f"{moves}, not short"
     if c.lim.allow_short:
@@ -182,17 +183,21 @@ def _bracket_prices(c: _Case) -> _Verdict:
     problems = []
     if tp is not None and not (tp > px if buy else tp < px):
         crossed = "above" if buy else "below"
-        problems.append(f"take_profit {tp:,f} vs price {px:,f}: the market is at or {crossed} it")
+        problems.append(
+            f"take_profit {_num(tp)} vs price {_num(px)}: the market is at or {crossed} it"
+        )
     if sl is not None and not (sl < px if buy else sl > px):
         crossed = "below" if buy else "above"
-        problems.append(f"stop_loss {sl:,f} vs price {px:,f}: the market is at or {crossed} it")
+        problems.append(
+            f"stop_loss {_num(sl)} vs price {_num(px)}: the market is at or {crossed} it"
+        )
     if tp is None or sl is None:
         problems.append(f"only {'stop_loss' if tp is None else 'take_profit'} given: needs both")
     low, high = ("stop_loss", "take_profit")[:: 1 if buy else -1]
     rule = f"{c.o.side} bracket needs {low} < price < {high}"
-    if problems:
+    if problems or tp is None or sl is None:  # a missing price is one of the problems
         return False, f"{rule}: " + "; ".join(problems)
-    return True, f"{rule}: {sl if buy else tp:,f} < {px:,f} < {tp if buy else sl:,f}"
+    return True, f"{rule}: {_num(sl if buy else tp)} < {_num(px)} < {_num(tp if buy else sl)}"
 
 
 def _max_order_notional(c: _Case) -> _Verdict:
@@ -206,11 +211,13 @@ def _max_order_notional(c: _Case) -> _Verdict:
 
 def _max_position_pct(c: _Case) -> _Verdict:
     value, pct, equity = abs(c.after) * c.o.price, c.lim.max_position_pct, c.s.equity
-    what = f"{c.o.symbol} position after order {c.after:,f} x {c.o.price:,f} = {_money(value)}"
+    what = (
+        f"{c.o.symbol} position after order {_num(c.after)} x {_num(c.o.price)} = {_money(value)}"
+    )
     if pct is None:
         return True, f"{what}, no limit"
     if _reduces(c.before, c.after):
-        return True, f"{what}, reduced from {c.before:,f}: not limited"
+        return True, f"{what}, reduced from {_num(c.before)}: not limited"
     if equity <= 0:
         return False, f"{what}, but equity {_money(equity)} is not positive"
     cap = f"{_money(pct * equity)} ({(pct * 100).normalize():f}% of equity {_money(equity)})"
@@ -224,9 +231,9 @@ def _buying_power(c: _Case) -> _Verdict:
     closing = min(c.o.qty, max(ZERO, held))
     opening = c.o.qty - closing
     if opening == 0:
-        return True, f"closes {closing:,f} of position {c.before:,f}: needs no buying power"
+        return True, f"closes {_num(closing)} of position {_num(c.before)}: needs no buying power"
     cost, power = opening * c.o.price, c.s.buying_power
-    need = f"opens {opening:,f} x {c.o.price:,f} = {_money(cost)}"
+    need = f"opens {_num(opening)} x {_num(c.o.price)} = {_money(cost)}"
     if cost > power:
         return False, f"{need} > buying power {_money(power)}"
     return True, f"{need} <= buying power {_money(power)}"
@@ -274,6 +281,14 @@ CHECKS: tuple[str, ...] = tuple(_CHECKS)
 def _reduces(before: Decimal, after: Decimal) -> bool:
     """Same side (or flat) and smaller: a trim or close, not a flip or a new position."""
     return abs(after) < abs(before) and (after == 0 or (after > 0) == (before > 0))
+
+
+def _num(value: Decimal) -> str:
+    """A quantity or price as a person writes it: `720 x 55.53`, not `720.00000000 x
+    55.53000000`. Stored Decimals carry the column's 8 places; the reason is read by people."""
+    if value == 0:
+        return "0"  # never "-0" or "0E-8"
+    return f"{value.normalize():,f}"
 
 
 def _money(amount: Decimal) -> str:
