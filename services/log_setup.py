@@ -22,9 +22,24 @@ _STANDARD_ATTRS = frozenset(
 ) | {"message", "asctime", "taskName", "color_message"}  # uvicorn's ANSI copy of the message
 
 
+# Attributes other libraries stamp on records for their own bookkeeping, not for readers:
+# litellm's redaction filter marks every record it has scrubbed (`litellm_redacted`).
+_FOREIGN_ATTRS = frozenset({"litellm_redacted"})
+
+
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
-    """The structured fields a caller attached with `extra=`."""
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
+    """The structured fields a caller attached with `extra=`; other libraries' markers left out."""
+    return {
+        k: v
+        for k, v in vars(record).items()
+        if k not in _STANDARD_ATTRS and k not in _FOREIGN_ATTRS and not _is_sentinel(v)
+    }
+
+
+def _is_sentinel(value: object) -> bool:
+    """A bare `object()`: a marker compared by identity, which prints only as `<object object
+    at 0x...>` and would ride on every line of a library that stamps one."""
+    return type(value) is object
 
 
 class JsonFormatter(logging.Formatter):
