@@ -1,7 +1,8 @@
 """`aitrader serve`: the realtime process (prices, streams, health) under uvicorn.
 
 The API and uvicorn are imported inside the command: `aitrader serve --help`
-must answer in 0.5 s.
+must answer in 0.5 s. The port is probed first (cli/ports.py): a taken port is
+refused in one line before anything is imported or started.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from cli.context import console, open_context, run_command
+from cli.ports import check_can_listen
 
 
 @run_command
@@ -17,6 +19,8 @@ def serve(
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
 ) -> None:
     """Serve the REST API, the SSE price stream and the WebSocket feed."""
+    # Before anything starts (app, runtime, its Prefect server): a taken port is one line.
+    check_can_listen(host, port, holder="another aitrader serve?")
     import uvicorn
 
     from api.app import create_app
