@@ -45,6 +45,13 @@ class Sizing(BaseModel):
     vol_lookback_days: int = Field(20, ge=2, le=260)
     max_scale: Dec = Field(Decimal("1.5"), gt=0, description="Cap on target_vol / realised vol.")
     min_notional: Dec = Field(Decimal("100"), ge=0, description="Smaller orders are not sent.")
+    buying_power_reserve: Dec = Field(
+        Decimal("0.01"),
+        ge=0,
+        lt=1,
+        description="Share of buying power sizing leaves unused (slippage, commission): "
+        "an order that would need more is cut to the shares that fit.",
+    )
 
 
 class MarketHours(BaseModel):

@@ -105,13 +105,6 @@ CASES = [
     Case("bracket_prices", take_profit=Decimal("99"), stop_loss=Decimal("90")),
     Case("max_order_notional", account=_limits(max_order_notional=5_000)),
     Case("max_position_pct", account=_limits(max_position_pct="0.05")),
-    Case(
-        "buying_power",
-        account=AccountConfig(
-            name="acct", allocation=Decimal(2), limits=RiskLimits(max_position_pct=None)
-        ),
-        weight=Decimal("0.6"),
-    ),
     Case("max_open_orders", account=_limits(max_open_orders=2)),
     Case("daily_loss", account=_limits(max_daily_loss=1_000), before=_lost_today),
 ]
@@ -222,6 +215,38 @@ async def test_the_same_decision_with_no_check_broken_reaches_the_broker_once(
         ("stop_loss", OrderStatus.ACCEPTED),
     ]
     assert {r.parent_id for r in rows[1:]} == {rows[0].id}
+
+
+async def test_a_decision_bigger_than_the_buying_power_is_sent_cut_to_fit(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """120,000 wanted of a 100,000 account: 990 shares (1 % kept back), not a refusal.
+
+    The buying-power check stays among the pre-trade checks as a guard; sizing
+    now keeps an order inside it, so an account that has spent most of its
+    cash still trades (the demo run twice).
+    """
+    account = AccountConfig(
+        name="acct", allocation=Decimal(2), limits=RiskLimits(max_position_pct=None)
+    )
+    case = Case("none", account=account, weight=Decimal("0.6"))
+    decision_id, _ = setup_decision(sessions, case)
+    broker = PaperBroker(Decimal(100_000), state_path=tmp_path / "acct.json")
+
+    result = await execute_account(sessions, account, broker, [decision_id], as_of=AS_OF)
+
+    (order,) = await broker.list_orders()
+    assert order.qty == 990
+    with sessions() as session:
+        intent = session.scalars(select(TradeIntent)).one()
+    assert intent.status is IntentStatus.FILLED
+    assert intent.qty == 990
+    sizing = intent.risk_checks["sizing"]
+    assert sizing["capped"] == (
+        "buying power 100,000.00 (less 1% reserve) opens 990 of 1200 shares at 100"
+    )
+    assert intent.risk_checks["checks"]["buying_power"]["passed"] is True
+    assert result.lines[0]["status"] == "filled"
 
 
 async def test_a_halt_on_another_account_does_not_stop_this_one(

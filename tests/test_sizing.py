@@ -229,6 +229,85 @@ def test_the_volatility_record_survives_a_later_minimum_notional_skip() -> None:
     assert (result.realised_vol, result.scale) == (D("0.400000"), D("0.500000"))
 
 
+# --- buying power ------------------------------------------------------------
+
+
+def test_an_order_that_fits_the_buying_power_is_not_cut() -> None:
+    result = size_order(
+        weight=D("0.1"),
+        price=D(100),
+        equity=D(100000),
+        account=make_account(),
+        buying_power=D(20000),
+    )
+    assert (result.qty, result.capped, result.skipped) == (D(100), None, None)
+
+
+def test_an_account_short_of_buying_power_buys_the_shares_that_fit_less_the_reserve() -> None:
+    """10,000 wanted, 5,000 of power, 1 % kept back: 4,950 buys 49 shares at 100."""
+    result = size_order(
+        weight=D("0.1"),
+        price=D("100.00000000"),
+        equity=D(100000),
+        account=make_account(),
+        buying_power=D(5000),
+    )
+    assert result.qty == 49
+    assert result.notional == D(4900)
+    assert result.skipped is None
+    assert result.capped == "buying power 5,000.00 (less 1% reserve) opens 49 of 100 shares at 100"
+    assert result.detail()["capped"] == result.capped
+
+
+def test_shares_that_close_a_position_need_no_buying_power() -> None:
+    """Selling 100 with 80 held long: 80 close, only the 20 that open a short need power."""
+    result = size_order(
+        weight=D("0.1"),
+        price=D(100),
+        equity=D(100000),
+        account=make_account(),
+        buying_power=D(1000),
+        closable=D(80),
+    )
+    assert result.qty == 80 + 9  # 990 of usable power opens 9 shares
+    assert result.capped is not None
+
+
+def test_no_buying_power_left_is_a_skip_that_says_so() -> None:
+    result = size_order(
+        weight=D("0.1"),
+        price=D(100),
+        equity=D(100000),
+        account=make_account(),
+        buying_power=D(-50),
+    )
+    assert result.qty == 0
+    assert result.skipped == "buying power -50.00 (less 1% reserve) opens 0 of 100 shares at 100"
+
+
+def test_a_cut_below_the_minimum_notional_is_skipped_not_sent() -> None:
+    result = size_order(
+        weight=D("0.1"),
+        price=D(30),
+        equity=D(100000),
+        account=make_account(),
+        buying_power=D(90),
+    )
+    assert result.qty == 0
+    assert result.skipped == "notional 60.00 below minimum 100.00"
+
+
+def test_the_reserve_is_the_accounts_to_set() -> None:
+    account = make_account(buying_power_reserve=D(0))
+    result = size_order(
+        weight=D("0.1"), price=D(100), equity=D(100000), account=account, buying_power=D(5000)
+    )
+    assert result.qty == 50
+    assert result.capped == "buying power 5,000.00 (no reserve) opens 50 of 100 shares at 100"
+    with pytest.raises(ValidationError):
+        make_account(buying_power_reserve=D(1))
+
+
 # --- the record --------------------------------------------------------------
 
 

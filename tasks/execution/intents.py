@@ -80,12 +80,15 @@ def plan_intent(
             session, [decision.symbol], view.as_of, account.sizing.vol_lookback_days + 1
         )
     ]
+    held = view.state.positions.get(decision.symbol, Decimal(0))
     sizing = size_order(
         weight=Decimal(decision.target_weight),
         price=view.price,
         equity=view.state.equity,
         account=account,
         closes=closes,
+        buying_power=view.state.buying_power,
+        closable=max(Decimal(0), held if side is Side.SELL else -held),
     )
     record: dict[str, object] = {"sizing": sizing.detail(), "price": str(view.price)}
     reason: str | None

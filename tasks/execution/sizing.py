@@ -6,6 +6,12 @@ the volatility included (`statistics.stdev` is exact on Decimals), so the same
 inputs give the same quantity on every machine and the stored `detail()`
 reproduces it.
 
+Given the account's buying power, the part of the order that opens or grows
+a position is cut to the whole shares that power buys (less the sizing's
+`buying_power_reserve`, room for slippage and commission): an account that
+has spent most of its cash buys fewer shares, rather than sending an order the
+risk check or the broker must refuse. The result says it was cut (`capped`).
+
 When the numbers do not support an order (too little history to measure
 volatility, a flat series, less than one share, less than the minimum
 notional) the result has qty 0 and says why in `skipped`: no guessing, and
@@ -48,6 +54,7 @@ class SizingResult(BaseModel):
     method: SizingMethod
     scale: Decimal | None = None
     realised_vol: Decimal | None = None
+    capped: str | None = None
     skipped: str | None = None
 
     @model_validator(mode="after")
@@ -69,6 +76,8 @@ class SizingResult(BaseModel):
             out["scale"] = _plain(self.scale)
         if self.realised_vol is not None:
             out["realised_vol"] = _plain(self.realised_vol)
+        if self.capped is not None:
+            out["capped"] = self.capped
         if self.skipped is not None:
             out["skipped"] = self.skipped
         return out
@@ -81,13 +90,18 @@ def size_order(
     equity: Decimal,
     account: AccountConfig,
     closes: Sequence[Decimal] = (),
+    buying_power: Decimal | None = None,
+    closable: Decimal = ZERO,
 ) -> SizingResult:
     """Shares for a target `weight` of `equity`, under the account's allocation and sizing.
 
     `closes` (oldest first) are read only by the volatility method, which uses
-    the last `vol_lookback_days + 1` of them. Raises ValueError on input that
-    can only be a caller's bug: a non-positive price or close, negative
-    equity, a weight outside [0, 1].
+    the last `vol_lookback_days + 1` of them. With `buying_power`, the shares
+    beyond `closable` (what the order's side would close of a position held,
+    which needs no buying power) are cut to what that power buys at `price`.
+    Raises ValueError on input that can only be a caller's bug: a
+    non-positive price or close, negative equity or closable, a weight
+    outside [0, 1].
     """
     if price <= 0:
         raise ValueError(f"price {price} must be positive")
@@ -95,6 +109,8 @@ def size_order(
         raise ValueError(f"equity {equity} must not be negative")
     if not ZERO <= weight <= 1:
         raise ValueError(f"weight {weight} must be between 0 and 1")
+    if closable < 0:
+        raise ValueError(f"closable {closable} must not be negative")
     sizing = account.sizing
     target = equity * account.allocation * weight
     scale: Decimal | None = None
@@ -108,8 +124,14 @@ def size_order(
             )
             target *= scale
     qty = target // price  # the exact integer part: never a share more than the target buys
-    if skipped is None and qty == 0:
-        skipped = f"target notional {_money(target)} buys no whole share at {price:,f}"
+    capped: str | None = None
+    if skipped is None and qty > 0 and buying_power is not None:
+        qty, capped = _fit(qty, price, buying_power, closable, sizing.buying_power_reserve)
+    if skipped is None and qty == 0 and capped is not None:
+        skipped = capped
+        capped = None
+    elif skipped is None and qty == 0:
+        skipped = f"target notional {_money(target)} buys no whole share at {_price(price)}"
     elif skipped is None and qty * price < sizing.min_notional:
         skipped = f"notional {_money(qty * price)} below minimum {_money(sizing.min_notional)}"
     if skipped is not None:
@@ -120,8 +142,27 @@ def size_order(
         method=sizing.method,
         scale=scale,
         realised_vol=vol,
+        capped=capped,
         skipped=skipped,
     )
+
+
+def _fit(
+    qty: Decimal, price: Decimal, buying_power: Decimal, closable: Decimal, reserve: Decimal
+) -> tuple[Decimal, str | None]:
+    """`qty`, or fewer shares when the opening part needs more than the buying power has."""
+    closing = min(qty, closable)
+    opening = qty - closing
+    usable = max(ZERO, buying_power) * (1 - reserve)
+    fits = usable // price
+    if opening <= fits:
+        return qty, None
+    kept = f"less {(reserve * 100).normalize():f}% reserve" if reserve else "no reserve"
+    why = (
+        f"buying power {_money(buying_power)} ({kept}) opens {fits:f} of {opening:f} shares "
+        f"at {_price(price)}"
+    )
+    return closing + fits, why
 
 
 def _realised_vol(closes: Sequence[Decimal], sizing: Sizing) -> tuple[Decimal | None, str | None]:
@@ -142,6 +183,11 @@ def _realised_vol(closes: Sequence[Decimal], sizing: Sizing) -> tuple[Decimal | 
 
 def _money(amount: Decimal) -> str:
     return f"{amount:,.2f}"
+
+
+def _price(amount: Decimal) -> str:
+    """A price without the database's trailing zeros: 55.53, not 55.53000000."""
+    return f"{amount.normalize():,f}"
 
 
 def _plain(amount: Decimal) -> str:
