@@ -26,6 +26,7 @@ from models.enums import Timeframe
 from models.errors import InvalidInputError, JobLaunchError
 from models.jobs import BacktestJob, CouncilJob, JobOut, ResearchJob
 from models.ops import AuditEvent, Job
+from tasks.council.week import council_day
 
 JobRequestBody = CouncilJob | ResearchJob | BacktestJob
 
@@ -56,6 +57,9 @@ def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobO
             raise InvalidInputError(
                 f"body.params.{field}", f"no daily bars for {', '.join(missing)}"
             )
+    if not isinstance(request, BacktestJob):  # the week is fixed now, and shown in the answer
+        asked = request.params.as_of
+        params["as_of"] = council_day(session, asked, universe, "body.params.as_of").day.isoformat()
     user = ensure_user(session, caller.actor)
     job = create_job(session, str(request.type), params, caller.token_id, user.id)
     record_event(

@@ -40,6 +40,8 @@ from cli.council_views import (
     price,
     print_cost,
     print_decisions,
+    print_stages,
+    print_why_no_decision,
     replay_key,
 )
 from cli.lazy import QuickHelpGroup
@@ -186,8 +188,10 @@ def approve_cmd(
 @app.command("show")
 @run_command
 def show_cmd(run_id: Annotated[int, typer.Argument(help="Council run id.")]) -> None:
-    """A council run: when, how it ended, what it cost, and its decisions."""
+    """A council run: when, how it ended, what it cost, each stage, and its decisions (or
+    why it has none)."""
     from db.queries import council as q
+    from tasks.council.causes import run_causes
 
     ctx = _council_context()
     with ctx.transaction() as session:
@@ -197,7 +201,13 @@ def show_cmd(run_id: Annotated[int, typer.Argument(help="Council run id.")]) -> 
         console.print(f"flow run {run.flow_run_id or '-'}")
         console.print(f"data hash {run.data_hash or '-'}")
         print_cost(session, run)
-        lines = print_decisions(session, run.id, title=f"decisions of council run {run.id}")
+        causes = run_causes(session, run.id)
+        lines = []
+        if causes.decisions:
+            print_stages(causes)
+            lines = print_decisions(session, run.id, title=f"decisions of council run {run.id}")
+        else:
+            print_why_no_decision(causes)
     for x in lines:
         if x.approver:
             note = f": {x.note}" if x.note else ""
@@ -294,12 +304,19 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
     import asyncio
 
     from db.queries.bars import bar_coverage
+    from tasks.council.week import council_day
 
-    if symbols := params.get("universe"):
-        with ctx.transaction() as session:
+    symbols = params.get("universe")
+    with ctx.transaction() as session:  # refused here, before Prefect starts
+        if symbols:
             stored = {c.symbol for c in bar_coverage(session, symbols, Timeframe.D1)}
-        if missing := [s for s in symbols if s not in stored]:
-            raise NotFoundError(f"no daily bars for {', '.join(missing)}: see `aitrader data list`")
+            if missing := [s for s in symbols if s not in stored]:
+                raise NotFoundError(
+                    f"no daily bars for {', '.join(missing)}: see `aitrader data list`"
+                )
+        chosen = council_day(session, params.get("as_of"), symbols)
+    params = {**params, "as_of": chosen.day}
+    console.print(f"council {chosen.describe()}")
     announce = _announcer(ctx) if params["approval"] == Approval.MANUAL else None
     with ctx.prefect():
         state, flow_run_id = asyncio.run(_run_flow(params, announce))

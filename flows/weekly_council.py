@@ -58,6 +58,7 @@ from services.llm.offline import register_offline_provider
 from services.settings import get_settings
 from tasks.council.roster import Member, Roster, default_roster, roster_of
 from tasks.council.validation import ChairRules, PitchRules
+from tasks.council.week import council_day
 
 STAGES = ("snapshot", "research", "pitches", "review", "chairman", "approval", "execution")
 
@@ -87,7 +88,8 @@ async def weekly_council(
     stop_after: Literal["research", "pitches", "chairman"] | None = None,
     job_id: int | None = None,
 ) -> State[Any]:
-    """One council sitting for `as_of` (default: today); returns the run's summary.
+    """One council sitting for `as_of` (default: the latest day with stored daily bars; a day
+    outside the stored range is refused, tasks/council/week.py); returns the run's summary.
 
     `members` seats a council of your own (roles analyst, pm and one chairman, each with a
     persona and a model); otherwise the standard council sits, on `models` (or LLM_MODELS)
@@ -99,12 +101,17 @@ async def weekly_council(
     """
     settings = get_settings()
     register_offline_provider()
-    when = _as_of_instant(as_of)
+    if as_of is not None:
+        _as_of_instant(as_of)  # a day to come is refused before the database is opened
     configured = [m for m in (models or settings.llm_models) if m != "offline"]
     roster = roster_of(members) if members else default_roster(configured)
     sessions = make_session_factory(make_engine(settings.database_url))
     with read_sessions_of(sessions)() as session:
+        asked = as_of.date() if isinstance(as_of, datetime) else as_of
+        chosen = council_day(session, asked, universe)
         symbols = universe or sorted({c.symbol for c in bar_coverage(session, None, Timeframe.D1)})
+    when = _as_of_instant(as_of if isinstance(as_of, datetime) else chosen.day)
+    get_run_logger().info("council %s", chosen.describe())
     params = {
         "universe": symbols,
         "roster": [m.model_dump(mode="json") for m in roster.members],
@@ -286,14 +293,14 @@ def _settle(
         ]
 
 
-def _as_of_instant(as_of: date | datetime | None) -> datetime:
-    """A date means its end (the close is known); default today, UTC. A day to come is
-    refused as the API refuses it (models/days.py), whoever called the flow."""
+def _as_of_instant(as_of: date | datetime) -> datetime:
+    """A date means its end (the close is known), UTC. A day to come is refused as the API
+    refuses it (models/days.py), whoever called the flow."""
     if isinstance(as_of, datetime):
         instant = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
         _decision_day(instant.date())
         return instant
-    day = _decision_day(as_of or datetime.now(UTC).date())
+    day = _decision_day(as_of)
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
 
 

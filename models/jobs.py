@@ -69,7 +69,7 @@ class ResearchParams(BaseModel):
 class CouncilJob(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"type": "council", "params": {"as_of": "2020-06-26"}}]},
+        json_schema_extra={"examples": [{"type": "council", "params": {"as_of": "2020-01-03"}}]},
     )
 
     type: Literal[JobType.COUNCIL]

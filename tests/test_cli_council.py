@@ -124,10 +124,12 @@ def test_a_run_that_fails_prints_its_cause_in_one_line_and_exits_1(
     aitrader: Run, priced_llm: FakeOpenAI
 ) -> None:
     code, out = aitrader(
-        "council", "run", "--as-of", AS_OF, "--approval", "auto",
+        "council", "run", "--approval", "auto",
         "--models", "openai/no-such-priced-model", "--budget", "1",
     )  # fmt: skip
     assert code == 1, out
+    # no --as-of: the latest stored day, said before anything runs
+    assert "council as of 2020-01-10 (no as_of given: the latest day with stored daily bars)" in out
     [line] = [x for x in out.splitlines() if x.startswith("error:")]
     assert "failed: no price for model 'openai/no-such-priced-model'" in line, out
     assert "ExceptionGroup" not in line  # the cause, not its wrapper (the logs may say more)
@@ -138,6 +140,18 @@ def test_a_council_as_of_a_day_to_come_is_refused_in_one_line(aitrader: Run) -> 
     assert code == 1, out
     [line] = [x for x in out.splitlines() if x.startswith("error:")]
     assert "as_of: 2999-01-01 is after today" in line
+
+
+def test_a_council_as_of_a_day_past_the_stored_bars_is_refused_with_their_range(
+    aitrader: Run,
+) -> None:
+    """The README's walkthrough once sat 2020-06-26 on a sample that ends 2020-01-10."""
+    code, out = aitrader("council", "run", "--approval", "auto", "--as-of", "2020-06-26")
+    assert code == 1, out
+    assert out.strip() == (
+        "error: as_of: 2020-06-26 is outside the stored daily bars (2015-01-12 to 2020-01-10): "
+        "pick a day in that range, or import the bars that cover it"
+    )
 
 
 def test_approving_an_unknown_run_fails_in_one_line(aitrader: Run) -> None:

@@ -26,6 +26,7 @@ from api.schemas.council import (
     CouncilRunOut,
     DecisionChainOut,
     DecisionOut,
+    StageOut,
 )
 from db.queries import council as q
 from db.queries.audit import record_event
@@ -34,6 +35,7 @@ from models.enums import DecisionStatus, JobType, RunStatus
 from models.errors import ConflictError, InvalidInputError, JobLaunchError, NotFoundError
 from models.jobs import CouncilJob, CouncilParams, JobOut
 from models.ops import Job
+from tasks.council.causes import run_causes
 
 PAUSE_WAIT_S = 15.0
 
@@ -54,7 +56,7 @@ async def synthesize(
     runtime: RuntimeDep,
     body: Annotated[
         CouncilParams,
-        Body(openapi_examples={"week": {"value": {"as_of": "2020-06-26", "approval": "manual"}}}),
+        Body(openapi_examples={"week": {"value": {"as_of": "2020-01-03", "approval": "manual"}}}),
     ],
 ) -> JobOut:
     """Sit the whole council (research, pitches, review, chairman) as a job; same as
@@ -66,7 +68,9 @@ async def synthesize(
 @router.get("/{run_id}")
 def council_run(run_id: RunId, session: ReadSession) -> CouncilOut:
     """A council run with its audit chain: for each decision, its pitch, the anonymous
-    reviews, the research, every LLM call behind it, and its orders and fills."""
+    reviews, the research, every LLM call behind it, and its orders and fills. `stages` says
+    how each stage ended and how each member answered (answered, repaired, abstained with
+    its cause); `why_no_decision` sums that up for a run that decided nothing."""
     return _council(session, run_id, chains=True)
 
 
@@ -118,6 +122,7 @@ def _council(session: ReadSession, run_id: int, *, chains: bool) -> CouncilOut:
     job = session.get(Job, run.job_id) if run.job_id is not None else None
     stage = (job.result or {}).get("stage") if job is not None else None
     decisions = q.decision_rows(session, run_id)
+    causes = run_causes(session, run_id)
     return CouncilOut(
         run=CouncilRunOut.model_validate(run),
         job_status=job.status if job is not None else None,
@@ -130,6 +135,8 @@ def _council(session: ReadSession, run_id: int, *, chains: bool) -> CouncilOut:
         ]
         if chains
         else [],
+        stages=[StageOut.model_validate(stage) for stage in causes.stages],
+        why_no_decision=list(causes.why_no_decision),
     )
 
 

@@ -31,11 +31,11 @@ async def create_job(
             openapi_examples={
                 "council": {
                     "summary": "Sit the council for a past week; pause for approval",
-                    "value": {"type": "council", "params": {"as_of": "2020-06-26"}},
+                    "value": {"type": "council", "params": {"as_of": "2020-01-03"}},
                 },
                 "research": {
                     "summary": "Research only",
-                    "value": {"type": "research", "params": {"as_of": "2020-06-26"}},
+                    "value": {"type": "research", "params": {"as_of": "2020-01-03"}},
                 },
                 "backtest": {
                     "summary": "Backtest an SMA crossover; lists in params sweep",

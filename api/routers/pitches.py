@@ -98,7 +98,7 @@ async def generate_pitches(
     runtime: RuntimeDep,
     body: Annotated[
         ResearchParams,
-        Body(openapi_examples={"week": {"value": {"as_of": "2020-06-26"}}}),
+        Body(openapi_examples={"week": {"value": {"as_of": "2020-01-03"}}}),
     ],
 ) -> JobOut:
     """Start a pitches job: research, then the PMs' pitches, for `as_of` (research prompts

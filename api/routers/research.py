@@ -147,7 +147,7 @@ async def generate_research(
     runtime: RuntimeDep,
     body: Annotated[
         ResearchParams,
-        Body(openapi_examples={"week": {"value": {"as_of": "2020-06-26"}}}),
+        Body(openapi_examples={"week": {"value": {"as_of": "2020-01-03"}}}),
     ],
 ) -> JobOut:
     """Start a research job: the council's research stage alone, for `as_of`. Follow it on

@@ -340,3 +340,14 @@ class _RawStamp(TypeDecorator[Any]):
 
     def result_processor(self, dialect: Dialect, coltype: object) -> None:
         return None
+
+
+def daily_range(session: Session, symbols: Sequence[str] | None = None) -> tuple[date, date] | None:
+    """The first and last day with a stored daily bar (of `symbols`, default any); None if none."""
+    stmt = select(func.min(Bar.ts), func.max(Bar.ts)).where(Bar.timeframe == Timeframe.D1)
+    if symbols:
+        stmt = stmt.where(Bar.symbol.in_([s.upper() for s in symbols]))
+    first, last = session.execute(stmt).one()
+    if first is None or last is None:
+        return None
+    return first.date(), last.date()
