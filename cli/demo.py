@@ -6,6 +6,9 @@ week (the offline analyst unless LLM_MODELS says otherwise, approval auto)
 and print its decisions. `make demo` then starts the stack (`aitrader up`).
 The approved decisions are executed on the configured accounts (the paper
 broker by default); the demo prints the orders and positions that resulted.
+Each run first starts the paper accounts afresh (`--keep-accounts` not to):
+the previous ones are kept, renamed, so a second run trades as the first did
+instead of finding its cash spent.
 
 Heavy imports are inside the command: `aitrader demo --help` must answer in 0.5 s.
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from cli.accounts import reset_paper_accounts
 from cli.context import console, open_context, run_command
 from cli.council import sit_offline_week
 from cli.data import print_report
@@ -31,6 +35,12 @@ SAMPLE_SECTORS = "sp500_sectors_sample.csv"
 def demo(
     sample_dir: Path | None = typer.Option(None, help="Folder with the sample files."),
     council: bool = typer.Option(True, help="Sit the weekly council on the sample's last week."),
+    fresh: bool = typer.Option(
+        True,
+        "--fresh-accounts/--keep-accounts",
+        help="Start the paper accounts afresh before the council (the old ones are kept, "
+        "renamed NAME@STAMP), so every run trades; `aitrader accounts reset` does it alone.",
+    ),
 ) -> None:
     """Migrate, import the bundled sample, print a summary, and run the council on it."""
     from db.migrate import upgrade
@@ -73,6 +83,9 @@ def demo(
     )
     if council:
         console.rule(f"weekly council as of {last:%Y-%m-%d}")
+        if fresh:
+            for done in reset_paper_accounts(ctx):
+                console.print(done.describe(), markup=False)
         run_id = sit_offline_week(last.date())
         with ctx.sessions() as session:
             print_orders(session, None)

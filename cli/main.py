@@ -26,6 +26,9 @@ class Commands(LazyGroup):
             "cli.backtest", "app", "Backtests: single runs, parameter sweeps, walk-forward."
         ),
         "trading": LazyCommand("cli.trading", "app", "The kill switch: halt and resume trading."),
+        "accounts": LazyCommand(
+            "cli.accounts", "app", "Paper accounts: start one afresh, the old one kept."
+        ),
         "token": LazyCommand("cli.tokens", "app", "API tokens: create, list, revoke."),
         "positions": LazyCommand(
             "cli.trading",
