@@ -191,7 +191,7 @@ def show_cmd(run_id: Annotated[int, typer.Argument(help="Council run id.")]) -> 
     """A council run: when, how it ended, what it cost, each stage, and its decisions (or
     why it has none)."""
     from db.queries import council as q
-    from tasks.council.causes import run_causes
+    from tasks.council.stage_report import run_report
 
     ctx = _council_context()
     with ctx.transaction() as session:
@@ -201,13 +201,13 @@ def show_cmd(run_id: Annotated[int, typer.Argument(help="Council run id.")]) -> 
         console.print(f"flow run {run.flow_run_id or '-'}")
         console.print(f"data hash {run.data_hash or '-'}")
         print_cost(session, run)
-        causes = run_causes(session, run.id)
+        report = run_report(session, run.id)
         lines = []
-        if causes.decisions:
-            print_stages(causes)
+        if report.decisions:
+            print_stages(report)
             lines = print_decisions(session, run.id, title=f"decisions of council run {run.id}")
         else:
-            print_why_no_decision(causes)
+            print_why_no_decision(report)
     for x in lines:
         if x.approver:
             note = f": {x.note}" if x.note else ""

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from models.council import CouncilRun
+    from tasks.council.stage_report import RunReport
 
 COLUMNS = ("id", "symbol", "action", "weight", "entry", "take-profit", "stop-loss", "status")
+ERROR_CHARS = 160  # of a stored error, in a line: `council audit` and the API have it whole
 
 
 class DecisionLine(NamedTuple):
@@ -69,6 +71,39 @@ def print_cost(session: Session, run: CouncilRun) -> None:
 
     calls, cached = q.call_counts(session, run.id)
     console.print(f"LLM cost ${run.cost_usd:.6f}: {calls} calls, {cached} answered from the cache")
+
+
+def print_stages(report: RunReport) -> None:
+    """Each stage in a line: how it ended, how many members answered, were repaired or
+    abstained and why, what it passed on; under it, what it refused and why."""
+    console.print("stages:")
+    for s in report.stages:
+        console.print(f"  {s.line}", markup=False, highlight=False)
+        for note in s.notes:
+            console.print(f"    {note}", markup=False, highlight=False)
+
+
+def print_why_no_decision(report: RunReport) -> None:
+    """How the run ended and each stage up to the one that passed nothing on, with what it
+    refused; then every member that abstained on the way, with its cause and stored error."""
+    console.print("why no decision:")
+    by_line = {s.line: s for s in report.stages}
+    shown = [by_line[line] for line in report.why_no_decision if line in by_line]
+    for line in report.why_no_decision:
+        console.print(f"  {line}", markup=False, highlight=False)
+        for note in by_line[line].notes if line in by_line else ():
+            console.print(f"    {note}", markup=False, highlight=False)
+    absent = [(s.stage, m) for s in shown for m in s.members if m.cause is not None]
+    if absent:
+        console.print("  who abstained:")
+    for stage, m in absent:
+        error = " ".join((m.error or "").split())
+        cut = error if len(error) <= ERROR_CHARS else error[: ERROR_CHARS - 3] + "..."
+        console.print(
+            f"    {stage}: {m.member} ({m.model}): {m.cause}{f': {cut}' if cut else ''}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def replay_key(x: DecisionLine | None) -> tuple[object, ...] | None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cli.context import console, err_console, open_context, run_command
 from cli.lazy import QuickHelpGroup
@@ -53,12 +54,19 @@ def orders_cmd(
     account: AccountOpt = None,
     open_only: Annotated[bool, typer.Option("--open", help="Only orders still working.")] = False,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    refused: Annotated[
+        bool, typer.Option("--all", help="Also the trade intents a check or the broker refused.")
+    ] = False,
 ) -> None:
     """Orders, newest first, bracket legs under their entry, refusals with their reason."""
     ctx = open_context()
     ctx.require_schema()
     with ctx.sessions() as session:
         print_orders(session, _account_id(session, account), open_only=open_only, limit=limit)
+        if refused:
+            print_refusals(session, account, limit=limit)
+        else:
+            print_refusal_count(session, account)
 
 
 @app.command("halt")
@@ -274,6 +282,47 @@ def print_orders(
             f"{_qty(o.filled_qty)} @ {_money(o.avg_fill_price)}" if o.avg_fill_price else "-",
         )
     console.print(table if rows else "no orders")
+
+
+def print_refusals(session: Session, account: str | None, *, limit: int = 50) -> None:
+    """Intents a pre-trade check (or the broker) refused, newest first: the check that
+    failed and its detail with the numbers it compared. A check's refusal never becomes
+    an order, so the orders table cannot show it."""
+    from db.queries import trading as q
+
+    rows = q.list_refused_intents(session, q.Paging(limit=limit), account=account)
+    if not rows:
+        console.print("no refused intents")
+        return
+    table = Table(title="refused intents")
+    for name in ("id", "account", "symbol", "side", "qty", "check", "reason"):
+        table.add_column(name, overflow="fold")
+    for line in rows:
+        i = line.intent
+        table.add_row(
+            str(i.id),
+            line.account,
+            i.symbol,
+            str(i.side),
+            _qty(i.qty),
+            ", ".join(line.checks) or "-",
+            Text(line.reason or "-"),  # the broker's words may hold [brackets]: not markup
+        )
+    console.print(table)
+
+
+def print_refusal_count(session: Session, account: str | None) -> None:
+    """One line pointing at `--all`, only when there is something to see there."""
+    from db.queries import trading as q
+
+    count = q.count_refused_intents(session, account)
+    if count:
+        what = "trade intent was" if count == 1 else "trade intents were"
+        console.print(
+            f"{count} {what} refused: `aitrader orders --all` shows them and why",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _account_id(session: Session, name: str | None) -> int | None:

@@ -35,7 +35,7 @@ from models.enums import DecisionStatus, JobType, RunStatus
 from models.errors import ConflictError, InvalidInputError, JobLaunchError, NotFoundError
 from models.jobs import CouncilJob, CouncilParams, JobOut
 from models.ops import Job
-from tasks.council.causes import run_causes
+from tasks.council.stage_report import run_report
 
 PAUSE_WAIT_S = 15.0
 
@@ -122,7 +122,7 @@ def _council(session: ReadSession, run_id: int, *, chains: bool) -> CouncilOut:
     job = session.get(Job, run.job_id) if run.job_id is not None else None
     stage = (job.result or {}).get("stage") if job is not None else None
     decisions = q.decision_rows(session, run_id)
-    causes = run_causes(session, run_id)
+    report = run_report(session, run_id)
     return CouncilOut(
         run=CouncilRunOut.model_validate(run),
         job_status=job.status if job is not None else None,
@@ -135,8 +135,8 @@ def _council(session: ReadSession, run_id: int, *, chains: bool) -> CouncilOut:
         ]
         if chains
         else [],
-        stages=[StageOut.model_validate(stage) for stage in causes.stages],
-        why_no_decision=list(causes.why_no_decision),
+        stages=[StageOut.model_validate(stage) for stage in report.stages],
+        why_no_decision=list(report.why_no_decision),
     )
 
 

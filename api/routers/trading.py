@@ -21,7 +21,10 @@ from api.schemas.trading import (
     AccountFilter,
     FillOut,
     OrderOut,
+    OrdersInclude,
+    OrdersPage,
     PendingIntentOut,
+    RefusedIntentOut,
     SymbolFilter,
     TradeOut,
     paging,
@@ -31,6 +34,7 @@ from db.queries.trading import (
     list_fills,
     list_orders,
     list_pending_intents,
+    list_refused_intents,
     list_trades,
 )
 from models.enums import OrderStatus
@@ -47,14 +51,26 @@ def get_orders(
     account: AccountFilter = None,
     symbol: SymbolFilter = None,
     status: Annotated[
-        list[OrderStatus] | None, Query(description="Any of these statuses (repeat the key).")
+        list[OrderStatus] | None,
+        Query(description="Any of these order statuses (repeat the key); not refused intents."),
     ] = None,
-) -> Page[OrderOut]:
+    include: Annotated[
+        OrdersInclude | None,
+        Query(description="refused: also the trade intents refused by a check or the broker."),
+    ] = None,
+) -> OrdersPage:
     """Orders newest first by creation (`since`/`until` on it), bracket exits as their own
     rows with `parent_id`; each with its intent, the council decision behind that intent,
-    and for a refused order the reason."""
+    and for a refused order the reason. A pre-trade check's refusal never becomes an order:
+    `include=refused` adds those intents (and the broker's refusals) as `refused`, a page of
+    its own with the failed check, its reason and the whole checks record."""
     rows = list_orders(session, paging(page), account=account, symbol=symbol, status=status)
-    return Page.of([OrderOut.of(row) for row in rows], page)
+    orders = Page.of([OrderOut.of(row) for row in rows], page)
+    refused = None
+    if include is OrdersInclude.REFUSED:
+        lines = list_refused_intents(session, paging(page), account=account, symbol=symbol)
+        refused = Page.of([RefusedIntentOut.of(line) for line in lines], page)
+    return OrdersPage(**dict(orders), refused=refused)
 
 
 @router.get("/fills")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.enums import DecisionAction, DecisionStatus, RunStatus, Side
 from models.text import StorableStr
+from tasks.council.causes import Answer, Cause, StageState
 
 
 class _Rows(BaseModel):
@@ -147,6 +148,40 @@ class DecisionChainOut(BaseModel):
     execution: list[ExecutionOut]
 
 
+class MemberAnswerOut(_Rows):
+    """How one member answered in a stage, from its stored LLM call."""
+
+    member: str
+    model: str
+    answer: Answer = Field(description="repaired: valid after one repair round.")
+    cause: Cause | None = Field(description="Why it abstained; null if it answered.")
+    error: str | None = Field(description="The error as stored (for `not asked`: the run's end).")
+    call_id: int | None = Field(description="Its `llm_calls` row; null if it was not asked.")
+    cached: bool = Field(description="Answered from the response cache.")
+
+
+class StageOut(_Rows):
+    """One stage of the run: how it ended, what it passed on, and who answered how.
+
+    The counts are null for approval and execution, which ask no model.
+    """
+
+    stage: str = Field(examples=["pitches"])
+    state: StageState
+    outcome: str = Field(examples=["0 of 2 pitches kept for review"])
+    answered: int | None
+    repaired: int | None
+    abstained: int | None
+    causes: dict[str, int] = Field(
+        description="Abstentions by cause.", examples=[{"malformed JSON": 2, "rate limited": 1}]
+    )
+    members: list[MemberAnswerOut]
+    notes: list[str] = Field(
+        description="What the stage refused, each with its reason (dropped pitches, the "
+        "chairman's refused calls, rejected decisions, refused trade intents)."
+    )
+
+
 class CouncilOut(BaseModel):
     """A council run, its job, and its decisions (each with its chain when asked for one)."""
 
@@ -156,6 +191,15 @@ class CouncilOut(BaseModel):
     waiting_for_approval: bool = False
     decisions: list[DecisionOut]
     chains: list[DecisionChainOut] = Field(default_factory=list)
+    stages: list[StageOut] = Field(
+        default_factory=list,
+        description="research, pitches, review, chairman, approval, execution, in that order.",
+    )
+    why_no_decision: list[str] = Field(
+        default_factory=list,
+        description="Empty when the run has decisions; else how it ended and each model "
+        "stage up to the one that passed nothing on, with its counts and causes.",
+    )
 
 
 class CostLineOut(BaseModel):

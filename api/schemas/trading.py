@@ -17,12 +17,13 @@ from fastapi import Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ReadSession, SettingsDep
-from api.pagination import PageParams
+from api.pagination import Page, PageParams
 from db.queries.trading import (
     FillLine,
     IntentLine,
     OrderLine,
     Paging,
+    RefusalLine,
     TradeLine,
     require_account,
 )
@@ -94,6 +95,61 @@ class OrderOut(BaseModel):
     @classmethod
     def of(cls, line: OrderLine) -> OrderOut:
         return _from_row(cls, line.order, account=line.account, decision_id=line.decision_id)
+
+
+class OrdersInclude(StrEnum):
+    """What `GET /api/orders?include=` may add beside the orders."""
+
+    REFUSED = "refused"  # trade intents a pre-trade check or the broker refused
+
+
+class RefusedIntentOut(BaseModel):
+    """A trade intent that was refused: by a pre-trade check (`risk_rejected`, never sent,
+    so no order exists) or by the broker (`failed`, its entry order `rejected`)."""
+
+    id: int
+    account: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    status: IntentStatus
+    checks: list[str] = Field(
+        description="What refused it: the failed checks' names (sorted; `reason` keeps the "
+        "order they ran in), `sizing` (sized to nothing) or `broker`; empty if none is named.",
+        examples=[["max_order_notional"]],
+    )
+    reason: str | None = Field(
+        description="Why, with the numbers compared; a broker's refusal in its own words.",
+        examples=["order notional 31,010.00 > limit 10,000.00"],
+    )
+    risk_checks: dict[str, Any] = Field(
+        description="The record of every check (`checks`), the sizing and earlier verdicts."
+    )
+    decision_id: int | None
+    idempotency_key: str
+    created_at: datetime
+    refused_at: datetime = Field(description="The intent's last change: its refusal.")
+
+    @classmethod
+    def of(cls, line: RefusalLine) -> RefusedIntentOut:
+        return _from_row(
+            cls,
+            line.intent,
+            account=line.account,
+            checks=line.checks,
+            reason=line.reason,
+            refused_at=line.intent.updated_at,
+        )
+
+
+class OrdersPage(Page[OrderOut]):
+    """A page of orders; with `include=refused`, a page of refused intents beside them."""
+
+    refused: Page[RefusedIntentOut] | None = Field(
+        None,
+        description="Only with `include=refused` (else null): refused intents newest first, "
+        "paged with the same limit, offset, since and until (on their refusal).",
+    )
 
 
 class FillOut(BaseModel):

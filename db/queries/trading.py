@@ -7,6 +7,10 @@ Writes belong to `tasks.execution` (submit, ledger); nothing here changes a row.
 `held_positions`) join the name in instead and filter by it; the `list_`
 ones are newest first and paged (`Paging`: `since` inclusive and `until`
 exclusive on each list's own time column).
+
+Refused intents (`list_refused_intents`, `count_refused_intents`) are read
+here too: a refusal by our pre-trade checks never becomes an order, so a
+user looking at the orders would not see it otherwise.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from models.broker import OPEN_STATUSES
-from models.enums import IntentStatus, OrderStatus
+from models.enums import IntentStatus, OrderLeg, OrderStatus
 from models.errors import NotFoundError
 from models.trading import Account, Fill, Order, PortfolioSnapshot, Position, Trade, TradeIntent
 
@@ -28,6 +32,9 @@ S = TypeVar("S", bound=Select[Any])
 
 WORKING_STATUSES = OPEN_STATUSES | {OrderStatus.PENDING_SUBMIT}
 """Orders that count against an open-order limit: a `pending_submit` one may already be live."""
+
+REFUSED_STATUSES = (IntentStatus.RISK_REJECTED, IntentStatus.FAILED)
+"""Intents that were refused: by our pre-trade checks (or sizing), or by the broker."""
 
 
 def positions(session: Session, account_id: int | None = None) -> list[Position]:
@@ -122,6 +129,24 @@ class TradeLine:
 class IntentLine:
     intent: TradeIntent
     account: str
+
+
+@dataclass(frozen=True)
+class RefusalLine:
+    """A refused intent, its account's name, and why in words.
+
+    `reason` is the intent's own (the failed checks' details, with their
+    numbers), else the broker's words on its entry order: an order the broker
+    refused marks its intent failed without always copying the reason.
+    """
+
+    intent: TradeIntent
+    account: str
+    reason: str | None
+
+    @property
+    def checks(self) -> list[str]:
+        return failed_checks(self.intent)
 
 
 @dataclass(frozen=True)
@@ -233,6 +258,72 @@ def list_pending_intents(
     newest = (TradeIntent.created_at.desc(), TradeIntent.id.desc())
     stmt = _page(stmt.order_by(*newest), paging, TradeIntent.created_at)
     return [IntentLine(i, name) for i, name in session.execute(stmt)]
+
+
+def list_refused_intents(
+    session: Session, paging: Paging, *, account: str | None = None, symbol: str | None = None
+) -> list[RefusalLine]:
+    """Intents refused by a check or the broker, newest refusal first (`since`/`until` on
+    the intent's last change, which is the refusal: a refused intent is not touched again
+    unless it is judged again, and then the newer verdict is the one that counts)."""
+    entry = and_(Order.intent_id == TradeIntent.id, Order.leg == OrderLeg.ENTRY)
+    stmt = (
+        select(TradeIntent, Account.name, Order.reject_reason)
+        .join(Account, Account.id == TradeIntent.account_id)
+        .outerjoin(Order, entry)
+        .where(TradeIntent.status.in_(REFUSED_STATUSES))
+    )
+    if account is not None:
+        stmt = stmt.where(Account.name == account)
+    if symbol is not None:
+        stmt = stmt.where(TradeIntent.symbol == symbol)
+    newest = (TradeIntent.updated_at.desc(), TradeIntent.id.desc())
+    stmt = _page(stmt.order_by(*newest), paging, TradeIntent.updated_at)
+    return [
+        RefusalLine(i, name, i.reject_reason or broker) for i, name, broker in session.execute(stmt)
+    ]
+
+
+def count_refused_intents(session: Session, account: str | None = None) -> int:
+    """How many intents were refused (of one account, if named): what `--all` would list."""
+    stmt = (
+        select(func.count())
+        .select_from(TradeIntent)
+        .join(Account, Account.id == TradeIntent.account_id)
+        .where(TradeIntent.status.in_(REFUSED_STATUSES))
+    )
+    if account is not None:
+        stmt = stmt.where(Account.name == account)
+    return int(session.scalar(stmt) or 0)
+
+
+def failed_checks(intent: TradeIntent) -> list[str]:
+    """The names of what refused the intent, sorted (Postgres' JSONB keeps no key order, so
+    the order the checks ran in is in `reject_reason`, not here).
+
+    The pre-trade checks' record (`risk_checks["checks"]`, or the checks at the
+    top level as older rows stored them) names each failed check. A sizing
+    that came to nothing stores no checks ("sizing: ..."), and a broker's
+    refusal fails an intent whose checks passed ("broker"). Empty when the
+    record names nothing, e.g. an intent judged again without a price: its
+    reason says so.
+    """
+    record = intent.risk_checks or {}
+    checks = record.get("checks")
+    results = checks if isinstance(checks, dict) else record
+    failed = sorted(
+        name
+        for name, result in results.items()
+        if isinstance(result, dict) and result.get("passed") is False
+    )
+    if failed:
+        return failed
+    reason = intent.reject_reason or ""
+    if reason.startswith("sizing:"):
+        return ["sizing"]
+    if intent.status is IntentStatus.FAILED:
+        return ["broker"]
+    return []
 
 
 def held_positions(session: Session, account: str | None = None) -> list[PositionLine]:
