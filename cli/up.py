@@ -16,11 +16,20 @@ Once the server is healthy its URL and pid go to `STACK_FILE`
 council run`, `backtest run`, `council approve`, ...) find it there and run
 their flows on it, so they show in its UI (services/prefect_api.py).
 
+"AITrader is up" is printed once the realtime server answers `/health`, not
+when its process is spawned (its start-up takes 20-60 s); a child that dies
+first, or a server that does not answer within `REALTIME_STARTUP_TIMEOUT_S`,
+stops the stack with exit code 1. The realtime port is probed before anything
+starts (cli/ports.py), so a taken port is one line, not a stack half started.
+
 Each child runs in its own session, so a Ctrl-C in the terminal reaches only
 this process, which then stops the children in reverse order (SIGINT, then
 SIGTERM, then SIGKILL for one that does not stop) and waits for each. SIGTERM
-is handled the same way. If a child dies, the others are stopped and the
-exit code is 1. POSIX only.
+is handled the same way. Both handlers are installed before the children
+start: a child inherits an ignored SIGINT (a shell's background job, nohup)
+but not a handler, so each child starts with SIGINT at its default and stops
+on the first signal. If a child dies, the others are stopped and the exit
+code is 1. POSIX only.
 
 The Prefect helpers are imported inside the functions (they bring httpx and
 pydantic): `aitrader up --help` must answer in 0.5 s.
@@ -43,12 +52,16 @@ from typing import TYPE_CHECKING
 import typer
 
 from cli.context import console, err_console, open_context, run_command
+from cli.ports import check_can_listen
 from models.errors import AITraderError
 
 if TYPE_CHECKING:
     from services.prefect_server import LocalPrefectServer
 
 STOP_GRACE_S = 15.0
+REALTIME_STARTUP_TIMEOUT_S = 300.0  # a busy laptop took 60 s; a hung start must not wait forever
+HEALTH_POLL_S = 0.5
+NOTIFY_EVERY_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,23 +111,25 @@ def up(
     host: str = typer.Option("127.0.0.1", help="Interface of the realtime server."),
     port: int = typer.Option(8000, min=1, max=65535, help="Port of the realtime server."),
     prefect_port: int = typer.Option(4200, min=1, max=65535, help="Port of the Prefect server."),
-    prefect_home: Path = typer.Option(
-        Path("data/prefect"), help="Prefect's home: its SQLite database, profiles, logs."
+    prefect_home: Path | None = typer.Option(
+        None,
+        help="Prefect's home: its SQLite database, profiles, logs "
+        "[default: PREFECT_HOME, else data/prefect].",
     ),
 ) -> None:
     """Start Prefect, the scheduled flows and the realtime server; Ctrl-C stops all."""
     from services.prefect_api import publish_stack, withdraw_stack
     from services.prefect_server import LocalPrefectServer
 
+    check_can_listen(host, port, holder="another aitrader serve or up?")
     ctx = open_context()
     ctx.require_schema()  # fail here, not in a child, on a database that needs `db upgrade`
     ctx.engine.dispose()
-    prefect_home.mkdir(parents=True, exist_ok=True)
-    children = stack_commands(
-        host=host, port=port, prefect_port=prefect_port, prefect_home=prefect_home
-    )
+    home = prefect_home or ctx.settings.prefect_home
+    home.mkdir(parents=True, exist_ok=True)
+    children = stack_commands(host=host, port=port, prefect_port=prefect_port, prefect_home=home)
     server = LocalPrefectServer(
-        prefect_home,
+        home,
         port=prefect_port,
         startup_timeout_s=ctx.settings.prefect_startup_timeout_s,
         stop_grace_s=STOP_GRACE_S,
@@ -123,13 +138,15 @@ def up(
     stack_file = ctx.settings.stack_file
     running: list[tuple[Child, subprocess.Popen[bytes]]] = []
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in handlers:  # before any child starts: see the module's docstring
+        signal.signal(sig, _interrupt)
     try:
         _say(f"starting prefect: {' '.join(server.argv)}  (log: {server.log_path})")
         server.start()
         publish_stack(stack_file, server)
         for child in children[1:]:
             running.append(_start(child))
+        _wait_until_serving(health_url(host, port), server, running)
         console.print(
             f"AITrader is up. Prefect UI: {server.ui_url}  "
             f"realtime API: http://{host}:{port} (docs: /docs)\n"
@@ -161,16 +178,64 @@ def _start(child: Child) -> tuple[Child, subprocess.Popen[bytes]]:
     return child, subprocess.Popen(child.argv, start_new_session=True)  # noqa: S603
 
 
+def health_url(host: str, port: int) -> str:
+    """Where to ask the realtime server if it answers: a wildcard host is asked on loopback."""
+    wildcard = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}  # noqa: S104 (a lookup)
+    local = wildcard.get(host, host)
+    return f"http://{f'[{local}]' if ':' in local else local}:{port}/health"
+
+
+def _wait_until_serving(
+    url: str,
+    server: LocalPrefectServer,
+    running: Sequence[tuple[Child, subprocess.Popen[bytes]]],
+    timeout_s: float = REALTIME_STARTUP_TIMEOUT_S,
+) -> None:
+    """Return once `url` answers 200; `StackError` if a process dies first or time runs out.
+
+    Says every `NOTIFY_EVERY_S` that it is still waiting: a silent minute looks hung.
+    """
+    import httpx
+
+    began = told = time.monotonic()
+    _say(f"waiting for the realtime server at {url} ...")
+    with httpx.Client(timeout=2.0) as client:
+        while (ended := _exited(server, running)) is None:
+            with contextlib.suppress(httpx.HTTPError):  # not listening yet
+                if client.get(url).status_code == 200:
+                    return
+            now = time.monotonic()
+            if now - began > timeout_s:
+                raise StackError(
+                    f"the realtime server did not answer {url} within {timeout_s:.0f} s, "
+                    "so the stack was stopped"
+                )
+            if now - told >= NOTIFY_EVERY_S:
+                told = now
+                _say(f"still waiting for the realtime server ({now - began:.0f} s) ...")
+            time.sleep(HEALTH_POLL_S)
+    name, code = ended
+    raise StackError(f"{name} exited with code {code} before the realtime server answered")
+
+
 def _wait_for_exit(
     server: LocalPrefectServer, running: Sequence[tuple[Child, subprocess.Popen[bytes]]]
 ) -> tuple[str, int]:
-    while True:
-        if (code := server.poll()) is not None:
-            return "prefect", code
-        for child, process in running:
-            if (code := process.poll()) is not None:
-                return child.name, code
+    while (ended := _exited(server, running)) is None:
         time.sleep(0.5)
+    return ended
+
+
+def _exited(
+    server: LocalPrefectServer, running: Sequence[tuple[Child, subprocess.Popen[bytes]]]
+) -> tuple[str, int] | None:
+    """The first process of the stack found ended, with its exit code; None if all run."""
+    if (code := server.poll()) is not None:
+        return "prefect", code
+    for child, process in running:
+        if (code := process.poll()) is not None:
+            return child.name, code
+    return None
 
 
 def _stop(running: list[tuple[Child, subprocess.Popen[bytes]]]) -> None:
@@ -199,5 +264,5 @@ def _say(line: str) -> None:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM stops the stack the way Ctrl-C does."""
+    """Ctrl-C, and SIGTERM the same way, stop the stack (even if SIGINT came in ignored)."""
     raise KeyboardInterrupt

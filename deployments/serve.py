@@ -12,21 +12,22 @@ that the two definitions agree.
 
 Served runs load the flow by module path (`flows.weekly_council.weekly_council`)
 rather than by file, so the process can start from any working directory.
-Importing this module has no side effects; `main()` blocks until Ctrl-C/SIGTERM.
+Importing this module has no side effects; `main()` blocks until Ctrl-C/SIGTERM,
+and either ends it quietly with exit code 0 at any stage: Prefect and the flows
+are imported inside the functions, so a stop during the seconds of start-up
+leaves no traceback either (`aitrader up` may be stopped at any moment).
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import asyncio
+import contextlib
+import signal
+from types import FrameType
+from typing import TYPE_CHECKING, Any, cast
 
-from prefect import serve
-from prefect.deployments.runner import RunnerDeployment
-from prefect.schedules import Cron
-from prefect.types.entrypoint import EntrypointType
-
-from flows.backtest import backtest
-from flows.execution import sync_accounts
-from flows.weekly_council import weekly_council
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
 
 WEEKLY_COUNCIL = "weekly-council"
 WEEKLY_COUNCIL_CRON = "0 6 * * 1"  # Mondays 06:00, before the US open
@@ -39,6 +40,11 @@ WEEKLY_COUNCIL_CONCURRENCY = 1
 
 def council_deployment() -> RunnerDeployment:
     """The weekly council deployment as `prefect.yaml` declares it, ready to serve."""
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.weekly_council import weekly_council
+
     deployment = weekly_council.to_deployment(
         name=WEEKLY_COUNCIL,
         description="The weekly council; each run pauses for human approval.",
@@ -48,7 +54,7 @@ def council_deployment() -> RunnerDeployment:
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
     # `to_deployment` is async-dispatched: called outside an event loop it returns the object.
-    return cast(RunnerDeployment, deployment)
+    return cast("RunnerDeployment", deployment)
 
 
 ACCOUNT_SYNC = "account-sync"
@@ -58,6 +64,11 @@ ACCOUNT_SYNC_TIMEZONE = "America/New_York"
 
 def sync_deployment() -> RunnerDeployment:
     """The daily account sync as `prefect.yaml` declares it: fills, exits, snapshots."""
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.execution import sync_accounts
+
     deployment = sync_accounts.to_deployment(
         name=ACCOUNT_SYNC,
         description="Books each account's fills and bracket exits and snapshots it; no orders.",
@@ -65,7 +76,7 @@ def sync_deployment() -> RunnerDeployment:
         concurrency_limit=1,
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
-    return cast(RunnerDeployment, deployment)
+    return cast("RunnerDeployment", deployment)
 
 
 BACKTEST = "backtest"
@@ -75,18 +86,46 @@ BACKTEST_CONCURRENCY = 2
 
 def backtest_deployment() -> RunnerDeployment:
     """The backtest flow as `prefect.yaml` declares it: run on request, never scheduled."""
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.backtest import backtest
+
     deployment = backtest.to_deployment(
         name=BACKTEST,
         description="A backtest, parameter sweep or walk-forward of a signal strategy.",
         concurrency_limit=BACKTEST_CONCURRENCY,
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
-    return cast(RunnerDeployment, deployment)
+    return cast("RunnerDeployment", deployment)
 
 
 def main() -> None:
-    """Serve the deployments until interrupted; their schedules pause on shutdown."""
-    serve(council_deployment(), sync_deployment(), backtest_deployment())
+    """Serve the deployments until Ctrl-C or SIGTERM; their schedules pause on shutdown."""
+    signal.signal(signal.SIGTERM, _stop_requested)  # until the runner installs its own
+    with contextlib.suppress(KeyboardInterrupt):  # a requested stop, at any stage: exit 0
+        _serve()
+
+
+def _stop_requested(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM before the runner runs (imports, registering the deployments): as Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def _serve() -> None:
+    """What `prefect.serve` does, on a runner that SIGTERM stops as Ctrl-C does
+    (deployments/runner.py). Prefect's banner ("being served") came before the runner
+    had registered anything; this line says what is starting, not that it is up."""
+    from prefect.logging import get_logger
+
+    from deployments.runner import CtrlCRunner
+
+    runner = CtrlCRunner(pause_on_shutdown=True)
+    served = [council_deployment(), sync_deployment(), backtest_deployment()]
+    for deployment in served:
+        runner.add_deployment(deployment)
+    names = ", ".join(f"{d.flow_name}/{d.name}" for d in served)
+    get_logger("deployments").info("starting a runner for %s; Ctrl-C or SIGTERM stops it", names)
+    asyncio.run(runner.start())
 
 
 if __name__ == "__main__":
