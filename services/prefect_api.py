@@ -144,11 +144,10 @@ def resolve_prefect_api(settings: Settings) -> PrefectApi | None:
     return None
 
 
-def prefect_home() -> Path:
-    """Prefect's home as Prefect sees it here (PREFECT_HOME, its profile, or ~/.prefect)."""
-    from prefect.settings import PREFECT_HOME
-
-    return Path(PREFECT_HOME.value())
+def prefect_home(settings: Settings) -> Path:
+    """The home of a Prefect server we start: PREFECT_HOME if set, else `data/prefect`, the one
+    `aitrader up` uses (not Prefect's ~/.prefect: the UI would not show those runs)."""
+    return settings.prefect_home.resolve()
 
 
 def prefect_child_env(settings: Settings, api_url: str | None) -> dict[str, str]:
@@ -177,7 +176,7 @@ def use_prefect_api(
     api = resolve_prefect_api(settings)
     with contextlib.ExitStack() as stack:
         if api is None:
-            home = prefect_home()
+            home = prefect_home(settings)
             say(f"no Prefect server is configured or running: starting one on {home} ...")
             server = LocalPrefectServer(
                 home,
@@ -255,7 +254,7 @@ class SharedPrefectApi:
                 logger.info("prefect.shared_api", extra={"url": api.url, "source": str(api.source)})
                 return api
             self.server = LocalPrefectServer(
-                await asyncio.to_thread(prefect_home),
+                await asyncio.to_thread(prefect_home, self.settings),
                 ephemeral=self._ephemeral,
                 startup_timeout_s=self.settings.prefect_startup_timeout_s,
             )

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     database_echo: bool = False
     redis_url: str | None = Field(None, description="Redis Streams bus; in-process bus if unset.")
     prefect_api_url: str | None = Field(None, description="Prefect server; ephemeral if unset.")
+    prefect_home: Path = Field(
+        Path("data/prefect"),
+        description="Prefect's home (its database of flow runs) whenever AITrader starts a "
+        "Prefect server itself: `aitrader up`, and a command run with no server beside it. One "
+        "home for both, so the runs of `aitrader demo` are in the UI `aitrader up` opens.",
+    )
     prefect_startup_timeout_s: float = Field(
         120.0,
         gt=0,

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from services.prefect_api import (
     ApiSource,
@@ -260,7 +260,9 @@ def test_flow_runs_started_together_on_one_fresh_home_all_complete(
         )
 
     # What the realtime server does for its job workers: one server, started on first use.
-    shared = SharedPrefectApi(Settings(prefect_api_url=None, stack_file=env["STACK_FILE"]))
+    shared = SharedPrefectApi(
+        Settings(prefect_api_url=None, stack_file=env["STACK_FILE"], prefect_home=home)
+    )
 
     async def start_shared_server() -> list[dict[str, str]]:
         return list(await asyncio.gather(shared.child_env(), shared.child_env()))
@@ -268,8 +270,7 @@ def test_flow_runs_started_together_on_one_fresh_home_all_complete(
     try:
         for name in ("private-1", "private-2"):
             run_flow(name, {})
-        with temporary_settings(updates={PREFECT_HOME: home}):
-            first, second = asyncio.run(start_shared_server())  # with the two, at once
+        first, second = asyncio.run(start_shared_server())  # with the two, at once
         assert first == second  # two asked at once, one server started
         for name in ("shared-1", "shared-2"):
             run_flow(name, first)
