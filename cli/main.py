@@ -71,5 +71,41 @@ def main() -> None:
     """AITrader: an LLM-driven trading backend."""
 
 
+def run() -> None:
+    """The console entry: a usage error is one line, like every other refusal.
+
+    Click would print a usage block (typer: a boxed panel) before the reason;
+    `aitrader council run --as-of 2020-13-01` now answers
+    `error: Invalid value for '--as-of': ...` and exit code 2. Help pages, and
+    `aitrader` alone, print as before.
+    """
+    import sys
+
+    # typer vendors click (0.29): its exceptions, not the click package's, are raised here
+    from typer._click import exceptions as click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        sys.stderr.write(f"error: {_one_line(exc.format_message())}{where}\n")
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        sys.stderr.write(f"error: {_one_line(exc.format_message())}\n")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(message: str) -> str:
+    """pydantic's coercion messages carry "Value error, " and may wrap: neither helps."""
+    return " ".join(message.replace("Value error, ", "").split())
+
+
 if __name__ == "__main__":
-    app()
+    run()
