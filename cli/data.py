@@ -15,6 +15,7 @@ from rich.table import Table
 from cli.context import console, open_context, run_command
 from cli.lazy import QuickHelpGroup
 from models.enums import ConflictRule, Timeframe
+from services.vendors.paths import BAR_SUFFIXES, require_file
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -45,6 +46,7 @@ def import_cmd(
     running server and jobs keep writing meanwhile; a symbol lands whole or not at all,
     and re-running an interrupted import finishes it.
     """
+    require_file(path, BAR_SUFFIXES)  # before settings, the database and pandas load
     from tasks.import_bars import import_bar_file_beside_writers
 
     ctx = open_context()
@@ -81,6 +83,7 @@ def instruments_cmd(
     ),
 ) -> None:
     """Load instrument reference data, such as sectors."""
+    require_file(path)
     from tasks.import_instruments import import_instrument_file
 
     ctx = open_context()

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from db.queries.instruments import REFERENCE_FIELDS, InstrumentCounts, upsert_reference
 from models.errors import DataFileError
 from models.market import SYMBOL_PATTERN
+from services.vendors.paths import require_file
 
 
 def import_instrument_file(session: Session, path: Path) -> InstrumentCounts:
@@ -19,8 +20,7 @@ def import_instrument_file(session: Session, path: Path) -> InstrumentCounts:
     Reference files are small and hand-made, so a bad row more likely means a
     wrong file than noise worth skipping.
     """
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file")
+    require_file(path)
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:

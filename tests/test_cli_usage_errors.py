@@ -63,3 +63,24 @@ def test_help_and_a_bare_command_still_print_the_whole_page() -> None:
     bare = aitrader()
     assert "Usage: aitrader" in bare.stdout + bare.stderr
     assert "council" in bare.stdout + bare.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["data", "import", "missing.csv"], "error: missing.csv: no such file"),
+        (["data", "import", "tests"], "error: tests: is a directory, not a file"),
+        (
+            ["data", "import", "pyproject.toml"],
+            "error: pyproject.toml: unsupported file type (use .csv, .csv.gz or .parquet)",
+        ),
+        (["data", "instruments", "missing.csv"], "error: missing.csv: no such file"),
+    ],
+)
+def test_a_bad_file_is_refused_before_the_database_is_opened(
+    args: list[str], line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no database reachable the refusal is still about the file: it came first."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1:9/nowhere")
+    done = aitrader(*args)
+    assert (done.returncode, done.stderr) == (1, line + "\n")

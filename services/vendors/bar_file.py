@@ -23,6 +23,7 @@ import pandas as pd
 
 from models.enums import Timeframe
 from models.errors import DataFileError
+from services.vendors.paths import BAR_SUFFIXES, require_file
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 TIMESTAMP_COLUMNS = ("timestamp", "datetime", "ts")
@@ -62,10 +63,7 @@ def read_bar_file(
 
 
 def _load(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise DataFileError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataFileError(f"{path}: is a directory, not a bar file")
+    require_file(path, BAR_SUFFIXES)
     name = path.name.lower()
     try:
         if name.endswith((".parquet", ".pq")):
