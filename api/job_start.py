@@ -19,7 +19,7 @@ from api.auth import Principal
 from api.runtime import Runtime
 from db.engine import transaction
 from db.queries.audit import record_event
-from db.queries.bars import bar_coverage
+from db.queries.bar_coverage import bar_coverage
 from db.queries.jobs import create_job, get_job
 from db.queries.tokens import ensure_user
 from models.enums import Timeframe

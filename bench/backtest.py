@@ -43,7 +43,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from db.engine import make_engine, make_session_factory, unit_of_work  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
-from db.queries.bars import bar_coverage, bars_frame  # noqa: E402
+from db.queries.bar_coverage import bar_coverage  # noqa: E402
+from db.queries.bars import bars_frame  # noqa: E402
 from models.backtest import BacktestConfig, Costs  # noqa: E402
 from models.enums import Timeframe  # noqa: E402
 from tasks.backtest.engine import BacktestResult, run_backtest  # noqa: E402

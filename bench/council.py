@@ -67,7 +67,7 @@ from sqlalchemy import select, text  # noqa: E402
 
 from db.engine import make_engine, make_session_factory, unit_of_work  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
-from db.queries.bars import bar_coverage  # noqa: E402
+from db.queries.bar_coverage import bar_coverage  # noqa: E402
 from flows.weekly_council import weekly_council  # noqa: E402
 from models.enums import Timeframe  # noqa: E402
 from models.ops import LLMCall  # noqa: E402

@@ -153,6 +153,7 @@ def approve_cmd(
 ) -> None:
     """Resume a paused council run: approve its decisions except the rejected ones."""
     ctx = _council_context()
+    _quiet_prefect()
     from prefect.flow_runs import resume_flow_run
 
     from db.queries import council as q
@@ -266,16 +267,23 @@ def sit_offline_week(as_of: date) -> int:
 
 
 def _council_context() -> CommandContext:
+    """Settings, the database at its schema head; Prefect is not loaded yet (1.5 s), so a
+    refusal that needs only the database answers first."""
     ctx = open_context()
     ctx.require_schema()
+    return ctx
+
+
+def _quiet_prefect() -> None:
+    """Load Prefect, and take its console handler off the root logger.
+
+    Prefect puts it beside ours, so each of the flow's records would print twice. Ours
+    stays: LOG_FORMAT applies to the flow's logs too."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    # Prefect put its console handler on the root logger beside ours, so each of the flow's
-    # records would print twice. Ours stays: LOG_FORMAT applies to the flow's logs too.
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, PrefectConsoleHandler)]:
         root.removeHandler(handler)
-    return ctx
 
 
 def _flow_params(
@@ -303,7 +311,7 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
     """Run the flow to its end and print the outcome; the council run's id."""
     import asyncio
 
-    from db.queries.bars import bar_coverage
+    from db.queries.bar_coverage import bar_coverage
     from tasks.council.week import council_day
 
     symbols = params.get("universe")
@@ -317,6 +325,7 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
         chosen = council_day(session, params.get("as_of"), symbols)
     params = {**params, "as_of": chosen.day}
     console.print(f"council {chosen.describe()}")
+    _quiet_prefect()
     announce = _announcer(ctx) if params["approval"] == Approval.MANUAL else None
     with ctx.prefect():
         state, flow_run_id = asyncio.run(_run_flow(params, announce))

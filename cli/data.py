@@ -103,7 +103,7 @@ def list_cmd(
     timeframe: Timeframe | None = typer.Option(None, "--timeframe", "-t"),
 ) -> None:
     """Symbols with their first and last bar and bar count."""
-    from db.queries.bars import bar_coverage
+    from db.queries.bar_coverage import bar_coverage
 
     ctx = open_context()
     ctx.require_schema()

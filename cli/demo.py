@@ -44,7 +44,8 @@ def demo(
 ) -> None:
     """Migrate, import the bundled sample, print a summary, and run the council on it."""
     from db.migrate import upgrade
-    from db.queries.bars import bar_coverage, bars_as_of
+    from db.queries.bar_coverage import bar_coverage
+    from db.queries.bars import bars_as_of
     from tasks.import_bars import import_bar_file
     from tasks.import_instruments import import_instrument_file
 

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, make_session_factory, read_sessions_of, transaction, unit_of_work
 from db.queries import council as q
-from db.queries.bars import bar_coverage
+from db.queries.bar_coverage import bar_coverage
 from db.queries.jobs import job_owner, open_council_run
 from db.queries.llm_calls import SqlCallStore
 from flows.council_tasks import (

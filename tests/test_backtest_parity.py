@@ -13,7 +13,8 @@ import pytest
 
 from db.engine import make_engine, make_session_factory, unit_of_work
 from db.migrate import upgrade
-from db.queries.bars import bar_coverage, bars_frame
+from db.queries.bar_coverage import bar_coverage
+from db.queries.bars import bars_frame
 from models.backtest import BacktestConfig, Costs
 from models.enums import Timeframe
 from tasks.backtest import records

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import unit_of_work
-from db.queries.bars import daily_range
+from db.queries.bar_coverage import daily_range
 from db.queries.instruments import ensure_instruments
 from models.enums import Timeframe
 from models.errors import InvalidInputError

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from db.engine import make_engine, make_session_factory, unit_of_work
 from db.migrate import upgrade
-from db.queries.bars import bar_coverage, upsert_bars
+from db.queries.bar_coverage import bar_coverage
+from db.queries.bars import upsert_bars
 from models.enums import Timeframe
 from models.market import Bar, Instrument
 from models.ops import AuditEvent

@@ -40,7 +40,7 @@ from sqlalchemy.types import TypeDecorator
 
 from models.base import PRICE, QTY, UTCDateTime
 from models.enums import Timeframe
-from models.market import Bar, BarOut, SymbolCoverage
+from models.market import Bar, BarOut
 
 Progress = Callable[[int, int], None]
 """Called with (rows done, rows total) while a long write runs."""
@@ -157,28 +157,6 @@ def knowledge_cutoff(as_of: datetime | date, timeframe: Timeframe) -> datetime:
     else:
         instant = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC) + timedelta(days=1)
     return instant - timeframe.duration
-
-
-def bar_coverage(
-    session: Session, symbols: Sequence[str] | None = None, timeframe: Timeframe | None = None
-) -> list[SymbolCoverage]:
-    """First and last bar and bar count per symbol and timeframe."""
-    stmt = (
-        select(
-            Bar.symbol,
-            Bar.timeframe,
-            func.min(Bar.ts).label("first"),
-            func.max(Bar.ts).label("last"),
-            func.count().label("bars"),
-        )
-        .group_by(Bar.symbol, Bar.timeframe)
-        .order_by(Bar.symbol, Bar.timeframe)
-    )
-    if symbols:
-        stmt = stmt.where(Bar.symbol.in_([s.upper() for s in symbols]))
-    if timeframe is not None:
-        stmt = stmt.where(Bar.timeframe == timeframe)
-    return [SymbolCoverage.model_validate(row._mapping) for row in session.execute(stmt)]
 
 
 def _staging_table() -> Table:
@@ -340,14 +318,3 @@ class _RawStamp(TypeDecorator[Any]):
 
     def result_processor(self, dialect: Dialect, coltype: object) -> None:
         return None
-
-
-def daily_range(session: Session, symbols: Sequence[str] | None = None) -> tuple[date, date] | None:
-    """The first and last day with a stored daily bar (of `symbols`, default any); None if none."""
-    stmt = select(func.min(Bar.ts), func.max(Bar.ts)).where(Bar.timeframe == Timeframe.D1)
-    if symbols:
-        stmt = stmt.where(Bar.symbol.in_([s.upper() for s in symbols]))
-    first, last = session.execute(stmt).one()
-    if first is None or last is None:
-        return None
-    return first.date(), last.date()

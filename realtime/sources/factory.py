@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.queries.bars import bar_coverage
+from db.queries.bar_coverage import bar_coverage
 from models.enums import Timeframe
 from models.errors import ConfigurationError
 from realtime.price_cache import PriceCache

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 
 from sqlalchemy.orm import Session
 
-from db.queries.bars import daily_range
+from db.queries.bar_coverage import daily_range
 from models.days import not_after_today
 from models.errors import InvalidInputError
 
