@@ -2,7 +2,13 @@
 
 Parameters are `--param name=value`; a value list (`fast=5,10,20`) or an
 inclusive range (`fast=2:100`, `slow=10:200:10`) sweeps it, and every
-combination is scored. `--wf-train/--wf-test` make it a walk-forward.
+combination is scored; the best `--top` sets are printed after the winner.
+`--wf-train/--wf-test` make it a walk-forward.
+
+The printout agrees with itself: trade statistics say they count closed
+trades, the open ones are counted and valued beside them, the footer's trade
+count is the two added up, and the P&L line adds closed and open P&L to the
+return. No "inf" or "nan": a profit factor without losses says so in words.
 
 Heavy imports (rich.progress too) are inside the functions: `aitrader backtest --help`
 must answer in 0.5 s.
@@ -69,6 +75,7 @@ def run_cmd(
     wf_train: Annotated[int | None, typer.Option(help="Walk-forward: in-sample bars.")] = None,
     wf_test: Annotated[int | None, typer.Option(help="Walk-forward: out-of-sample bars.")] = None,
     wf_window: Annotated[str, typer.Option(help="rolling or expanding.")] = "rolling",
+    top: Annotated[int, typer.Option(min=0, max=20, help="Best sets a sweep prints.")] = 10,
 ) -> None:
     """Backtest a strategy and print its metrics beside buy-and-hold; writes an equity PNG."""
     from models.backtest import BacktestConfig, Costs, Sizing, Stops, WalkForward
@@ -104,7 +111,8 @@ def run_cmd(
                 "optimise": optimise,
             }
         )
-    _print_summary(summary)
+    _print_summary(summary, init_cash)
+    _print_top(summary, top)
 
 
 def parse_params(items: list[str]) -> dict[str, float | list[float]]:
@@ -151,7 +159,7 @@ def _run(params: dict[str, Any]) -> dict[str, Any]:
         console=console,
         transient=True,
     ) as bar:
-        task_id = bar.add_task("backtest", total=None)
+        task_id = bar.add_task("starting", total=None)
         handler = _ProgressHandler(bar, task_id)
         progress_log.addHandler(handler)
         progress_log.setLevel(logging.DEBUG)
@@ -179,26 +187,81 @@ class _ProgressHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         done, total = getattr(record, "done", None), getattr(record, "total", None)
+        unit = getattr(record, "unit", None) or "parameter sets"
         if isinstance(done, int) and isinstance(total, int):
-            self._bar.update(self._task, completed=done, total=total, description="parameter sets")
+            self._bar.update(self._task, completed=done, total=total, description=str(unit))
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+# Row labels that say what a number counts; the metric's own name leads, for --optimise.
+LABELS = {
+    "win_rate": "win_rate (closed trades)",
+    "profit_factor": "profit_factor (closed trades)",
+    "expectancy": "expectancy (closed trades)",
+    "trades": "trades (closed)",
+    "open_trades": "open_trades (at the end)",
+    "open_pnl": "open_pnl (marked at the last close)",
+}
+
+
+def _print_summary(summary: dict[str, Any], init_cash: float) -> None:
+    from tasks.backtest.metrics import metric_text  # numpy: loaded by the flow already
+
     best = summary["best_params"]
+    metrics, bench = summary["metrics"], summary["benchmark"]
     title = f"backtest {summary['backtest_id']}: " + " ".join(f"{k}={v:g}" for k, v in best.items())
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("strategy", justify="right")
     table.add_column("buy and hold", justify="right")
-    for name, value in summary["metrics"].items():
-        table.add_row(name, _cell(value), _cell(summary["benchmark"].get(name)))
+    for name, value in metrics.items():
+        table.add_row(
+            LABELS.get(name, name), metric_text(name, value), metric_text(name, bench.get(name))
+        )
     console.print(table)
-    console.print(f"trades: {summary['trades']}   equity plot: {summary['plot']}", soft_wrap=True)
+    console.print(pnl_line(metrics, init_cash), highlight=False, soft_wrap=True)
+    console.print(
+        f"{trades_line(metrics)}   equity plot: {summary['plot']}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+def trades_line(metrics: dict[str, Any]) -> str:
+    """`21 trades (19 closed, 2 open)`: the table's closed and open counts, added up."""
+    closed, still_open = int(metrics["trades"]), int(metrics["open_trades"])
+    return f"{closed + still_open:,} trades ({closed:,} closed, {still_open:,} open)"
+
+
+def pnl_line(metrics: dict[str, Any], init_cash: float) -> str:
+    """Where the return came from: closed trades' P&L plus the open ones' marked P&L."""
+    closed_trades = int(metrics["trades"])
+    closed = float(metrics["expectancy"]) * closed_trades if closed_trades else 0.0
+    still_open = float(metrics["open_pnl"])
+    total = float(metrics["final_equity"]) - init_cash
+    return (
+        f"P&L {total:+,.2f} ({float(metrics['total_return']):+.2%}) = "
+        f"closed trades {closed:+,.2f} + open trades {still_open:+,.2f} (marked)"
+    )
+
+
+def _print_top(summary: dict[str, Any], n: int) -> None:
+    """The sweep's best `n` sets by the metric it maximised, best first."""
+    from tasks.backtest.metrics import metric_text
+
+    rows = summary.get("top") or []
+    if n == 0 or not rows:
+        return
+    metric = summary["optimise"]
+    shown = [metric, *(m for m in ("total_return", "max_drawdown", "trades") if m != metric)]
+    table = Table(title=f"top {min(n, len(rows))} of {summary['sets']:,} sets by {metric}")
+    table.add_column("#", justify="right")
+    names = list(rows[0]["params"])
+    for name in names:
+        table.add_column(name, justify="right")
+    for name in shown:
+        table.add_column(LABELS.get(name, name), justify="right")
+    for rank, row in enumerate(rows[:n], start=1):
+        params = [f"{row['params'][k]:g}" for k in names]
+        values = [metric_text(m, row["metrics"].get(m)) for m in shown]
+        table.add_row(str(rank), *params, *values)
+    console.print(table)

@@ -8,8 +8,10 @@ the winner's trades -> artifacts: the metrics table, the sweep's top sets and
 the equity/drawdown plot. A walk-forward maps its windows instead of chunks,
 optimising in sample and evaluating out of sample in each.
 
-Progress is logged as DEBUG `backtest.progress` records (done, total) on
-`flows.backtest.progress`, which the CLI turns into a progress bar.
+Progress is logged as DEBUG `backtest.progress` records (done, total, unit) on
+`flows.backtest.progress`, which the CLI turns into a progress bar: the first
+says 0 of the total before any work starts, then one per chunk or window done.
+A sweep's summary carries its `TOP_ROWS` best sets, which the CLI prints.
 """
 
 from __future__ import annotations
@@ -50,12 +52,28 @@ from flows.job_hooks import JOB_HOOKS
 from models.backtest import BacktestConfig, BacktestRequest, Metrics, WalkForward
 from models.errors import InvalidInputError
 from services.settings import Settings, get_settings
-from tasks.backtest.engine import BacktestResult, buy_and_hold
+from tasks.backtest.engine import buy_and_hold
+from tasks.backtest.metrics import metric_text
 from tasks.backtest.panel import PricePanel
 from tasks.backtest.plot import equity_png
 from tasks.backtest.strategies import get_strategy, pointless, resolve_params
-from tasks.backtest.sweep import STOP_PARAMS, best_row, chunked, expand_grid, run_grid, score_grid
-from tasks.backtest.walk_forward import WindowReport, evaluate_window, stitch, windows
+from tasks.backtest.sweep import (
+    STOP_PARAMS,
+    best_row,
+    chunk_size,
+    chunked,
+    expand_grid,
+    run_grid,
+    score_grid,
+    top_rows,
+)
+from tasks.backtest.walk_forward import (
+    WindowReport,
+    evaluate_window,
+    stitch,
+    stitched_trades_frame,
+    windows,
+)
 
 progress_log = logging.getLogger("flows.backtest.progress")
 TOP_ROWS = 20
@@ -159,7 +177,8 @@ def _sweep(
     backtest_id: int,
 ) -> dict[str, Any]:
     config = request.config
-    chunks = chunked(grid, settings.backtest_chunk_size)
+    size = chunk_size(len(grid), settings.backtest_chunk_size, settings.backtest_workers)
+    chunks = chunked(grid, size)
     tables = _map_chunks(settings, panel, request.strategy, chunks, config)
     table = pd.concat(tables, ignore_index=True)
     winner = grid[best_row(table, request.optimise)]
@@ -175,7 +194,7 @@ def _sweep(
         bench.metrics(),
         result.set_equity()[:, 0],
         bench.set_equity()[:, 0],
-        result,
+        result.trades_frame(),
         segments=[("full", panel.dates[0], panel.dates[-1], table)],
         top=table if len(grid) > 1 else None,
     )
@@ -188,9 +207,14 @@ def _map_chunks(
     chunks: list[list[dict[str, float]]],
     config: BacktestConfig,
 ) -> list[pd.DataFrame]:
-    """Score every chunk as a task; progress is reported as chunks finish."""
+    """Score every chunk as a task; progress is reported before the first and as each
+    chunk finishes."""
+    total = sum(len(c) for c in chunks)
+    _progress(0, total, "parameter sets")
     if len(chunks) == 1:
-        return [score_chunk(panel, strategy, chunks[0], config)]
+        table = score_chunk(panel, strategy, chunks[0], config)
+        _progress(total, total, "parameter sets")
+        return [table]
     progress = cast(
         UUID, create_progress_artifact(progress=0.0, description="Parameter sets scored")
     )  # sync here: the flow is sync
@@ -204,13 +228,16 @@ def _map_chunks(
             for c in chunks
         ]
         done = 0
-        total = sum(len(c) for c in chunks)
         for future, chunk in zip(futures, chunks, strict=True):
             tables.append(future.result())
             done += len(chunk)
-            progress_log.debug("backtest.progress", extra={"done": done, "total": total})
+            _progress(done, total, "parameter sets")
             update_progress_artifact(artifact_id=progress, progress=100.0 * done / total)
     return tables
+
+
+def _progress(done: int, total: int, unit: str) -> None:
+    progress_log.debug("backtest.progress", extra={"done": done, "total": total, "unit": unit})
 
 
 @contextmanager
@@ -241,6 +268,7 @@ def _walk_forward(
     config = request.config
     plan = windows(len(panel.dates), spec)
     reports: list[WindowReport] = []
+    _progress(0, len(plan), "walk-forward windows")
     with _chunk_runner(settings) as runner:
         futures = [
             runner.submit(
@@ -259,7 +287,7 @@ def _walk_forward(
         ]
         for done, future in enumerate(futures, start=1):
             reports.append(future.result())
-            progress_log.debug("backtest.progress", extra={"done": done, "total": len(plan)})
+            _progress(done, len(plan), "walk-forward windows")
     equity, metrics = stitch(reports, config)
     first = plan[0].test[0]
     oos_panel = panel.between(first, len(panel.dates))
@@ -282,10 +310,9 @@ def _walk_forward(
         bench.metrics(),
         equity,
         bench.set_equity()[:, 0],
-        None,
+        stitched_trades_frame(reports, config),
         segments=segments,
         top=None,
-        oos_reports=reports,
     )
 
 
@@ -300,9 +327,9 @@ def _window_artifact(reports: Sequence[WindowReport], dates: pd.DatetimeIndex, m
                 "train": _span(dates, r.window.train),
                 "test": _span(dates, r.window.test),
                 "best": ", ".join(f"{k}={v:g}" for k, v in r.best.items()),
-                f"in-sample {metric}": _fmt(best_in),
-                f"out-of-sample {metric}": _fmt(getattr(out, metric)),
-                "out-of-sample return": _fmt(out.total_return),
+                f"in-sample {metric}": metric_text(metric, best_in),
+                f"out-of-sample {metric}": metric_text(metric, getattr(out, metric)),
+                "out-of-sample return": metric_text("total_return", out.total_return),
             }
         )
     create_table_artifact(table=rows, key="backtest-walk-forward", description="Walk-forward")
@@ -320,18 +347,14 @@ def _store(
     benchmark: Metrics,
     equity: np.ndarray,
     bench_equity: np.ndarray,
-    result: BacktestResult | None,
+    trades: pd.DataFrame,
     *,
     segments: Sequence[tuple[str, pd.Timestamp, pd.Timestamp, pd.DataFrame]],
     top: pd.DataFrame | None,
-    oos_reports: Sequence[WindowReport] = (),
 ) -> dict[str, Any]:
+    """Store the run and draw it; the summary's `trades` is every stored trade, which is
+    the metrics' `trades` (closed) plus `open_trades`."""
     settings = get_settings()
-    trades = (
-        result.trades_frame()
-        if result is not None
-        else pd.concat([r.out_of_sample.trades_frame() for r in oos_reports], ignore_index=True)
-    )
     curve = [
         [ts.isoformat(), float(e), float(b)]
         for ts, e, b in zip(dates, equity, bench_equity, strict=True)
@@ -374,7 +397,23 @@ def _store(
         "benchmark": json_metrics(benchmark.model_dump()),
         "trades": len(trades),
         "plot": str(plot_path),
+        "optimise": request.optimise,
+        "sets": len(top) if top is not None else 1,
+        "top": _top_sets(top, request.optimise) if top is not None else [],
     }
+
+
+def _top_sets(table: pd.DataFrame, metric: str) -> list[dict[str, Any]]:
+    """The sweep's best `TOP_ROWS` sets, best first: {"params": {...}, "metrics": {...}}."""
+    metric_names = [c for c in table.columns if c in Metrics.model_fields]
+    param_names = [c for c in table.columns if c not in Metrics.model_fields]
+    return [
+        {
+            "params": {str(p): float(row[p]) for p in param_names},
+            "metrics": json_metrics({str(m): row[m] for m in metric_names}),
+        }
+        for row in top_rows(table, metric, TOP_ROWS).to_dict("records")
+    ]
 
 
 def _artifacts(
@@ -386,16 +425,20 @@ def _artifacts(
     png: bytes,
 ) -> None:
     rows = [
-        {"metric": name, "strategy": _fmt(value), "buy and hold": _fmt(getattr(benchmark, name))}
+        {
+            "metric": name,
+            "strategy": metric_text(name, value),
+            "buy and hold": metric_text(name, getattr(benchmark, name)),
+        }
         for name, value in metrics.model_dump().items()
     ]
     create_table_artifact(
         table=rows, key="backtest-metrics", description=f"Backtest {backtest_id}: metrics"
     )
     if top is not None:
-        best = top.sort_values(metric, ascending=False, na_position="last").head(TOP_ROWS)
+        best = top_rows(top, metric, TOP_ROWS)
         create_table_artifact(
-            table=[{str(k): _fmt(v) for k, v in r.items()} for r in best.to_dict("records")],
+            table=[{str(k): _fmt(k, v) for k, v in r.items()} for r in best.to_dict("records")],
             key="backtest-sweep",
             description=f"Backtest {backtest_id}: top {len(best)} of {len(top)} sets by {metric}",
         )
@@ -488,7 +531,8 @@ def _params_text(params: Mapping[str, float]) -> str:
     return " ".join(f"{k}={v:g}" for k, v in params.items())
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float | np.floating):
-        return f"{value:.4g}"
-    return str(value)
+def _fmt(name: Any, value: Any) -> str:
+    """A sweep table cell: parameters as given (`10`), metrics as `metric_text` says them."""
+    if isinstance(value, float | np.floating) and str(name) not in Metrics.model_fields:
+        return f"{value:g}"
+    return metric_text(str(name), value)

@@ -42,6 +42,10 @@ class ExitReason(StrEnum):
     """The symbol's data ended before the backtest did (a delisting): closed at its last close."""
     OPEN = "open"
     """Still open on the backtest's last bar; marked at that close, not closed."""
+    WINDOW_END = "window_end"
+    """A walk-forward test window ended with the trade open. Closed at that window's last
+    close (no exit fee): the next window starts flat, so the mark is the trade's result.
+    Never made by the engine; the walk-forward's stitching relabels such trades."""
 
 
 BUILTIN_STRATEGIES = ("sma_cross", "rsi_reversion", "macd", "bollinger_breakout")
@@ -122,7 +126,12 @@ class BacktestConfig(BaseModel):
 
 
 class Metrics(BaseModel):
-    """Summary of one equity curve and its trades (tasks/backtest/metrics.py defines each)."""
+    """Summary of one equity curve and its trades (tasks/backtest/metrics.py defines each).
+
+    `trades`, `win_rate`, `profit_factor` and `expectancy` count closed trades; the
+    trades still open at the end are `open_trades`, their P&L marked at the last close
+    `open_pnl`. Closed P&L (`expectancy * trades`) plus `open_pnl` is the curve's P&L.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -139,7 +148,9 @@ class Metrics(BaseModel):
     expectancy: float
     exposure: float
     turnover: float
-    trades: int
+    trades: int = Field(description="Closed trades.")
+    open_trades: int = Field(description="Trades still open on the last bar.")
+    open_pnl: float = Field(description="The open trades' P&L, marked at the last close.")
     final_equity: float
 
 

@@ -13,7 +13,10 @@ thousands); `compute_metrics` is the one-group wrapper. Definitions:
   max_drawdown_duration = the longest run of bars below a previous peak;
   calmar = cagr / |max_drawdown|;
 * closed trades only (an open trade is not a result yet): trades, win_rate (pnl > 0),
-  profit_factor = gains / |losses|, expectancy = mean pnl;
+  profit_factor = gains / |losses|, expectancy = mean pnl; the trades still open on the
+  last bar are counted apart, open_trades, with their P&L marked at that close, open_pnl,
+  so that closed P&L (expectancy x trades) + open_pnl = final - init_cash: a return
+  made by an open trade shows as such beside the closed trades' win rate;
 * exposure = share of bars with any position (a closed trade holds from its entry
   bar to the bar before its exit, at least one bar; an open one to the end);
 * turnover = traded notional (both fills of closed trades, the entry of open ones)
@@ -21,9 +24,12 @@ thousands); `compute_metrics` is the one-group wrapper. Definitions:
 
 Undefined values are NaN (a flat curve's Sharpe, the win rate of no trades),
 and a profit factor without losses is inf: a number that pretends is worse.
+People are shown neither: `metric_text` says "n/a" and "n/a (no losses)".
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -77,6 +83,9 @@ def metrics_table(
         groups[closed], weights=np.where(pnl < 0, pnl, 0.0)[closed], minlength=n_groups
     )
     pnl_sum = np.bincount(groups[closed], weights=pnl[closed], minlength=n_groups)
+    still_open = ~closed
+    open_count = np.bincount(groups[still_open], minlength=n_groups)
+    open_pnl = np.bincount(groups[still_open], weights=pnl[still_open], minlength=n_groups)
     with np.errstate(divide="ignore", invalid="ignore"):
         win_rate = np.where(count > 0, wins / count, np.nan)
         profit_factor = np.where(losses > 0, gains / losses, np.where(gains > 0, np.inf, np.nan))
@@ -104,6 +113,8 @@ def metrics_table(
         "exposure": _exposure(trades, closed, n_bars, n_groups),
         "turnover": turnover,
         "trades": count.astype(np.int64),
+        "open_trades": open_count.astype(np.int64),
+        "open_pnl": open_pnl,
         "final_equity": final.copy(),
     }
 
@@ -130,6 +141,26 @@ def metrics_frame(
     return pd.DataFrame(
         metrics_table(equity, trades, init_cash=init_cash, periods_per_year=periods_per_year)
     )
+
+
+def metric_text(name: str, value: float | str | None) -> str:
+    """A metric as a person reads it: thousands separators, 4 decimals, and words where a
+    number would mislead ("n/a (no losses)" for an infinite profit factor, "n/a" for NaN).
+
+    Takes what `json_metrics` stores too ("inf", "nan" as strings)."""
+    if value is None:
+        return ""
+    if isinstance(value, int | np.integer):
+        return f"{value:,}"
+    try:
+        number = float(value)
+    except ValueError:
+        return str(value)
+    if math.isinf(number) and name == "profit_factor":
+        return "n/a (no losses)" if number > 0 else "n/a"
+    if not math.isfinite(number):
+        return "n/a"
+    return f"{number:,.4f}"
 
 
 def _longest_underwater(under: np.ndarray) -> np.ndarray:

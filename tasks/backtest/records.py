@@ -39,6 +39,7 @@ TAKE_PROFIT = EXIT_REASONS.index(ExitReason.TAKE_PROFIT)
 TRAILING_STOP = EXIT_REASONS.index(ExitReason.TRAILING_STOP)
 END_OF_DATA = EXIT_REASONS.index(ExitReason.END_OF_DATA)
 OPEN = EXIT_REASONS.index(ExitReason.OPEN)
+WINDOW_END = EXIT_REASONS.index(ExitReason.WINDOW_END)  # set by walk_forward.stitch only
 
 
 def empty_trades() -> np.ndarray:

@@ -42,6 +42,23 @@ def expand_grid(params: Mapping[str, float | Sequence[float]]) -> list[dict[str,
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes)]
 
 
+CHUNKS_PER_WORKER = 4
+MIN_CHUNK = 16
+
+
+def chunk_size(n_sets: int, limit: int, workers: int) -> int:
+    """Sets per chunk: at most `limit`, and small enough for `CHUNKS_PER_WORKER` chunks
+    per worker, but not below `MIN_CHUNK` (each chunk is a task and a signal pass).
+
+    With only the limit (500), a 442-set sweep was one chunk: one thread busy and a
+    progress bar with nothing to count until the end.
+    """
+    if limit < 1 or workers < 1:
+        raise ValueError(f"chunk limit and workers must be at least 1, got {limit}, {workers}")
+    share = math.ceil(n_sets / (workers * CHUNKS_PER_WORKER)) if n_sets else 1
+    return min(limit, max(MIN_CHUNK, share))
+
+
 def chunked(grid: Sequence[dict[str, float]], size: int) -> list[list[dict[str, float]]]:
     if size < 1:
         raise ValueError(f"chunk size must be at least 1, got {size}")
@@ -95,6 +112,11 @@ def score_grid(
     table = run_grid(panel, fn, grid, config, first).metrics_table()
     params = pd.DataFrame(list(grid), index=table.index)
     return pd.concat([params, table], axis=1)
+
+
+def top_rows(table: pd.DataFrame, metric: str, n: int) -> pd.DataFrame:
+    """The `n` rows with the highest `metric`, best first (NaN last; ties keep grid order)."""
+    return table.sort_values(metric, ascending=False, na_position="last", kind="stable").head(n)
 
 
 def best_row(table: pd.DataFrame, metric: str) -> int:

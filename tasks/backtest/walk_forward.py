@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.backtest import BacktestConfig, Metrics, WalkForward
+from models.backtest import BacktestConfig, ExitReason, Metrics, WalkForward
+from tasks.backtest import records
 from tasks.backtest.engine import BacktestResult
 from tasks.backtest.metrics import compute_metrics
 from tasks.backtest.panel import PricePanel
@@ -76,23 +77,25 @@ def evaluate_window(
 
 def stitch(reports: Sequence[WindowReport], config: BacktestConfig) -> tuple[np.ndarray, Metrics]:
     """The out-of-sample windows chained into one curve, each window's growth compounded
-    onto the previous window's end, and that curve's metrics (bar 0 = first test bar)."""
+    onto the previous window's end, and that curve's metrics (bar 0 = first test bar).
+
+    The metrics count the trades that make the curve: a trade open when its window
+    ends is closed there (`WINDOW_END`), since the next window starts flat; only the
+    last window's open trades stay open (`open_trades`, `open_pnl`). Counted as open,
+    those window-end results made the return while the win rate ignored them.
+    """
     if not reports:
         raise ValueError("no walk-forward windows to stitch")
     pieces: list[np.ndarray] = []
     trades: list[np.ndarray] = []
-    level = config.init_cash
     first = reports[0].window.test[0]
-    for report in reports:
-        scale = level / config.init_cash
+    scales = window_scales(reports, config)
+    for report, scale in zip(reports, scales, strict=True):
         pieces.append(report.out_of_sample.set_equity()[:, 0] * scale)
-        level = float(pieces[-1][-1])
-        shifted = report.out_of_sample.set_trades()
+        shifted = window_trades(report, last=report is reports[-1], scale=scale)
         offset = report.window.test[0] - first
         shifted["entry_bar"] += offset
         shifted["exit_bar"] += offset
-        for field in ("qty", "pnl", "entry_fees", "exit_fees"):
-            shifted[field] *= scale
         trades.append(shifted)
     equity = np.concatenate(pieces)
     metrics = compute_metrics(
@@ -102,3 +105,41 @@ def stitch(reports: Sequence[WindowReport], config: BacktestConfig) -> tuple[np.
         periods_per_year=config.periods_per_year,
     )
     return equity, metrics
+
+
+def window_scales(reports: Sequence[WindowReport], config: BacktestConfig) -> list[float]:
+    """Each window's size in the stitched curve: the previous window's end over `init_cash`
+    (every window is simulated from `init_cash`)."""
+    scales: list[float] = []
+    level = config.init_cash
+    for report in reports:
+        scales.append(level / config.init_cash)
+        level = float(report.out_of_sample.set_equity()[-1, 0] * scales[-1])
+    return scales
+
+
+def window_trades(report: WindowReport, *, last: bool, scale: float = 1.0) -> np.ndarray:
+    """The window's trades (bars of its own test window), sized by `scale`, and closed at
+    the window's end unless it is the last window."""
+    out = report.out_of_sample.set_trades()
+    for field in ("qty", "pnl", "entry_fees", "exit_fees"):
+        out[field] *= scale
+    if not last:
+        out["exit_reason"][out["exit_reason"] == records.OPEN] = records.WINDOW_END
+    return out
+
+
+def stitched_trades_frame(reports: Sequence[WindowReport], config: BacktestConfig) -> pd.DataFrame:
+    """Every window's trades as `BacktestResult.trades_frame` spells them, sized and
+    closed as `stitch` counts them: what is stored agrees with the metrics."""
+    frames = []
+    for report, scale in zip(reports, window_scales(reports, config), strict=True):
+        frame = report.out_of_sample.trades_frame()
+        for column in ("qty", "pnl", "fees"):
+            frame[column] = frame[column] * scale
+        if report is not reports[-1]:
+            frame.loc[frame["exit_reason"] == ExitReason.OPEN.value, "exit_reason"] = (
+                ExitReason.WINDOW_END.value
+            )
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
