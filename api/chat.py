@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -47,11 +47,11 @@ from models.intents import IntentOutcome, ManualTrade
 from models.llm_outputs import ChatAnswer
 from models.users import ChatMessage
 from services.llm.budget import RunBudget
-from services.llm.gateway import CallContext, LLMGateway, ProviderLimits
-from services.llm.offline import register_offline_provider
-from services.llm.streaming import TextSink
 from tasks.chat import HISTORY, chat_messages
 from tasks.execution.manual import outcomes_of_source, place_manual_trades, trading_account
+
+if TYPE_CHECKING:
+    from services.llm.streaming import TextSink
 
 
 async def chat_turn(
@@ -65,6 +65,11 @@ async def chat_turn(
     history, context = await asyncio.to_thread(_context, runtime, caller, conversation_id)
     messages = chat_messages(history, content, context)
     settings = runtime.settings
+    # litellm loads with the first chat turn, not with the server: it is 2-3 s and ~100 MB
+    # that a realtime process nobody chats with never needs.
+    from services.llm.gateway import CallContext, LLMGateway, ProviderLimits
+    from services.llm.offline import register_offline_provider
+
     register_offline_provider()
     gateway = LLMGateway(
         SqlCallStore(runtime.sessions),

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import Engine
@@ -25,7 +25,6 @@ from db.queries.signals import ensure_strategy
 from models.errors import ConfigurationError
 from models.market_data import Tick
 from realtime.background import BackgroundTask
-from realtime.bar_aggregator import MinuteBarAggregator
 from realtime.book_service import BookService
 from realtime.bus_bridge import BusBridge, JobPoller
 from realtime.gc_policy import GCPolicy
@@ -40,6 +39,9 @@ from realtime.sse_hub import SSEHub
 from realtime.ws_hub import Topic, WSHub
 from services.bus import Bus, make_bus
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    from realtime.bar_aggregator import MinuteBarAggregator
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +241,8 @@ async def start_runtime(
         lambda: {"ws": runtime.ws_hub.dropped},
     )
     if settings.persist_live_bars and runtime.source.name in LIVE_SOURCES:
+        from realtime.bar_aggregator import MinuteBarAggregator  # pandas: live sources only
+
         runtime.bars = MinuteBarAggregator(sessions)
         await runtime.bars.start()
     metrics.watch_labelled(metrics.bus_lag, lambda: runtime.bridge.lag_s)

@@ -17,48 +17,17 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from db.queries.bars import bars_as_of, knowledge_cutoff
 from models.enums import Timeframe
 from models.market import BarOut
-from models.snapshot import Correlation
+from models.snapshot import MarketMetrics, PeriodReturn
 from tasks.market_snapshot import PLACES, build_snapshot
 
 BASE_SEARCH = timedelta(days=14)
 """How far before the base instant to look for its last close: longer than any market
 closure (weekends, holidays, the four sessions after 9/11), short enough to read few bars."""
-
-
-class PeriodReturn(BaseModel):
-    """One symbol's return over `days` calendar days.
-
-    None where a close is not known: `close` when the symbol has no bar in the period or
-    the 14 days before it (it no longer trades: its last week has no return), `base_close`
-    when its history starts inside the period."""
-
-    model_config = ConfigDict(frozen=True)
-
-    symbol: str
-    close: Decimal | None = Field(description="The last close known at as_of.")
-    last_bar: datetime | None = Field(description="Start of that close's bar.")
-    base_close: Decimal | None = Field(description="The last close known `days` days earlier.")
-    base_bar: datetime | None
-    ret: float | None = Field(description="close / base_close - 1, 6 decimals.")
-
-
-class MarketMetrics(BaseModel):
-    """N-day returns per symbol and the correlation matrix of daily returns."""
-
-    model_config = ConfigDict(frozen=True)
-
-    as_of: datetime = Field(description="The instant the figures are as of (a day's end).")
-    days: int
-    returns: list[PeriodReturn]
-    correlation: Correlation
-    missing: list[str] = Field(description="Asked for, but no bar known at as_of.")
-    data_hash: str = Field(description="sha256 of the bars the correlation used (as a snapshot).")
 
 
 def market_metrics(

@@ -20,9 +20,7 @@ from models.enums import Timeframe
 from models.errors import InvalidInputError, NotFoundError
 from models.market import BarOut, Symbol
 from models.market_data import PriceSnapshot
-from models.snapshot import MarketSnapshot
-from tasks.market_metrics import MarketMetrics, market_metrics
-from tasks.market_snapshot import build_snapshot
+from models.snapshot import MarketMetrics, MarketSnapshot
 
 router = APIRouter(prefix="/api/market", tags=["market"])
 
@@ -35,6 +33,8 @@ def market_snapshot(
     volatility, drawdown and distance to moving averages, sector aggregates, correlations,
     and the sha256 of the exact bars used. A symbol with no daily bars at all is a 422; one
     whose bars all come after `as_of` is listed in `missing`."""
+    from tasks.market_snapshot import build_snapshot  # numpy and pandas: on first use
+
     universe = stored_universe(session, symbols)
     return build_snapshot(session, universe, day_or_newest(session, as_of))
 
@@ -54,6 +54,8 @@ def market_metrics_of(
     """Per symbol the `days`-calendar-day return (the last close known at `as_of` over the
     last close known `days` earlier), and the correlation matrix of the last `window` daily
     returns. Point in time: no bar whose close came after `as_of` is read."""
+    from tasks.market_metrics import market_metrics  # numpy and pandas: on first use
+
     universe = stored_universe(session, symbols)
     day = day_or_newest(session, as_of)
     return market_metrics(session, universe, day, days=days, window=window)

@@ -37,10 +37,9 @@ from models.enums import JobType
 from models.errors import InvalidInputError, NotFoundError
 from models.jobs import JobOut, ResearchJob, ResearchParams
 from models.llm_outputs import ResearchPack
-from services.llm.gateway import prompt_hash
+from services.llm.hashing import prompt_hash
 from tasks.council.prompts import stage_messages
 from tasks.council.roster import default_roster
-from tasks.market_snapshot import build_snapshot
 from tasks.research_check import check_figures
 
 router = APIRouter(prefix="/api/research", tags=["research"])
@@ -102,6 +101,8 @@ def research_prompt(
             "query.analyst", f"no analyst {analyst!r} (the council has {names})"
         )
     universe = stored_universe(session, symbols)
+    from tasks.market_snapshot import build_snapshot  # numpy and pandas: on first use
+
     snapshot = build_snapshot(session, universe, day_or_newest(session, as_of))
     messages = stage_messages("research", member, {"snapshot": snapshot.model_dump(mode="json")})
     return PromptOut(
@@ -123,6 +124,8 @@ def verify_research(body: VerifyIn, _caller: Viewer, session: ReadSession) -> Ve
     report, _ = report_with_call(session, body.report_id)
     run = q.get_run(session, report.run_id)
     universe = (run.params or {}).get("universe") or [report.symbol]
+    from tasks.market_snapshot import build_snapshot
+
     snapshot = build_snapshot(session, universe, run.as_of)
     metrics = next((m for m in snapshot.symbols if m.symbol == report.symbol), None)
     texts = [str(e) for e in report.findings.get("evidence", [])]

@@ -8,6 +8,7 @@ sector/default parameters). The simulator is fitted to the bars known today.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,13 +16,14 @@ from db.queries.bar_coverage import bar_coverage
 from models.enums import Timeframe
 from models.errors import ConfigurationError
 from realtime.price_cache import PriceCache
-from realtime.sources.alpaca import AlpacaSource
 from realtime.sources.base import MarketDataSource
 from realtime.sources.book_base import BookFeed
-from realtime.sources.replay import ReplaySource
 from realtime.sources.sim_book import SimulatedBookFeed
 from realtime.sources.simulator import GBMSimulator
 from services.settings import BookFeedKind, MarketDataSourceKind, Settings
+
+if TYPE_CHECKING:
+    from realtime.sources.replay import ReplaySource
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOGL", "JPM", "XOM", "JNJ", "PG")
 
@@ -38,6 +40,9 @@ def make_source(settings: Settings, sessions: sessionmaker[Session]) -> MarketDa
             )
         if kind is MarketDataSourceKind.REPLAY:
             return _replay(settings, session)
+        # alpaca-py brings pandas (~0.3 s, tens of MB): loaded only for the source that uses it
+        from realtime.sources.alpaca import AlpacaSource
+
         return AlpacaSource.from_settings(settings, stream_symbols(settings, session))
 
 
@@ -61,6 +66,8 @@ def stream_symbols(settings: Settings, session: Session) -> list[str]:
 
 
 def _replay(settings: Settings, session: Session) -> ReplaySource:
+    from realtime.sources.replay import ReplaySource
+
     try:
         timeframe = Timeframe(settings.replay_timeframe)
     except ValueError:

@@ -12,7 +12,6 @@ from pathlib import Path
 from models.accounts import AccountConfig
 from models.enums import BrokerKind
 from models.errors import ConfigurationError
-from services.brokers.alpaca import AlpacaBroker
 from services.brokers.paper import PaperBroker
 from services.brokers.protocol import Broker, BrokerUnavailableError
 from services.settings import Settings
@@ -39,6 +38,8 @@ def make_broker(account: AccountConfig, settings: Settings) -> Broker:
             f"account {account.name}: Alpaca needs api_key and secret_key "
             "(in ACCOUNTS, or ALPACA_API_KEY / ALPACA_SECRET_KEY)"
         )
+    from services.brokers.alpaca import AlpacaBroker  # alpaca-py and pandas: its accounts only
+
     return AlpacaBroker.connect(
         key.get_secret_value(),
         secret.get_secret_value(),

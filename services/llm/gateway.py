@@ -22,8 +22,6 @@ stage's tasks on several threads, each with its own event loop.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import random
 import threading
@@ -41,6 +39,7 @@ from models.errors import BudgetExceededError
 from models.llm import LLMCallRecord
 from services.llm import structured
 from services.llm.budget import RunBudget
+from services.llm.hashing import Message, cache_key, prompt_hash
 from services.llm.model_facts import cost_of, provider_of, supports_schema, worst_case_usd
 from services.llm.retry import RetryPolicy, is_retryable
 from services.llm.store import CallStore
@@ -53,7 +52,6 @@ litellm.suppress_debug_info = True
 
 T = TypeVar("T", bound=BaseModel)
 Mode = Literal["auto", "schema", "prompt"]
-Message = dict[str, Any]
 ZERO = Decimal(0)
 SLOT_POLL_S = 0.01  # against LLM latencies of a second or more
 
@@ -344,24 +342,3 @@ class LLMGateway:
 
 class _GaveUpError(Exception):
     """The provider could not give an answer (retries exhausted or a request it refuses)."""
-
-
-def cache_key(
-    model: str, messages: list[Message], schema: type[BaseModel], params: dict[str, Any]
-) -> str:
-    """sha256 of everything that determines an answer: model, messages, schema, parameters."""
-    payload = {
-        "model": model,
-        "messages": messages,
-        "schema": schema.model_json_schema(),
-        "params": params,
-    }
-    return hashlib.sha256(_canonical(payload)).hexdigest()
-
-
-def prompt_hash(messages: list[Message]) -> str:
-    return hashlib.sha256(_canonical(messages)).hexdigest()
-
-
-def _canonical(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
