@@ -244,3 +244,35 @@ def test_a_sweep_on_a_dask_cluster_scores_the_same_as_on_threads(
     first = {tuple(p.values()): m for _, p, m in _read(bt_db, on_threads["backtest_id"])["results"]}
     second = {tuple(p.values()): m for _, p, m in _read(bt_db, on_dask["backtest_id"])["results"]}
     assert first == second
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--symbols", "NOPE", "--start", "2016-01-01", "--end", "2019-12-31"],
+            "error: symbols: no daily bars from 2016-01-01 to 2019-12-31 for NOPE",
+        ),
+        (
+            ["--symbols", "AAPL", "--start", "2021-01-01", "--end", "2021-12-31"],
+            "error: symbols: no daily bars from 2021-01-01 to 2021-12-31 for AAPL",
+        ),
+        (
+            ["--symbols", "AAPL", "--start", "2019-01-01", "--end", "2018-01-01"],
+            "error: backtest: end 2018-01-01 must be after start 2019-01-01",
+        ),
+        (
+            ["--symbols", "AAPL", "--start", "2016-01-01", "--end", "2019-12-31",
+             "--strategy", "moon_phase"],
+            "error: no strategy 'moon_phase': built-ins are sma_cross, rsi_reversion, macd, "
+            "bollinger_breakout, or name your own as package.module:function",
+        ),
+    ],
+)  # fmt: skip
+def test_the_cli_refuses_what_the_flow_would_before_prefect_starts(
+    aitrader: Run, monkeypatch: pytest.MonkeyPatch, args: list[str], line: str
+) -> None:
+    """No Prefect answers at PREFECT_API_URL: the refusal still comes, so it came first."""
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    code, out = aitrader("backtest", "run", "--strategy", "sma_cross", *args)
+    assert (code, out.strip()) == (1, line)
