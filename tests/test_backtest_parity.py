@@ -25,6 +25,9 @@ from tasks.backtest.strategies import get_strategy
 from tests.conftest import BACKENDS, create_postgres_database, drop_postgres_database
 
 vbt = pytest.importorskip("vectorbt")
+# One worker runs the whole module, so each database imports the shared file once (~20-60 s
+# each), not once per worker that happens to draw one of its tests (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("backtest_parity")
 CASH = 10_000.0
 FEE = 0.001
 
