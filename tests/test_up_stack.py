@@ -122,13 +122,14 @@ def test_up_says_it_is_up_when_it_answers_and_one_ctrl_c_stops_it_cleanly(
             up.wait()
     text = output.text
     assert code == 0, text[-3000:]
-    assert "never awaited" not in text
-    assert "did not stop" not in text  # every child stopped on the first signal
-    assert "Traceback" not in text
+    tail = text[-4000:]
+    assert "never awaited" not in text, tail
+    assert "did not stop" not in text, tail  # every child stopped on the first signal
+    assert "Traceback" not in text, tail
     for name in ("realtime", "deployments"):
-        assert f"{name} stopped (0)" in text
-    assert text.rstrip().endswith("stopped")
-    assert stopping_s < 30  # the first signals suffice; the 15 s SIGTERM fallback never runs
+        assert f"{name} stopped (0)" in text, tail
+    assert text.rstrip().endswith("stopped"), tail
+    assert stopping_s < 30, tail  # the first signals suffice; the 15 s SIGTERM fallback never runs
 
 
 def test_sigterm_stops_the_served_deployments_as_ctrl_c_does(tmp_path: Path) -> None:
@@ -158,8 +159,8 @@ def test_sigterm_stops_the_served_deployments_as_ctrl_c_does(tmp_path: Path) -> 
         paused = httpx.get(council, timeout=10).json()["paused"]
     text = output.text
     assert code == 0, text[-3000:]
-    assert "never awaited" not in text
-    assert "Traceback" not in text
+    assert "never awaited" not in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
     assert paused is True  # the runner's own shutdown ran
 
 
