@@ -77,7 +77,11 @@ class CouncilFlowError(AITraderError):
 
 DAY = ["%Y-%m-%d"]
 AsOf = Annotated[
-    datetime | None, typer.Option(formats=DAY, help="Decide at this day's close (default: today).")
+    datetime | None,
+    typer.Option(
+        formats=DAY,
+        help="Decide at this day's close (default: the latest day with stored daily bars).",
+    ),
 ]
 ApprovalOpt = Annotated[
     Approval, typer.Option(help="manual: pause until `council approve`; auto: approve all.")

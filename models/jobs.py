@@ -35,7 +35,9 @@ class CouncilParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     as_of: DecisionDay | None = Field(
-        None, description="Decide at this day's close (1900 to today, UTC); default today."
+        None,
+        description="Decide at this day's close: a day the stored daily bars cover (else a "
+        "422 with their range); default the latest stored day.",
     )
     universe: list[Symbol] | None = Field(
         None, min_length=1, max_length=500, description="Symbols; default every stored one."
