@@ -117,9 +117,13 @@ def test_up_says_it_is_up_when_it_answers_and_one_ctrl_c_stops_it_cleanly(
         code = up.wait(timeout=60)
         stopping_s = time.monotonic() - stop_began
     finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
+        if up.poll() is None:  # a failed assertion: let `up` stop its children (own sessions)
+            up.send_signal(signal.SIGTERM)
+            try:
+                up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
     text = output.text
     assert code == 0, text[-3000:]
     tail = text[-4000:]
