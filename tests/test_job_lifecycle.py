@@ -71,6 +71,35 @@ def test_a_job_runs_through_its_stages_and_a_finished_one_never_moves_again(
     assert _status(sessions, job_id) == (RunStatus.COMPLETED, None)
 
 
+def test_waiting_for_approval_is_gone_once_the_next_stage_or_the_end_is_reached(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A completed council job said `waiting_for: approval` long after it was approved."""
+
+    def approval(session: Session, job_id: int) -> None:
+        start_job(session, job_id, flow_run_id="fr-1")
+        record_stage(session, job_id, "approval", waiting_for="approval", decisions=3)
+
+    def execution(session: Session, job_id: int) -> None:
+        record_stage(session, job_id, "execution")
+
+    def end(session: Session, job_id: int) -> None:
+        finish_job(session, job_id, RunStatus.COMPLETED)
+
+    for then in (execution, end):
+        job_id = _job(sessions)
+        with unit_of_work(sessions) as session:
+            approval(session, job_id)
+        with unit_of_work(sessions) as session:
+            then(session, job_id)
+        with sessions() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            assert job.result is not None
+            assert "waiting_for" not in job.result
+            assert job.result["decisions"] == 3  # the stage's lasting facts stay
+
+
 def test_a_job_that_did_not_complete_needs_its_cause(sessions: sessionmaker[Session]) -> None:
     job_id = _job(sessions)
     with pytest.raises(ValueError, match="needs its cause"), unit_of_work(sessions) as session:

@@ -101,8 +101,18 @@ def record_stage(session: Session, job_id: int, stage: str, **facts: Any) -> Job
         return None
     job.status = RunStatus.RUNNING
     job.started_at = job.started_at or utcnow()
-    job.result = {**(job.result or {}), "stage": stage, **facts}
+    job.result = {**_settled(job.result), "stage": stage, **facts}
     return _update(session, job, facts)
+
+
+TRANSIENT = ("waiting_for",)
+"""Facts of a stage that stop being true when the next stage (or the end) is reached."""
+
+
+def _settled(result: dict[str, Any] | None) -> dict[str, Any]:
+    """A job's result without the previous stage's transient facts: a completed council job
+    said `waiting_for: approval` long after it was approved."""
+    return {k: v for k, v in (result or {}).items() if k not in TRANSIENT}
 
 
 def finish_job(
@@ -128,8 +138,7 @@ def finish_job(
     job.status = status
     job.finished_at = utcnow()
     job.error = error if status is not RunStatus.COMPLETED else None
-    if stage is not None or facts:
-        job.result = {**(job.result or {}), **({"stage": stage} if stage else {}), **facts}
+    job.result = {**_settled(job.result), **({"stage": stage} if stage else {}), **facts}
     for run in _open_runs_of(session, job.id):
         _close_run(session, run, status, error)
     return _update(session, job, facts)
