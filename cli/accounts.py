@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tasks.execution.paper_reset import PaperReset
 
 app = typer.Typer(
+    rich_markup_mode=None,  # plain help: see cli/__init__.py
     cls=QuickHelpGroup,
     help="Paper accounts: start one afresh, the old one kept.",
     no_args_is_help=True,

@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from cli.context import CommandContext
 
 app = typer.Typer(
-    cls=QuickHelpGroup, help="Backtests: single runs, parameter sweeps, walk-forward."
+    rich_markup_mode=None,  # plain help: see cli/__init__.py
+    cls=QuickHelpGroup,
+    help="Backtests: single runs, parameter sweeps, walk-forward.",
 )
 
 DAY = ["%Y-%m-%d"]

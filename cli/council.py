@@ -60,6 +60,7 @@ BUDGET_STOPPED = 3
 CALL_COLUMNS = ("call", "stage", "model", "status", "cached", "cost")
 
 app = typer.Typer(
+    rich_markup_mode=None,  # plain help: see cli/__init__.py
     cls=QuickHelpGroup,
     help="The weekly council: run, replay, approve, show, audit.",
     no_args_is_help=True,

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from models.market import ImportReport
 
 app = typer.Typer(
-    cls=QuickHelpGroup, help="Market data: import, instruments, list.", no_args_is_help=True
+    rich_markup_mode=None,  # plain help: see cli/__init__.py
+    cls=QuickHelpGroup,
+    help="Market data: import, instruments, list.",
+    no_args_is_help=True,
 )
 
 

@@ -12,7 +12,10 @@ from cli.context import console, open_context, run_command
 from cli.lazy import QuickHelpGroup
 
 app = typer.Typer(
-    cls=QuickHelpGroup, help="Database schema: upgrade, current, check.", no_args_is_help=True
+    rich_markup_mode=None,  # plain help: see cli/__init__.py
+    cls=QuickHelpGroup,
+    help="Database schema: upgrade, current, check.",
+    no_args_is_help=True,
 )
 
 

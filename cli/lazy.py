@@ -47,7 +47,7 @@ class LazyCommand:
         if isinstance(target, typer.Typer):
             command = typer.main.get_group(target)
         else:
-            single = typer.Typer(add_completion=False)
+            single = typer.Typer(add_completion=False, rich_markup_mode=None)
             single.command(name)(target)
             command = typer.main.get_command(single)
         command.name = name

@@ -57,6 +57,7 @@ class Commands(LazyGroup):
 
 
 app = typer.Typer(
+    rich_markup_mode=None,  # plain help: see cli/__init__.py
     name="aitrader",
     cls=Commands,
     help="AITrader: an LLM-driven trading backend.",

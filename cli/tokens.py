@@ -20,7 +20,10 @@ from cli.lazy import QuickHelpGroup
 from models.enums import Role
 
 app = typer.Typer(
-    cls=QuickHelpGroup, help="API tokens: create, list, revoke.", no_args_is_help=True
+    rich_markup_mode=None,  # plain help: see cli/__init__.py
+    cls=QuickHelpGroup,
+    help="API tokens: create, list, revoke.",
+    no_args_is_help=True,
 )
 
 

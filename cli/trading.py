@@ -30,7 +30,10 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 app = typer.Typer(
-    cls=QuickHelpGroup, help="The kill switch: halt and resume trading.", no_args_is_help=True
+    rich_markup_mode=None,  # plain help: see cli/__init__.py
+    cls=QuickHelpGroup,
+    help="The kill switch: halt and resume trading.",
+    no_args_is_help=True,
 )
 
 AccountOpt = Annotated[str | None, typer.Option(help="One configured account (default: all).")]
