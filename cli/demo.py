@@ -44,6 +44,7 @@ def demo(
 ) -> None:
     """Migrate, import the bundled sample, print a summary, and run the council on it."""
     from db.migrate import upgrade
+    from db.queries.accounts import account_by_name
     from db.queries.bar_coverage import bar_coverage
     from db.queries.bars import bars_as_of
     from tasks.import_bars import import_bar_file
@@ -88,9 +89,11 @@ def demo(
             for done in reset_paper_accounts(ctx):
                 console.print(done.describe(), markup=False)
         run_id = sit_offline_week(last.date())
-        with ctx.sessions() as session:
-            print_orders(session, None)
-            print_positions(session, None)
+        with ctx.sessions() as session:  # the configured accounts: not the ones reset before
+            for account in ctx.settings.accounts:
+                if (row := account_by_name(session, account.name)) is not None:
+                    print_orders(session, row.id)
+                    print_positions(session, row.id)
         console.print(
             f"Next: `aitrader council audit DECISION_ID`, `aitrader council show {run_id}`, "
             "`aitrader positions`, `aitrader orders`, "

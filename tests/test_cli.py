@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -131,8 +132,14 @@ def test_demo_migrates_imports_and_summarises(
     assert "30 symbols, 37,715 daily bars, as of 2020-01-10" in out
     assert "conflicting_duplicate" in out
     code, out = aitrader("demo")
+    assert code == 0, out
     assert "changes: 0 " in out
     assert _bar_count(fresh_db_url) == 37_715
+    # Run again, it trades again: the paper account starts afresh, the old one is kept, and
+    # the tables show the fresh account's orders, not the retired one's.
+    assert "paper account 'paper' starts afresh with 100,000.00 cash; the previous one" in out
+    assert out.count("paper@") == 1, out  # in that line only
+    assert re.search(r"│ paper +│ \w+ +│ entry +│ buy .*│ filled", out), out
 
 
 def test_installed_console_script_runs(tmp_path: Path) -> None:
