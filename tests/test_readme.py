@@ -23,9 +23,10 @@ exits non-zero ends its block. Each step's output is then checked against
 what the README's comment says it shows, and a step without a check here
 fails the test: a new step in the README needs a check in this file.
 
-`make demo` is cheap here: `.venv/.installed` is not older than pyproject.toml
-(the checkout's pyproject.toml is a copy dated as the stamp), so make goes
-straight to `.venv/bin/aitrader demo`. The Prefect home is shared by the two
+`make demo` is cheap here: `.venv/.installed` is newer than pyproject.toml
+(the checkout's pyproject.toml is a copy dated a second before the stamp, and
+`make -q` confirms it), so make goes straight to `.venv/bin/aitrader demo`
+and never runs pip on the shared venv. The Prefect home is shared by the two
 backends' tests (its migrations take ~25 s once); everything else is the
 test's own.
 """
@@ -386,9 +387,18 @@ def checkout(where: Path) -> Path:
     (where / ".venv").symlink_to(REPO / ".venv")
     (where / "data").mkdir()
     (where / "data" / "sample").symlink_to(REPO / "data" / "sample")
-    stamp = (REPO / ".venv" / ".installed").stat().st_mtime
+    # The venv is as installed: the copy is dated a second before the stamp, so make never
+    # runs pip here. (Dated *as* the stamp, float rounding once made it a hair newer: make
+    # re-installed the shared venv editable from this directory, and every later `aitrader`
+    # failed with "No module named 'cli'".) Checked with `make -q` before anything runs.
+    stamp_ns = (REPO / ".venv" / ".installed").stat().st_mtime_ns
     shutil.copyfile(REPO / "pyproject.toml", where / "pyproject.toml")
-    os.utime(where / "pyproject.toml", (stamp, stamp))  # the venv is as installed: no pip
+    os.utime(where / "pyproject.toml", ns=(stamp_ns - 10**9, stamp_ns - 10**9))
+    fresh = subprocess.run(
+        ["make", "-q", ".venv/.installed"], cwd=where, capture_output=True, text=True
+    )
+    if fresh.returncode != 0:
+        pytest.fail(f"make would re-install the shared .venv from {where}: not running it")
     return where
 
 
