@@ -26,7 +26,7 @@ from rich.table import Table
 from cli.context import console, open_context, run_command
 from cli.lazy import QuickHelpGroup
 from models.enums import Direction, SizingMode, Timeframe
-from models.errors import AITraderError, InvalidInputError, NotFoundError, describe_failure
+from models.errors import AITraderError, InvalidInputError, describe_failure
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -125,7 +125,7 @@ def refuse_before_running(ctx: CommandContext, request: dict[str, Any]) -> None:
     from pydantic import ValidationError
 
     from db.queries.bar_coverage import bar_coverage
-    from models.backtest import BUILTIN_STRATEGIES, BacktestRequest
+    from models.backtest import BacktestRequest, require_strategy_name
 
     try:
         BacktestRequest.model_validate(request)
@@ -133,12 +133,7 @@ def refuse_before_running(ctx: CommandContext, request: dict[str, Any]) -> None:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"]) or "backtest"
         raise InvalidInputError(where, error["msg"].removeprefix("Value error, ")) from None
-    name = request["strategy"]
-    if name not in BUILTIN_STRATEGIES and ":" not in name:
-        raise NotFoundError(
-            f"no strategy {name!r}: built-ins are {', '.join(BUILTIN_STRATEGIES)}, "
-            "or name your own as package.module:function"
-        )
+    require_strategy_name(request["strategy"])
     start, end, symbols = request["start"], request["end"], request["symbols"]
     with ctx.sessions() as session:
         covered = {

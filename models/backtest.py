@@ -21,6 +21,7 @@ from models.base import MONEY, PRICE, QTY, Base, BigId, IdMixin
 from models.days import Day
 from models.enums import Direction as Direction  # declared there for the CLI
 from models.enums import SizingMode as SizingMode
+from models.errors import NotFoundError
 
 
 class FillTiming(StrEnum):
@@ -50,6 +51,17 @@ class ExitReason(StrEnum):
 
 BUILTIN_STRATEGIES = ("sma_cross", "rsi_reversion", "macd", "bollinger_breakout")
 """The strategies tasks/backtest/strategies.py ships (a test checks the two agree)."""
+
+
+def require_strategy_name(name: str) -> None:
+    """Refuse a name that is neither a built-in nor `package.module:function`: the one
+    words the CLI (before Prefect starts) and the strategy registry both use."""
+    if name not in BUILTIN_STRATEGIES and ":" not in name:
+        raise NotFoundError(
+            f"no strategy {name!r}: built-ins are {', '.join(BUILTIN_STRATEGIES)}, "
+            "or name your own as package.module:function"
+        )
+
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 

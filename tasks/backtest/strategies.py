@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.backtest import BUILTIN_STRATEGIES
+from models.backtest import BUILTIN_STRATEGIES, require_strategy_name
 from models.errors import InvalidInputError, NotFoundError
 from tasks.backtest.indicators import bollinger, crossed_above, macd, rsi, sma_many
 from tasks.backtest.panel import PricePanel
@@ -61,11 +61,7 @@ def get_strategy(name: str) -> Strategy:
     """A built-in by name, or `package.module:function` imported."""
     if name in _BUILTINS:
         return _BUILTINS[name]
-    if ":" not in name:
-        raise NotFoundError(
-            f"no strategy {name!r}: built-ins are {', '.join(_BUILTINS)}, "
-            "or name your own as package.module:function"
-        )
+    require_strategy_name(name)
     module_name, _, attr = name.partition(":")
     try:
         module = importlib.import_module(module_name)

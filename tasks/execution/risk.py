@@ -31,6 +31,7 @@ from models.accounts import RiskLimits
 from models.broker import Amount, PositiveAmount
 from models.enums import Side
 from models.market import Symbol
+from tasks.execution.numbers import plain
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
@@ -166,8 +167,8 @@ def _market_hours(c: _Case) -> _Verdict:
 
 
 def _short_allowed(c: _Case) -> _Verdict:
-    position = f"position {_num(c.before)} -> {_num(c.after)}"
-    moves = f"{c.o.side} {_num(c.o.qty)} {c.o.symbol}: {position}"
+    position = f"position {plain(c.before)} -> {plain(c.after)}"
+    moves = f"{c.o.side} {plain(c.o.qty)} {c.o.symbol}: {position}"
     if c.o.side is Side.BUY or c.after >= 0:
         return True, f"{moves}, not short"
     if c.lim.allow_short:
@@ -184,12 +185,12 @@ def _bracket_prices(c: _Case) -> _Verdict:
     if tp is not None and not (tp > px if buy else tp < px):
         crossed = "above" if buy else "below"
         problems.append(
-            f"take_profit {_num(tp)} vs price {_num(px)}: the market is at or {crossed} it"
+            f"take_profit {plain(tp)} vs price {plain(px)}: the market is at or {crossed} it"
         )
     if sl is not None and not (sl < px if buy else sl > px):
         crossed = "below" if buy else "above"
         problems.append(
-            f"stop_loss {_num(sl)} vs price {_num(px)}: the market is at or {crossed} it"
+            f"stop_loss {plain(sl)} vs price {plain(px)}: the market is at or {crossed} it"
         )
     if tp is None or sl is None:
         problems.append(f"only {'stop_loss' if tp is None else 'take_profit'} given: needs both")
@@ -197,7 +198,7 @@ def _bracket_prices(c: _Case) -> _Verdict:
     rule = f"{c.o.side} bracket needs {low} < price < {high}"
     if problems or tp is None or sl is None:  # a missing price is one of the problems
         return False, f"{rule}: " + "; ".join(problems)
-    return True, f"{rule}: {_num(sl if buy else tp)} < {_num(px)} < {_num(tp if buy else sl)}"
+    return True, f"{rule}: {plain(sl if buy else tp)} < {plain(px)} < {plain(tp if buy else sl)}"
 
 
 def _max_order_notional(c: _Case) -> _Verdict:
@@ -212,12 +213,12 @@ def _max_order_notional(c: _Case) -> _Verdict:
 def _max_position_pct(c: _Case) -> _Verdict:
     value, pct, equity = abs(c.after) * c.o.price, c.lim.max_position_pct, c.s.equity
     what = (
-        f"{c.o.symbol} position after order {_num(c.after)} x {_num(c.o.price)} = {_money(value)}"
+        f"{c.o.symbol} position after order {plain(c.after)} x {plain(c.o.price)} = {_money(value)}"
     )
     if pct is None:
         return True, f"{what}, no limit"
     if _reduces(c.before, c.after):
-        return True, f"{what}, reduced from {_num(c.before)}: not limited"
+        return True, f"{what}, reduced from {plain(c.before)}: not limited"
     if equity <= 0:
         return False, f"{what}, but equity {_money(equity)} is not positive"
     cap = f"{_money(pct * equity)} ({(pct * 100).normalize():f}% of equity {_money(equity)})"
@@ -231,9 +232,9 @@ def _buying_power(c: _Case) -> _Verdict:
     closing = min(c.o.qty, max(ZERO, held))
     opening = c.o.qty - closing
     if opening == 0:
-        return True, f"closes {_num(closing)} of position {_num(c.before)}: needs no buying power"
+        return True, f"closes {plain(closing)} of position {plain(c.before)}: needs no buying power"
     cost, power = opening * c.o.price, c.s.buying_power
-    need = f"opens {_num(opening)} x {_num(c.o.price)} = {_money(cost)}"
+    need = f"opens {plain(opening)} x {plain(c.o.price)} = {_money(cost)}"
     if cost > power:
         return False, f"{need} > buying power {_money(power)}"
     return True, f"{need} <= buying power {_money(power)}"
@@ -281,14 +282,6 @@ CHECKS: tuple[str, ...] = tuple(_CHECKS)
 def _reduces(before: Decimal, after: Decimal) -> bool:
     """Same side (or flat) and smaller: a trim or close, not a flip or a new position."""
     return abs(after) < abs(before) and (after == 0 or (after > 0) == (before > 0))
-
-
-def _num(value: Decimal) -> str:
-    """A quantity or price as a person writes it: `720 x 55.53`, not `720.00000000 x
-    55.53000000`. Stored Decimals carry the column's 8 places; the reason is read by people."""
-    if value == 0:
-        return "0"  # never "-0" or "0E-8"
-    return f"{value.normalize():,f}"
 
 
 def _money(amount: Decimal) -> str:

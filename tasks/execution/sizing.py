@@ -33,6 +33,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from models.accounts import AccountConfig, Sizing, SizingMethod
+from tasks.execution.numbers import plain
 
 TRADING_DAYS = 252
 VOL_QUANTUM = Decimal("0.000001")  # realised vol and scale are stored to 6 places
@@ -131,7 +132,7 @@ def size_order(
         skipped = capped
         capped = None
     elif skipped is None and qty == 0:
-        skipped = f"target notional {_money(target)} buys no whole share at {_price(price)}"
+        skipped = f"target notional {_money(target)} buys no whole share at {plain(price)}"
     elif skipped is None and qty * price < sizing.min_notional:
         skipped = f"notional {_money(qty * price)} below minimum {_money(sizing.min_notional)}"
     if skipped is not None:
@@ -160,7 +161,7 @@ def _fit(
     kept = f"less {(reserve * 100).normalize():f}% reserve" if reserve else "no reserve"
     why = (
         f"buying power {_money(buying_power)} ({kept}) opens {fits:f} of {opening:f} shares "
-        f"at {_price(price)}"
+        f"at {plain(price)}"
     )
     return closing + fits, why
 
@@ -183,11 +184,6 @@ def _realised_vol(closes: Sequence[Decimal], sizing: Sizing) -> tuple[Decimal | 
 
 def _money(amount: Decimal) -> str:
     return f"{amount:,.2f}"
-
-
-def _price(amount: Decimal) -> str:
-    """A price without the database's trailing zeros: 55.53, not 55.53000000."""
-    return f"{amount.normalize():,f}"
 
 
 def _plain(amount: Decimal) -> str:
