@@ -163,9 +163,18 @@ class Runtime:
 
 
 async def _timed(step: str, stopping: Awaitable[None]) -> None:
-    """Await one component's stop; a slow one is logged by name (what held a shutdown up)."""
+    """Await one component's stop; a slow one is logged by name (what held a shutdown up),
+    once while it is still stopping, so a step that never ends is named too."""
     started = time.perf_counter()
-    await stopping
+    task = asyncio.ensure_future(stopping)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=SLOW_STOP_S)
+        if not done:
+            logger.warning("realtime.stopping_slowly", extra={"step": step, "after_s": SLOW_STOP_S})
+        await task
+    except asyncio.CancelledError:  # the stop itself was cancelled: so is the step
+        task.cancel()
+        raise
     if (took := time.perf_counter() - started) > SLOW_STOP_S:
         logger.warning("realtime.slow_stop", extra={"step": step, "seconds": round(took, 2)})
 

@@ -14,14 +14,17 @@ import json
 import logging
 import os
 import queue
+import resource
 import shutil
 import socket
 import tempfile
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -252,11 +255,43 @@ def shared_daily_file() -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """One temporary Prefect server per test process (~10 s to start), shared by every flow test."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Prefect database at its migration head (tests/prefect_template.py), one per run."""
+    from tests.prefect_template import build_template
 
-    with prefect_test_harness(server_startup_timeout=60):
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return build_template(shared)
+
+
+@pytest.fixture
+def seeded_prefect_home(prefect_db_template: Path, tmp_path: Path) -> Path:
+    """A Prefect home of the test's own whose database is already migrated."""
+    from tests.prefect_template import seed_home
+
+    return seed_home(tmp_path / "prefect", prefect_db_template)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_db_template: Path) -> Iterator[None]:
+    """One temporary Prefect server per test process, shared by every flow test.
+
+    Prefect's own `prefect_test_harness`, started on a copy of the migrated
+    template: the harness makes its database in a fresh temporary directory,
+    and the copy is put there before its server opens it (~3 s to start, not ~8).
+    """
+    import prefect.testing.utilities as harness
+
+    from tests.prefect_template import seed_home
+
+    def seeded_temp_dir() -> str:
+        where = tempfile.mkdtemp(prefix="aitrader-prefect-harness-")
+        seed_home(Path(where), prefect_db_template, name="prefect-test.db")
+        return where
+
+    with contextlib.ExitStack() as running:
+        with mock.patch.object(harness, "mkdtemp", seeded_temp_dir):
+            running.enter_context(harness.prefect_test_harness(server_startup_timeout=60))
         yield
 
 
@@ -420,6 +455,58 @@ def redis_server() -> Iterator[PrivateRedis]:
 
 # --- where the suite's time goes ------------------------------------------------------
 
+RUN_FIRST = (
+    "tests/test_concurrent_stack.py",
+    "tests/test_readme.py",
+    "tests/test_execution_chaos.py",
+    "tests/test_backtest_parity.py",
+    "tests/test_api_fuzz.py",
+    "tests/test_prefect_startup.py",
+    "tests/test_prefect_home.py",
+    "tests/test_up_stack.py",
+    "tests/test_import_bars.py",
+    "tests/test_prefect_cli.py",
+)
+"""Modules whose single tests take 15-65 s each (longest first). make test hands tests to
+its two workers in collection order; started last, a 50 s test kept one worker busy for a
+minute while the other had finished (the longest-first rule of scheduling)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {module: i for i, module in enumerate(RUN_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time and that of the children it has waited for (servers and
+    commands a test started and stopped), user and system."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+_cpu_mark = [0.0]
+
+
+def pytest_runtest_logstart(nodeid: str, location: object) -> None:
+    if os.environ.get("TEST_TIMES_DIR"):
+        _cpu_mark[0] = _cpu_seconds()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """With TEST_TIMES_DIR set, each phase's report carries the CPU seconds it took."""
+    report = yield
+    if os.environ.get("TEST_TIMES_DIR"):
+        now = _cpu_seconds()
+        report.user_properties.append(("cpu", now - _cpu_mark[0]))
+        _cpu_mark[0] = now
+    return report
+
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """With TEST_TIMES_DIR set, each phase of each test appends a line to DIR/times.jsonl as
@@ -429,5 +516,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if not where or os.environ.get("PYTEST_XDIST_WORKER"):
         return
     line = {"id": report.nodeid, "when": report.when, "s": report.duration, "out": report.outcome}
+    line["cpu"] = dict(report.user_properties).get("cpu")
+    line["at"] = time.time()  # when it ended: how the workers' loads lined up
+    line["worker"] = getattr(report, "node", None) and report.node.gateway.id
+    Path(where).mkdir(parents=True, exist_ok=True)
     with (Path(where) / "times.jsonl").open("a") as out:
         out.write(json.dumps(line) + "\n")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -46,4 +48,11 @@ def serve_in_thread(app: FastAPI, *, startup_timeout: float = 90.0) -> Iterator[
         server.should_exit = True
         thread.join(timeout=30)
         if thread.is_alive():
-            raise RuntimeError("uvicorn did not shut down within 30 s")
+            where = _stack(thread)
+            raise RuntimeError(f"uvicorn did not shut down within 30 s; it is at:\n{where}")
+
+
+def _stack(thread: threading.Thread) -> str:
+    """Where a thread is now, innermost call last: what held a shutdown up."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    return "".join(traceback.format_stack(frame)) if frame else "(no frame)"

@@ -21,8 +21,8 @@ COMMANDS = [
 ]
 
 
-def test_prefects_list_commands_answer_against_our_server(tmp_path: Path) -> None:
-    home = tmp_path / "prefect"
+def test_prefects_list_commands_answer_against_our_server(seeded_prefect_home: Path) -> None:
+    home = seeded_prefect_home
     with LocalPrefectServer(home, startup_timeout_s=120) as server:
         env = os.environ | {"PREFECT_HOME": str(home)} | server.client_env()
         for command in COMMANDS:

@@ -19,6 +19,7 @@ from services.prefect_api import prefect_home
 from services.prefect_server import LocalPrefectServer
 from services.settings import Settings
 from tests.conftest import REPO
+from tests.prefect_template import seed_home
 
 
 def test_the_home_is_data_prefect_unless_prefect_home_is_set(
@@ -32,8 +33,9 @@ def test_the_home_is_data_prefect_unless_prefect_home_is_set(
 
 
 def test_a_council_run_with_no_server_beside_it_shows_in_the_server_aitrader_up_starts(
-    sample_db_url: str, tmp_path: Path
+    sample_db_url: str, tmp_path: Path, prefect_db_template: Path
 ) -> None:
+    home = seed_home(tmp_path / "data" / "prefect", prefect_db_template)  # migrated, no runs
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
         "DATABASE_URL": sample_db_url,
         "STACK_FILE": str(tmp_path / "no-stack.json"),
@@ -50,7 +52,6 @@ def test_a_council_run_with_no_server_beside_it_shows_in_the_server_aitrader_up_
         timeout=300,
     )
     assert council.returncode == 0, council.stdout + council.stderr
-    home = tmp_path / "data" / "prefect"
     assert f"starting one on {home}" in council.stderr
 
     with LocalPrefectServer(home, startup_timeout_s=120) as server:  # what `aitrader up` runs

@@ -27,8 +27,8 @@ fails the test: a new step in the README needs a check in this file.
 (the checkout's pyproject.toml is a copy dated a second before the stamp, and
 `make -q` confirms it), so make goes straight to `.venv/bin/aitrader demo`
 and never runs pip on the shared venv. The Prefect home is shared by the two
-backends' tests (its migrations take ~25 s once); everything else is the
-test's own.
+backends' tests and starts as a copy of a migrated database (tests/
+prefect_template.py); everything else is the test's own.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.live_server import free_port
+from tests.prefect_template import seed_home
 
 README = REPO / "README.md"
 UP_WITHIN_S = 240.0
@@ -374,9 +375,10 @@ REST: list[tuple[str, Check]] = [
 
 
 @pytest.fixture(scope="module")
-def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One Prefect home for both backends' runs: its migrations are paid once."""
-    return tmp_path_factory.mktemp("readme-prefect")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory, prefect_db_template: Path) -> Path:
+    """One Prefect home for both backends' runs, its database already migrated (a user's
+    second day): the first start on an empty home is tests/test_prefect_startup.py's."""
+    return seed_home(tmp_path_factory.mktemp("readme-prefect"), prefect_db_template)
 
 
 def checkout(where: Path) -> Path:

@@ -87,14 +87,14 @@ def database(tmp_path: Path) -> str:
 
 
 def test_up_says_it_is_up_when_it_answers_and_one_ctrl_c_stops_it_cleanly(
-    database: str, tmp_path: Path
+    database: str, tmp_path: Path, seeded_prefect_home: Path
 ) -> None:
     port, prefect_port = _free_port(), _free_port()
     env = {**os.environ, "DATABASE_URL": database, "COLUMNS": "250", "LOG_LEVEL": "WARNING"}
     env.pop("PREFECT_API_URL", None)
     command = [
         sys.executable, "-m", "cli.main", "up", "--port", str(port),
-        "--prefect-port", str(prefect_port), "--prefect-home", str(tmp_path / "prefect"),
+        "--prefect-port", str(prefect_port), "--prefect-home", str(seeded_prefect_home),
     ]  # fmt: skip
     up = subprocess.Popen(
         command,
@@ -136,10 +136,10 @@ def test_up_says_it_is_up_when_it_answers_and_one_ctrl_c_stops_it_cleanly(
     assert stopping_s < 30, tail  # the first signals suffice; the 15 s SIGTERM fallback never runs
 
 
-def test_sigterm_stops_the_served_deployments_as_ctrl_c_does(tmp_path: Path) -> None:
+def test_sigterm_stops_the_served_deployments_as_ctrl_c_does(seeded_prefect_home: Path) -> None:
     """`docker stop`, systemd, and `up` after its grace all send SIGTERM: the schedules
     pause and the process ends 0, without Prefect's unawaited `Runner.astop`."""
-    home = tmp_path / "prefect"
+    home = seeded_prefect_home
     with LocalPrefectServer(home, startup_timeout_s=180, stop_grace_s=5) as server:
         env = {**os.environ, "PREFECT_HOME": str(home), **server.client_env()}
         served = subprocess.Popen(
