@@ -176,19 +176,31 @@ def postgres_url(postgres_admin: Engine) -> Iterator[str]:
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+@pytest.fixture(scope="session")
+def _engines() -> Iterator[dict[str, Engine]]:
+    """`db_engine`'s databases by backend, kept for the session (as `_templates` is)."""
+    engines: dict[str, Engine] = {}
+    yield engines
+    for engine in engines.values():
+        engine.dispose()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def db_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    _engines: dict[str, Engine],
+) -> Engine:
     """A migrated database, shared by the session; tests isolate through `session`."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/test.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+    if request.param not in _engines:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/test.db"
+        else:
+            url = request.getfixturevalue("postgres_url")
+        engine = make_engine(url)
+        upgrade(engine)
+        _engines[request.param] = engine
+    return _engines[request.param]
 
 
 @pytest.fixture
@@ -353,26 +365,50 @@ def aitrader(sample_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 # --- the REST API on a copy of a database holding the sample bars -----------------
 
 
+@pytest.fixture(scope="session")
+def _templates() -> Iterator[dict[tuple[str, bool], str]]:
+    """Template databases by (backend, with the sample), built once per worker and kept
+    until the session ends. The fixtures that hand them out are parametrized by backend,
+    and pytest tears a session fixture down whenever the next test wants the other
+    parameter: with tests interleaved across workers, that rebuilt (migrated, imported)
+    the same template again and again."""
+    built: dict[tuple[str, bool], str] = {}
+    yield built
+    postgres = [url for (backend, _), url in built.items() if backend == "postgres"]
+    if postgres:
+        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        for url in postgres:
+            with contextlib.suppress(Exception):  # a leftover database is harmless
+                drop_postgres_database(admin, url)
+        admin.dispose()
+
+
 def _template(
     request: pytest.FixtureRequest, factory: pytest.TempPathFactory, *, with_sample: bool
 ) -> Iterator[str]:
+    templates: dict[tuple[str, bool], str] = request.getfixturevalue("_templates")
+    key = (request.param, with_sample)
+    if key not in templates:
+        templates[key] = _build_template(request, factory, with_sample=with_sample)
+    yield templates[key]
+
+
+def _build_template(
+    request: pytest.FixtureRequest, factory: pytest.TempPathFactory, *, with_sample: bool
+) -> str:
     from tasks.import_bars import import_bar_file
 
-    admin: Engine | None = None
     if request.param == "sqlite":
         url = f"sqlite:///{factory.mktemp('template')}/template.db"
     else:
-        admin = request.getfixturevalue("postgres_admin")
-        url = create_postgres_database(admin)
+        url = create_postgres_database(request.getfixturevalue("postgres_admin"))
     engine = make_engine(url)
     upgrade(engine)
     if with_sample:
         with unit_of_work(make_session_factory(engine)) as session:
             import_bar_file(session, SAMPLE_DATA / "sp500_daily_sample.csv.gz")
     engine.dispose()
-    yield url
-    if admin is not None:
-        drop_later(admin, url)
+    return url
 
 
 def _copy(template: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:

@@ -4,6 +4,9 @@ complete history: identical entry and exit bars per symbol, final equity within 
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pickle
 from datetime import date
 from pathlib import Path
 
@@ -25,9 +28,6 @@ from tasks.backtest.strategies import get_strategy
 from tests.conftest import BACKENDS, create_postgres_database, drop_postgres_database
 
 vbt = pytest.importorskip("vectorbt")
-# One worker runs the whole module, so each database imports the shared file once (~20-60 s
-# each), not once per worker that happens to draw one of its tests (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("backtest_parity")
 CASH = 10_000.0
 FEE = 0.001
 
@@ -38,6 +38,32 @@ def complete_panel(
     tmp_path_factory: pytest.TempPathFactory,
     shared_daily_file: Path,
 ) -> PricePanel:
+    """The complete histories, read back from a database the shared file was imported into.
+
+    Built once per backend for the whole run (~15-20 s each) and shared by the workers
+    through a file under a lock: `--dist loadgroup` would keep the module on one worker,
+    but with pytest 9.2 it does not group (xdist 3.8 renames items through `_nodeid`,
+    which pytest 9.2 no longer reads), and a module fixture built on each worker that
+    drew one of its tests cost 4 imports instead of 2.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    saved = shared / f"parity-panel-{request.param}.pickle"
+    with (shared / f"parity-panel-{request.param}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if saved.exists():
+            panel: PricePanel = pickle.loads(saved.read_bytes())
+            return panel
+        panel = _import_and_read_back(request, tmp_path_factory, shared_daily_file)
+        staged = saved.with_suffix(".partial")
+        staged.write_bytes(pickle.dumps(panel))
+        staged.rename(saved)
+        return panel
+
+
+def _import_and_read_back(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, shared_file: Path
+) -> PricePanel:
     from tasks.import_bars import import_bar_file
 
     if request.param == "sqlite":
@@ -47,7 +73,7 @@ def complete_panel(
     engine = make_engine(url)
     upgrade(engine)
     with unit_of_work(make_session_factory(engine)) as session:
-        import_bar_file(session, shared_daily_file)
+        import_bar_file(session, shared_file)
     with make_session_factory(engine)() as session:
         coverage = bar_coverage(session, timeframe=Timeframe.D1)
         most = max(c.bars for c in coverage)
