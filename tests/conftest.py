@@ -270,10 +270,9 @@ def shared_daily_file() -> Path:
 def prefect_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Prefect database at its migration head (tests/prefect_template.py), one per run."""
     from tests.prefect_template import build_template
+    from tests.run_cache import run_dir
 
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    return build_template(shared)
+    return build_template(run_dir(tmp_path_factory))
 
 
 @pytest.fixture

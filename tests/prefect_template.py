@@ -7,46 +7,38 @@ start a server do not test that first start, so they get a copy of a database
 one real server built and left behind. The tests that are about a fresh home
 (tests/test_prefect_startup.py, the whole-stack load test) do not use it.
 
-The template is built by whichever xdist worker asks first, under a file lock
-in the run's shared temporary directory; the others wait and copy it. It is
-keyed by Prefect's version, so a run never copies a database an older Prefect
-made.
+The template is built once per run (tests/run_cache.py) and keyed by Prefect's
+version, so a run never copies a database an older Prefect made.
 """
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 from pathlib import Path
 
 import prefect
 
 from services.prefect_server import LocalPrefectServer
+from tests.run_cache import built_once
 
 DATABASE = "prefect.db"
 
 
 def build_template(root: Path) -> Path:
     """The template database under `root` (shared by the run's workers), built if missing."""
-    where = root / f"prefect-template-{prefect.__version__}"
-    done = where / DATABASE
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / "prefect-template.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            home = where / "home"
-            with LocalPrefectServer(home, startup_timeout_s=180, keep_log=False):
-                pass  # started (migrated, blocks registered) and stopped (WAL checkpointed)
-            staged = where / f"{DATABASE}.partial"
-            shutil.copyfile(home / DATABASE, staged)
-            staged.rename(done)  # readers never see half a file
-            shutil.rmtree(home, ignore_errors=True)
-    return done
+
+    def build(staged: Path) -> None:
+        home = root / f"prefect-template-home-{prefect.__version__}"
+        with LocalPrefectServer(home, startup_timeout_s=180, keep_log=False):
+            pass  # started (migrated, blocks registered) and stopped (WAL checkpointed)
+        shutil.copyfile(home / DATABASE, staged)
+        shutil.rmtree(home, ignore_errors=True)
+
+    return built_once(root / f"prefect-template-{prefect.__version__}.db", build)
 
 
 def seed_home(home: Path, template: Path, name: str = DATABASE) -> Path:
     """Put a copy of the template in `home` as the database a server there would open."""
     home.mkdir(parents=True, exist_ok=True)
-    target = home / name
-    shutil.copyfile(template, target)
+    shutil.copyfile(template, home / name)
     return home

@@ -4,8 +4,6 @@ complete history: identical entry and exit bars per symbol, final equity within 
 
 from __future__ import annotations
 
-import fcntl
-import os
 import pickle
 from datetime import date
 from pathlib import Path
@@ -26,6 +24,7 @@ from tasks.backtest.panel import PricePanel
 from tasks.backtest.signals import signals_for_grid
 from tasks.backtest.strategies import get_strategy
 from tests.conftest import BACKENDS, create_postgres_database, drop_postgres_database
+from tests.run_cache import built_once, run_dir
 
 vbt = pytest.importorskip("vectorbt")
 CASH = 10_000.0
@@ -46,19 +45,14 @@ def complete_panel(
     which pytest 9.2 no longer reads), and a module fixture built on each worker that
     drew one of its tests cost 4 imports instead of 2.
     """
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    saved = shared / f"parity-panel-{request.param}.pickle"
-    with (shared / f"parity-panel-{request.param}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if saved.exists():
-            panel: PricePanel = pickle.loads(saved.read_bytes())
-            return panel
+
+    def build(staged: Path) -> None:
         panel = _import_and_read_back(request, tmp_path_factory, shared_daily_file)
-        staged = saved.with_suffix(".partial")
         staged.write_bytes(pickle.dumps(panel))
-        staged.rename(saved)
-        return panel
+
+    saved = built_once(run_dir(tmp_path_factory) / f"parity-panel-{request.param}.pickle", build)
+    panel: PricePanel = pickle.loads(saved.read_bytes())
+    return panel
 
 
 def _import_and_read_back(
