@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -120,9 +120,15 @@ def create_app(
 
     document_idempotency(app)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        metrics.refresh()
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    app.state.metrics = metrics
+    app.add_api_route("/metrics", prometheus_metrics, include_in_schema=False)
     return app
+
+
+async def prometheus_metrics(request: Request) -> Response:
+    """Module-level, reading the app's registry from the request: FastAPI keeps every
+    endpoint in a module-level cache, and a closure over `metrics` kept each app's runtime
+    and engine alive after the app stopped (see api/docs_pages.py)."""
+    metrics: Metrics = request.app.state.metrics
+    metrics.refresh()
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from tests.fake_openai import FakeOpenAI
     from tests.private_redis import PrivateRedis
 
+pytest_plugins = ("tests.worker_heap",)
+
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="aitrader-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

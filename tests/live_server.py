@@ -1,4 +1,11 @@
-"""Run the real app under uvicorn on a free loopback port, in a thread, for tests and benches."""
+"""Run the real app under uvicorn on a free loopback port, in a thread, for tests and benches.
+
+Tests that serve the app here mostly set `gc_full_every_s=0`: the realtime GC policy
+starts with a full collection, and in a test worker (pytest, Prefect, pandas, litellm
+all loaded) that walks the whole heap, ~0.6 CPU-s per app start, where `aitrader serve`
+pays ~0.1 s once. The policy itself is tested in test_gc_policy.py and, served, in
+test_realtime_api.py's shutdown test; every `aitrader serve` the suite starts runs it.
+"""
 
 from __future__ import annotations
 

@@ -51,7 +51,10 @@ def test_an_executed_bracket_shows_up_on_the_orders_and_fills_topics(
     case = Case("none")
     decision_id, _ = setup_decision(sessions, case)
     settings = Settings(
-        database_url=migrated_db_url, realtime_symbols=["AAPL"], redis_url=REDIS_URL
+        database_url=migrated_db_url,
+        realtime_symbols=["AAPL"],
+        redis_url=REDIS_URL,
+        gc_full_every_s=0,  # see tests/live_server.py
     )
 
     async def execute() -> str:

@@ -10,17 +10,20 @@ from collections.abc import Iterator
 import pytest
 
 from realtime.gc_policy import NEVER, GCPolicy
+from tests.worker_heap import freeze_again
 
 
 @pytest.fixture
 def policy() -> Iterator[GCPolicy]:
     saved = gc.get_threshold()
-    p = GCPolicy(full_every_s=60)
+    gc.unfreeze()  # from CPython's defaults: the worker's own freeze (tests/worker_heap.py)
+    p = GCPolicy(full_every_s=60)  # would make "it froze something" true before apply()
     try:
         yield p
     finally:
         p.restore()
         gc.set_threshold(*saved)
+        freeze_again()
 
 
 class _Node:

@@ -43,6 +43,7 @@ def test_alpaca_trades_stream_to_dashboards_and_become_minute_bars(
             alpaca_stream_url=fake.url,
             realtime_symbols=["AAPL", "MSFT"],
             sse_interval_ms=50,
+            gc_full_every_s=0,  # see tests/live_server.py
         )
         app = create_app(settings)
         minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import time
@@ -17,8 +18,10 @@ from websockets.sync.client import connect
 from websockets.sync.connection import Connection
 
 from api.app import create_app
+from realtime.gc_policy import NEVER
 from services.settings import Settings
 from tests.live_server import serve_in_thread
+from tests.worker_heap import freeze_again
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
 
@@ -32,6 +35,7 @@ def settings(migrated_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         sim_interval_ms=20,
         sse_interval_ms=50,
         sse_heartbeat_s=0.5,
+        gc_full_every_s=0,  # the GC policy: test_shutdown_stops_everything_... below
     )
 
 
@@ -125,13 +129,25 @@ def test_health_ready_metrics_and_request_ids(server: tuple[str, FastAPI]) -> No
 
 
 def test_shutdown_stops_everything_the_lifespan_started(settings: Settings) -> None:
-    app = create_app(settings)
+    """Also the GC policy, as `aitrader serve` runs it (the other tests here turn it off:
+    its start-up collection walks this test worker's whole heap, ~0.6 s each)."""
+    before = gc.get_threshold()
+    gc.unfreeze()  # from CPython's defaults, not the worker's own freeze (tests/worker_heap.py)
+    app = create_app(settings.model_copy(update={"gc_full_every_s": 600.0}))
     with serve_in_thread(app) as url:
         assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
         runtime = app.state.runtime
         assert runtime.bridge.running
         assert runtime.job_poller is not None
         assert runtime.job_poller.running
+        assert runtime.gc_policy is not None
+        assert gc.get_threshold()[2] == NEVER  # no automatic full collection mid-frame
+        assert gc.get_freeze_count() > 0
+        assert runtime.gc_task.running
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    assert runtime.gc_task.running is False
+    freeze_again()
     assert runtime.source.running is False
     assert runtime.hub.running is False
     assert runtime.ws_hub.running is False

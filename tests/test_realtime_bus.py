@@ -54,6 +54,7 @@ def test_without_redis_job_changes_are_polled_from_the_database(
         database_url=_migrated(migrated_db_url),
         realtime_symbols=["AAA"],
         job_poll_interval_ms=100,
+        gc_full_every_s=0,  # see tests/live_server.py
     )
     sessions = make_session_factory(make_engine(migrated_db_url))
     with (
@@ -83,7 +84,10 @@ def test_with_redis_bus_messages_reach_websocket_subscribers_by_symbol(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     settings = Settings(
-        database_url=_migrated(migrated_db_url), realtime_symbols=["AAA"], redis_url=REDIS_URL
+        database_url=_migrated(migrated_db_url),
+        realtime_symbols=["AAA"],
+        redis_url=REDIS_URL,
+        gc_full_every_s=0,
     )
     marker = uuid.uuid4().hex  # other test runs may share fills:global
 
@@ -121,6 +125,7 @@ def test_with_redis_unreachable_prices_still_flow_and_health_says_why(
         redis_url=dead,
         sim_interval_ms=20,
         sse_interval_ms=50,
+        gc_full_every_s=0,
     )
     with serve_in_thread(create_app(settings)) as url:
         assert httpx.get(f"{url}/ready", timeout=5).status_code == 200

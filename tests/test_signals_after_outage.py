@@ -336,6 +336,7 @@ def outage(
         sim_interval_ms=10,
         sse_interval_ms=50,
         signal_flush_ms=50,
+        gc_full_every_s=0,  # see tests/live_server.py
         # short windows so the simulated market fires every second or so
         pattern_params={"breakout_window": 5, "zscore_window": 10, "cooldown_s": 0.5},
     )
@@ -483,6 +484,7 @@ def test_a_bad_since_gets_a_clear_error_and_the_connection_goes_on(
         database_url=db_engine_fresh.url.render_as_string(hide_password=False),
         realtime_symbols=["AAA"],
         pattern_engine=False,
+        gc_full_every_s=0,
     )
     bad: list[tuple[dict[str, Any], str]] = [
         ({"since": "yesterday"}, "since"),

@@ -184,6 +184,7 @@ def server(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iter
         sim_interval_ms=10,
         sse_interval_ms=50,
         signal_flush_ms=50,
+        gc_full_every_s=0,  # see tests/live_server.py
         # short windows so the simulated market fires within a second or two
         pattern_params={"breakout_window": 5, "zscore_window": 10, "cooldown_s": 0.5},
     )
