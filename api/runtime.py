@@ -170,7 +170,9 @@ async def _timed(step: str, stopping: Awaitable[None]) -> None:
     try:
         done, _ = await asyncio.wait({task}, timeout=SLOW_STOP_S)
         if not done:
-            logger.warning("realtime.stopping_slowly", extra={"step": step, "after_s": SLOW_STOP_S})
+            logger.warning(  # the step in the message too: test logs show only the message
+                "realtime.stopping_slowly: %s", step, extra={"step": step, "after_s": SLOW_STOP_S}
+            )
         await task
     except asyncio.CancelledError:  # the stop itself was cancelled: so is the step
         task.cancel()

@@ -9,6 +9,8 @@ test_realtime_api.py's shutdown test; every `aitrader serve` the suite starts ru
 
 from __future__ import annotations
 
+import asyncio
+import io
 import socket
 import sys
 import threading
@@ -16,6 +18,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -60,6 +63,25 @@ def serve_in_thread(app: FastAPI, *, startup_timeout: float = 90.0) -> Iterator[
 
 
 def _stack(thread: threading.Thread) -> str:
-    """Where a thread is now, innermost call last: what held a shutdown up."""
+    """Where a thread is now, innermost call last, and where each task of its event loop
+    waits: what held a shutdown up (the thread itself usually sits in `select`)."""
     frame = sys._current_frames().get(thread.ident or -1)
-    return "".join(traceback.format_stack(frame)) if frame else "(no frame)"
+    if frame is None:
+        return "(no frame)"
+    where = "".join(traceback.format_stack(frame))
+    loop = _loop_in(frame)
+    if loop is not None:
+        for task in list(asyncio.all_tasks(loop)):
+            out = io.StringIO()
+            task.print_stack(limit=8, file=out)
+            where += "\n" + out.getvalue()
+    return where
+
+
+def _loop_in(frame: FrameType | None) -> asyncio.AbstractEventLoop | None:
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, asyncio.AbstractEventLoop):
+            return candidate
+        frame = frame.f_back
+    return None
