@@ -31,9 +31,9 @@ def test_a_slow_step_is_named_while_it_stops_and_again_with_its_time(
 
     with caplog.at_level(logging.INFO, logger=runtime.logger.name):
         asyncio.run(runtime._timed("bus", slow_stop()))
-    assert seen_while_stopping == [[("realtime.stopping_slowly", "bus")]]
+    assert seen_while_stopping == [[("realtime.stopping_slowly: bus", "bus")]]
     assert _events(caplog) == [
-        ("realtime.stopping_slowly", "bus"),
+        ("realtime.stopping_slowly: bus", "bus"),
         ("realtime.slow_stop", "bus"),
     ]
 
