@@ -3,11 +3,10 @@
 A worker ends up holding every library the suite touches: litellm and the openai
 client (~2,400 modules between them), Prefect, pandas, numba. That is over a
 million objects, and CPython's full (generation-2) collection walks all of them:
-~0.5-1 s each, about every five seconds of API tests, measured at 15-17 s per
-worker over the API modules alone. Those objects live as long as the worker, so
-after collection the worker imports the heavy libraries once, collects, and
-freezes the result (`gc.freeze`): full collections then walk only what tests
-make, and they come less often. Over the API modules: 15-17 s of full
+~0.5-1 s each, about every five seconds of API tests. Those objects live as long
+as the worker, so after collection the worker imports the heavy libraries once,
+collects, and freezes the result (`gc.freeze`): full collections then walk only
+what tests make, and they come less often. Over the API modules: 15-17 s of full
 collections per worker before, ~5 s after. The realtime GC policy
 (realtime/gc_policy.py) unfreezes when it stops: the tests that apply one
 freeze again when done (`freeze_again`).
