@@ -1,7 +1,8 @@
 """The weekly council's records: run -> research -> pitch -> review -> decision.
 
 Every row links to its run and to the `llm_calls` row that produced it, so a
-decision can be traced back to the prompts, models and data behind it.
+decision can be traced back to the prompts, models and data behind it. A
+person's verdict on a note (`research_verdicts`) links to the note it judges.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import MONEY, PRICE, RATIO, Base, BigId, CreatedMixin, IdMixin
-from models.enums import DecisionAction, DecisionStatus, RunStatus, Side
+from models.enums import DecisionAction, DecisionStatus, ReportVerdict, RunStatus, Side
 
 
 class CouncilRun(IdMixin, CreatedMixin, Base):
@@ -48,6 +49,25 @@ class ResearchReport(IdMixin, CreatedMixin, Base):
     summary: Mapped[str] = mapped_column(Text)
     findings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     llm_call_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("llm_calls.id"))
+
+
+class ResearchVerdict(IdMixin, CreatedMixin, Base):
+    """A person's verdict on a research note: who, when (`created_at`), and why.
+
+    Kept apart from the note, which is the model's record and never edited: a note
+    can be judged by several people, and a later verdict does not erase an earlier one.
+    `token_id` has no foreign key, like the audit log's: the record outlives the token.
+    """
+
+    __tablename__ = "research_verdicts"
+
+    report_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("research_reports.id", ondelete="CASCADE"), index=True
+    )
+    verdict: Mapped[ReportVerdict]
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))  # the token's user
+    token_id: Mapped[int | None] = mapped_column(BigId)
 
 
 class Pitch(IdMixin, CreatedMixin, Base):

@@ -94,6 +94,13 @@ class DecisionStatus(StrEnum):
     REJECTED = "rejected"
 
 
+class ReportVerdict(StrEnum):
+    """A person's judgement of a research note, after reading it against its data."""
+
+    VERIFIED = "verified"
+    DISPUTED = "disputed"
+
+
 class RunStatus(StrEnum):
     """Lifecycle shared by jobs, council runs and backtests."""
 

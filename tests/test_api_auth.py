@@ -26,7 +26,9 @@ from services.settings import Settings
 from tests.api_support import LOCAL, Api, api_settings, running_api
 
 OPEN = {"/health", "/ready", "/health/db", "/health/redis", "/health/services"}
-# POSTs that change nothing: they compute an answer from stored data.
+# POSTs a viewer may send: they compute an answer from stored data. verify also records a
+# person's verdict when its body carries one; the handler then requires a trader itself, which
+# the route table cannot show (tests/test_api_research_graph.py checks the 403 and the audit).
 READ_ONLY_POSTS = {("POST", "/api/research/verify")}
 BELOW = {Role.TRADER: Role.VIEWER, Role.ADMIN: Role.TRADER}
 

@@ -2,6 +2,12 @@
 
 Research is the council's first stage (tasks/council/stages.py). Generating it
 is a council job that stops after research (docs/decisions/0010).
+
+`POST /verify` is a read for anyone (an automatic check of a report against its
+data) and a write only when its body carries a person's `verdict`: then the
+caller must be a trader, checked in the handler since the route table says
+viewer, and the verdict and its audit event are committed together after the
+check, so a request that fails writes nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query
 from sqlalchemy.orm import Session
 
-from api.auth import LLMSpender, Viewer
+from api.auth import LLMSpender, Principal, Viewer
 from api.deps import ReadSession, RuntimeDep, SettingsDep
 from api.job_start import start_job
 from api.pagination import Page, PageDep
@@ -23,18 +29,29 @@ from api.schemas.research import (
     PromptOut,
     ReportDetailOut,
     ReportOut,
+    ResearchJobOut,
     ResearchWeekOut,
     RunLineOut,
     RunResearchOut,
+    VerdictOut,
     VerifyIn,
     VerifyOut,
 )
+from db.engine import transaction
 from db.queries import council as q
-from db.queries.jobs import latest_job
-from db.queries.research import latest_run_with_research, report_with_call, runs_with_report_counts
+from db.queries.audit import record_event
+from db.queries.jobs import get_job, latest_job
+from db.queries.research import (
+    add_verdict,
+    latest_run_with_research,
+    report_verdicts,
+    report_with_call,
+    run_of_job,
+    runs_with_report_counts,
+)
 from models.council import CouncilRun
-from models.enums import JobType
-from models.errors import InvalidInputError, NotFoundError
+from models.enums import JobType, ReportVerdict, Role
+from models.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from models.jobs import JobOut, ResearchJob, ResearchParams
 from models.llm_outputs import ResearchPack
 from services.llm.hashing import prompt_hash
@@ -43,6 +60,9 @@ from tasks.council.roster import default_roster
 from tasks.research_check import check_figures
 
 router = APIRouter(prefix="/api/research", tags=["research"])
+
+RESEARCH_JOBS = frozenset({JobType.RESEARCH, JobType.COUNCIL})
+"""Job types that sit a council, and so write research."""
 
 
 @router.get("/current")
@@ -71,11 +91,13 @@ def research_history(session: ReadSession, page: PageDep) -> Page[ResearchWeekOu
 def research_report(
     report_id: Annotated[int, Path(ge=1, le=2**53)], session: ReadSession
 ) -> ReportDetailOut:
-    """One note with the LLM call that wrote it (model, tokens, cost, prompt hash)."""
+    """One note with the LLM call that wrote it (model, tokens, cost, prompt hash) and the
+    verdicts people gave on it (`POST /api/research/verify` with a `verdict`)."""
     report, call = report_with_call(session, report_id)
     return ReportDetailOut(
         **ReportOut.model_validate(report).model_dump(),
         llm_call=LLMCallOut.model_validate(call) if call is not None else None,
+        verdicts=[VerdictOut.model_validate(v) for v in report_verdicts(session, report.id)],
     )
 
 
@@ -117,10 +139,22 @@ def research_prompt(
 
 
 @router.post("/verify")
-def verify_research(body: VerifyIn, _caller: Viewer, session: ReadSession) -> VerifyOut:
+def verify_research(
+    body: VerifyIn, caller: Viewer, session: ReadSession, runtime: RuntimeDep
+) -> VerifyOut:
     """Check a report against the data its run saw: recompute the point-in-time snapshot
     and its hash, and find every figure the note gives as evidence among its symbol's
-    metrics (the summary's reasoning, with derived numbers, is not checked). Reads only."""
+    metrics (the summary's reasoning, with derived numbers, is not checked).
+
+    Without `verdict` this only reads. With one, the caller's verdict (`verified` or
+    `disputed`, an optional `note`) is also recorded against the report, with who and
+    when, and audited as `research.verdict_recorded`: that needs the trader role (403 for
+    a viewer, before anything is read). A person's verdict is theirs to give: it is
+    recorded whatever the automatic check found, and `verified` still reports the check."""
+    if body.verdict is not None and not caller.role.allows(Role.TRADER):
+        raise PermissionDeniedError(
+            f"recording a verdict needs the {Role.TRADER} role; the token has {caller.role}"
+        )
     report, _ = report_with_call(session, body.report_id)
     run = q.get_run(session, report.run_id)
     universe = (run.params or {}).get("universe") or [report.symbol]
@@ -132,6 +166,11 @@ def verify_research(body: VerifyIn, _caller: Viewer, session: ReadSession) -> Ve
     figures = check_figures(texts, metrics) if metrics is not None else []
     unsupported = [f.text for f in figures if not f.matches]
     unchanged = run.data_hash == snapshot.data_hash
+    verdict = None
+    if (given := body.verdict) is not None:
+        verdict = transaction(
+            runtime.sessions, lambda s: _record_verdict(s, report.id, given, body.note, caller)
+        )
     return VerifyOut(
         report_id=report.id,
         symbol=report.symbol,
@@ -141,6 +180,7 @@ def verify_research(body: VerifyIn, _caller: Viewer, session: ReadSession) -> Ve
         figures=[FigureOut.model_validate(f, from_attributes=True) for f in figures],
         unsupported=unsupported,
         verified=unchanged and metrics is not None and not unsupported,
+        verdict=verdict,
     )
 
 
@@ -166,6 +206,41 @@ def research_status(session: ReadSession) -> JobOut:
     if job is None:
         raise NotFoundError("no research job yet: POST /api/research/generate")
     return JobOut.model_validate(job)
+
+
+@router.get("/{job_id}")
+def research_of_job(
+    job_id: Annotated[int, Path(ge=1, le=2**53)], session: ReadSession
+) -> ResearchJobOut:
+    """A research job's results: the job as `GET /api/jobs/{id}` shows it and the research
+    of the council run it sat (null until its flow opens the run). A council job sits one
+    too, so it is answered the same way; 404 for any other job. Declared after the fixed
+    paths (`/current`, `/status`, ...), which it would otherwise shadow."""
+    job = get_job(session, job_id)
+    if job.type not in RESEARCH_JOBS:
+        raise NotFoundError(f"job {job_id} is a {job.type} job, not a research or council job")
+    run = run_of_job(session, job.id)
+    return ResearchJobOut(
+        job=JobOut.model_validate(job),
+        research=_run_research(session, run.id) if run is not None else None,
+    )
+
+
+def _record_verdict(
+    session: Session, report_id: int, verdict: ReportVerdict, note: str | None, caller: Principal
+) -> VerdictOut:
+    row = add_verdict(
+        session, report_id, verdict, note, actor=caller.actor, token_id=caller.token_id
+    )
+    record_event(
+        session,
+        **caller.audit(),
+        event="research.verdict_recorded",
+        entity_type="research_report",
+        entity_id=report_id,
+        after={"verdict_id": row.id, "verdict": str(verdict), "note": note},
+    )
+    return VerdictOut.model_validate(row)
 
 
 def _run_research(session: Session, run_id: int) -> RunResearchOut:

@@ -6,10 +6,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from api.schemas.council import LLMCallOut
-from models.enums import RunStatus
+from models.enums import ReportVerdict, RunStatus
+from models.jobs import JobOut
+from models.text import StorableStr
+
+NOTE_MAX = 2000
+"""A verdict's note: a few paragraphs at most; the evidence lives in the report."""
 
 
 class ReportOut(BaseModel):
@@ -27,8 +32,22 @@ class ReportOut(BaseModel):
     llm_call_id: int | None
 
 
+class VerdictOut(BaseModel):
+    """A person's verdict on a report: who (the token's user), when, which way, and why."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    report_id: int
+    verdict: ReportVerdict
+    note: str | None
+    actor: str
+    created_at: datetime
+
+
 class ReportDetailOut(ReportOut):
     llm_call: LLMCallOut | None
+    verdicts: list[VerdictOut] = Field(description="People's verdicts on it, oldest first.")
 
 
 class RunResearchOut(BaseModel):
@@ -37,6 +56,15 @@ class RunResearchOut(BaseModel):
     status: RunStatus
     data_hash: str | None
     reports: list[ReportOut]
+
+
+class ResearchJobOut(BaseModel):
+    """A research (or council) job and the research of the council run it sat."""
+
+    job: JobOut
+    research: RunResearchOut | None = Field(
+        description="null until the job's flow has opened its council run."
+    )
 
 
 class RunLineOut(BaseModel):
@@ -70,9 +98,30 @@ class PromptOut(BaseModel):
 
 
 class VerifyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"report_id": 1}]})
+    """A report to check; with `verdict`, also a person's verdict to record on it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"report_id": 1},
+                {"report_id": 1, "verdict": "disputed", "note": "the 5d return is AAPL's"},
+            ]
+        },
+    )
 
     report_id: int = Field(ge=1, le=2**53)
+    verdict: ReportVerdict | None = Field(
+        None, description="Record a person's verdict (needs the trader role)."
+    )
+    note: StorableStr | None = Field(None, max_length=NOTE_MAX, description="Why; with a verdict.")
+
+    @field_validator("note")
+    @classmethod
+    def _note_goes_with_a_verdict(cls, note: str | None, info: ValidationInfo) -> str | None:
+        if note is not None and "verdict" in info.data and info.data["verdict"] is None:
+            raise ValueError("a note goes with a verdict: add `verdict`")
+        return note
 
 
 class FigureOut(BaseModel):
@@ -94,3 +143,6 @@ class VerifyOut(BaseModel):
     figures: list[FigureOut]
     unsupported: list[str]
     verified: bool
+    verdict: VerdictOut | None = Field(
+        None, description="The person's verdict this request recorded; null if it gave none."
+    )
