@@ -67,6 +67,7 @@ async def chat_turn(
     settings = runtime.settings
     # litellm loads with the first chat turn, not with the server: it is 2-3 s and ~100 MB
     # that a realtime process nobody chats with never needs.
+    from services.llm.catalog import catalog_from_settings
     from services.llm.gateway import CallContext, LLMGateway, ProviderLimits
     from services.llm.offline import register_offline_provider
 
@@ -75,8 +76,7 @@ async def chat_turn(
         SqlCallStore(runtime.sessions),
         budget=RunBudget(Decimal(str(settings.chat_budget_usd))),
         limits=ProviderLimits(settings.llm_concurrency),
-        api_base=settings.llm_api_base,
-        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        catalog=catalog_from_settings(settings)[0],
     )
     ctx = CallContext("chat", f"conversation-{conversation_id}")
     turn = _Turn(runtime, caller, conversation_id, content)

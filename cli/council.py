@@ -114,19 +114,18 @@ def run_cmd(
 @run_command
 def replay_cmd(
     as_of: Annotated[datetime, typer.Option(formats=DAY, help="The week to replay.")],
-    approval: ApprovalOpt = Approval.MANUAL,
-    budget: Budget = None,
     symbols: Symbols = None,
     models: Models = None,
     max_positions: MaxPositions = None,
     max_weight: MaxWeight = None,
 ) -> None:
-    """Sit a past week again, answered from the LLM response cache; compare the decisions."""
+    """Sit a past week again from the LLM response cache alone and compare its decisions
+    with the original run's: no model is asked, nothing is spent, nothing is executed."""
     from db.queries import council as q
 
     ctx = _council_context()
-    params = _flow_params(as_of, approval, budget, symbols, models, max_positions, max_weight)
-    run_id = _sit(ctx, params)
+    params = _flow_params(as_of, Approval.AUTO, None, symbols, models, max_positions, max_weight)
+    run_id = _sit(ctx, {**params, "replay": True})
     with ctx.transaction() as session:
         run = q.get_run(session, run_id)
         before = q.previous_completed_run(session, run)
@@ -331,7 +330,8 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
     params = {**params, "as_of": chosen.day}
     console.print(f"council {chosen.describe()}")
     _quiet_prefect()
-    announce = _announcer(ctx) if params["approval"] == Approval.MANUAL else None
+    manual = params["approval"] == Approval.MANUAL and not params.get("replay")
+    announce = _announcer(ctx) if manual else None
     with ctx.prefect():
         state, flow_run_id = asyncio.run(_run_flow(params, announce))
     with ctx.transaction() as session:
@@ -355,7 +355,11 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
             )
             raise CouncilFlowError(f"the council's flow run ended {state.name}: {cause}")
         console.print(f"council run {run.id} as of {day(run.as_of)}: {run.status}")
-        print_decisions(session, run.id, title=f"decisions of council run {run.id}")
+        title = f"decisions of council run {run.id}"
+        if params.get("replay"):
+            title += " (replayed: proposals only, never executed)"
+            console.print(f"{run.detail}", markup=False)
+        print_decisions(session, run.id, title=title)
         summary = state.result(raise_on_failure=False)
         if isinstance(summary, dict) and summary.get("orders"):
             print_lines(summary["orders"])

@@ -71,6 +71,11 @@ def print_cost(session: Session, run: CouncilRun) -> None:
 
     calls, cached = q.call_counts(session, run.id)
     console.print(f"LLM cost ${run.cost_usd:.6f}: {calls} calls, {cached} answered from the cache")
+    if (run.params or {}).get("replay") and calls > cached:
+        console.print(
+            f"{calls - cached} not in cache: no model was asked, those members abstained",
+            markup=False,
+        )
 
 
 def print_stages(report: RunReport) -> None:

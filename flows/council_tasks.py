@@ -25,6 +25,7 @@ from db.queries import council as q
 from db.queries.jobs import finish_council_run, record_stage
 from models.council import CouncilRun as CouncilRunRow
 from models.enums import RunStatus
+from models.errors import InvalidInputError
 from models.jobs import JobUpdate
 from models.ops import AuditEvent
 from models.snapshot import MarketSnapshot
@@ -33,15 +34,15 @@ from services.bus.job_updates import announce_job
 from services.llm.gateway import LLMGateway
 from services.settings import Settings
 from tasks.council.aggregate import label_order
+from tasks.council.research import ResearchOutcome, research_stage
 from tasks.council.roster import Roster
+from tasks.council.screen import Screen, screen, screen_rules
 from tasks.council.stages import (
     Candidate,
     ChairOutcome,
-    ResearchOutcome,
     ReviewOutcome,
     chair_stage,
     pitch_stage,
-    research_stage,
     review_stage,
 )
 from tasks.council.validation import ChairRules, PitchRules
@@ -59,6 +60,7 @@ class CouncilRun:
         job_id: int,
         gateway: LLMGateway,
     ) -> None:
+        self.settings = settings
         self.sessions = sessions
         self.run_id = run_id
         self.job_id = job_id
@@ -116,13 +118,30 @@ async def snapshot_task(run: CouncilRun, universe: list[str], as_of: datetime) -
 async def research_task(
     run: CouncilRun, roster: Roster, snapshot: MarketSnapshot
 ) -> list[ResearchOutcome]:
-    outcomes = await research_stage(run.gateway, roster, snapshot, run.run_id)
+    settings = run.settings
+    screened = screen(snapshot, screen_rules(settings))
+    get_run_logger().info("research screen: %s", screened.describe())
+    if not screened.chosen:
+        raise InvalidInputError(
+            "universe", f"the screen kept no symbol to research ({screened.describe()})"
+        )
+    outcomes = await research_stage(run.gateway, roster.analysts, snapshot, screened, run.run_id)
     with unit_of_work(run.sessions) as session:
+        session.add(_audit(run, "research.screen", _screen_record(screened)))
         for o in outcomes:
+            for symbol, reason in o.rejected:
+                record = {"symbol": symbol, "reason": reason, "llm_call_ids": o.calls}
+                session.add(_audit(run, "research.note_rejected", record, actor=o.member.name))
             if o.pack is not None:
                 notes = [n.model_dump(mode="json") for n in o.pack.notes]
                 q.add_research(session, run.run_id, snapshot.as_of, o.member.name, notes, o.call_id)
-    lines = [f"# Research as of {snapshot.as_of:%Y-%m-%d}", ""]
+    lines = [
+        f"# Research as of {snapshot.as_of:%Y-%m-%d}",
+        "",
+        f"Screen: {screened.describe()}; "
+        f"shards per analyst: {', '.join(f'{o.member.name} {len(o.shards)}' for o in outcomes)}",
+        "",
+    ]
     for o in outcomes:
         if o.pack is None:
             lines.append(f"* **{o.member.name}** abstained: {o.error}")
@@ -132,7 +151,13 @@ async def research_task(
     await acreate_markdown_artifact(
         markdown="\n".join(lines), key=f"council-{run.run_id}-research", description="Research"
     )
-    await run.progress("research", packs=sum(o.pack is not None for o in outcomes))
+    await run.progress(
+        "research",
+        packs=sum(o.pack is not None for o in outcomes),
+        screened=len(screened.chosen),
+        calls=sum(len(o.calls) for o in outcomes),
+        notes_rejected=sum(len(o.rejected) for o in outcomes),
+    )
     return outcomes
 
 
@@ -148,8 +173,17 @@ async def pitch_task(
         run.gateway, roster, snapshot, research, run.run_id, rules
     )
     candidates = []
+    known = {m.symbol for m in snapshot.symbols}
     with unit_of_work(run.sessions) as session:
         for p in pitches:
+            if p.pitch.symbol not in known:  # never a row, so never an instrument: on record
+                record = {
+                    "pitch": p.pitch.model_dump(mode="json"),
+                    "reason": p.dropped,
+                    "llm_call_id": p.call_id,
+                }
+                session.add(_audit(run, "pitch.rejected", record, actor=p.member.name))
+                continue
             row = q.add_pitch(
                 session,
                 run.run_id,
@@ -271,6 +305,22 @@ async def chair_task(
             ids.append(decision.id)
     await run.progress("chairman", decisions=len(ids), rejected=len(outcome.rejected))
     return ids
+
+
+def _audit(
+    run: CouncilRun, event: str, payload: dict[str, Any], actor: str = "council"
+) -> AuditEvent:
+    return AuditEvent(
+        actor=actor,
+        event=event,
+        entity_type="council_run",
+        entity_id=str(run.run_id),
+        payload=payload,
+    )
+
+
+def _screen_record(screened: Screen) -> dict[str, Any]:
+    return {"chosen": screened.chosen, "excluded": screened.excluded}
 
 
 def _shuffle_seed(snapshot: MarketSnapshot) -> str:

@@ -53,10 +53,11 @@ from models.enums import DecisionStatus, RunStatus, Timeframe
 from models.errors import BudgetExceededError, InvalidInputError, describe_failure
 from services.bus.job_updates import announce_job
 from services.llm.budget import RunBudget
+from services.llm.catalog import catalog_from_settings
 from services.llm.gateway import LLMGateway, ProviderLimits
 from services.llm.offline import register_offline_provider
 from services.settings import get_settings
-from tasks.council.roster import Member, Roster, default_roster, roster_of
+from tasks.council.roster import Member, Roster, default_roster, roster_of, seat_models
 from tasks.council.validation import ChairRules, PitchRules
 from tasks.council.week import council_day
 
@@ -87,6 +88,7 @@ async def weekly_council(
     execute: bool = True,
     stop_after: Literal["research", "pitches", "chairman"] | None = None,
     job_id: int | None = None,
+    replay: bool = False,
 ) -> State[Any]:
     """One council sitting for `as_of` (default: the latest day with stored daily bars; a day
     outside the stored range is refused, tasks/council/week.py); returns the run's summary.
@@ -98,13 +100,25 @@ async def weekly_council(
     `stop_after` ends the run (completed) after that stage: research alone, or the pitches
     too (the research prompts are then answered from the response cache, at $0). `job_id`
     is the API's job row this run reports to (flows/jobs.py); without one a row is made.
+
+    `replay` sits the week again from the response cache alone: no model is asked (an
+    answer not in the cache is an abstention, "not in cache"), nothing is spent, and the
+    run ends after the chairman: its decisions are never approved or executed. They are
+    there to compare with the original run's (`aitrader council replay`).
     """
     settings = get_settings()
     register_offline_provider()
     if as_of is not None:
         _as_of_instant(as_of)  # a day to come is refused before the database is opened
     configured = [m for m in (models or settings.llm_models) if m != "offline"]
-    roster = roster_of(members) if members else default_roster(configured)
+    catalog, models_file = catalog_from_settings(settings)
+    roster = (
+        roster_of(members)
+        if members
+        else seat_models(default_roster(configured), models_file.roster)
+    )
+    if replay:
+        execute, stop_after = False, "chairman"
     sessions = make_session_factory(make_engine(settings.database_url))
     with read_sessions_of(sessions)() as session:
         asked = as_of.date() if isinstance(as_of, datetime) else as_of
@@ -120,7 +134,9 @@ async def weekly_council(
         "max_weight": max_weight,
         "min_reward_risk": min_reward_risk,
     }
-    budget = Decimal(str(budget_usd)) if budget_usd is not None else None
+    if replay:
+        params["replay"] = True
+    budget = Decimal(str(budget_usd)) if budget_usd is not None and not replay else None
     council, opened = await asyncio.to_thread(
         transaction,
         sessions,
@@ -140,8 +156,8 @@ async def weekly_council(
         SqlCallStore(sessions),
         budget=RunBudget(budget) if budget is not None else None,
         limits=ProviderLimits(settings.llm_concurrency),
-        api_base=settings.llm_api_base,
-        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        catalog=catalog,
+        cache_only=replay,
     )
     run = CouncilRun(settings, sessions, run_id, job_id, gateway)
     if opened is not None and run.bus is not None:
@@ -210,7 +226,7 @@ async def _sit(
         decision_ids = await chair_task(run, roster, snapshot, candidates, review, chair_rules)
         await step(5)
         if stop_after == "chairman":
-            return await _stopped_after(run, "chairman")
+            return await _stopped_after(run, "chairman", run.gateway.cache_only)
     except BudgetExceededError as exc:
         detail = f"stopped on its LLM budget: {exc}; no decision was made"
         await run.finish(RunStatus.CANCELED, detail, stage="budget")
@@ -258,9 +274,11 @@ async def _sit(
     return Completed(message=f"{len(settled)} decisions, ${cost}", data=summary)
 
 
-async def _stopped_after(run: CouncilRun, stage: str) -> State[Any]:
+async def _stopped_after(run: CouncilRun, stage: str, replay: bool = False) -> State[Any]:
     """End the run after `stage`, as asked: completed, with what it has so far."""
     detail = f"stopped after {stage}, as asked"
+    if replay:
+        detail = "replay from the response cache: no model asked, nothing executed"
     finished = await run.finish(RunStatus.COMPLETED, detail, stopped_after=stage)
     cost = str(finished.cost_usd.quantize(Decimal("0.000001")))
     summary = {"council_run_id": run.run_id, "stopped_after": stage, "cost_usd": cost}

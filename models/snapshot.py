@@ -6,7 +6,8 @@ the hash, which is how an auditor knows which data a decision saw. Returns
 are simple returns over trading bars (1d = the last bar over the one before);
 volatility is the annualised standard deviation of daily log returns
 (sqrt(252)); drawdown is from the highest close of the lookback window;
-`dist_sma_*` is close / SMA - 1.
+`dist_sma_*` is close / SMA - 1; `dollar_volume_20d` is the mean of close x
+volume over the last 20 bars.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class SymbolMetrics(BaseModel):
     drawdown_60d: float | None = Field(None, description="close / max close of 60 bars - 1.")
     dist_sma_20: float | None = None
     dist_sma_50: float | None = None
+    dollar_volume_20d: float | None = Field(
+        None, description="Mean close x volume of the last 20 bars (liquidity)."
+    )
 
 
 class SectorMetrics(BaseModel):

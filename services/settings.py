@@ -119,6 +119,26 @@ class Settings(BaseSettings):
         None, description="Key sent with llm_api_base; providers' own keys use their env vars."
     )
     llm_concurrency: int = Field(4, ge=1, le=64, description="LLM calls in flight per provider.")
+    llm_models_file: Path | None = Field(
+        None,
+        description="YAML or JSON naming each model (window, prices, timeout, tries, "
+        "concurrency) and the council's roster: models/llm_config.py.",
+    )
+    llm_default_window: int = Field(
+        8192,
+        ge=1024,
+        description="Context window assumed for a model neither litellm nor the models file "
+        "describes.",
+    )
+    council_screen_max_symbols: int = Field(
+        60, ge=2, le=2000, description="Most symbols the council's research studies."
+    )
+    council_screen_min_dollar_volume: float = Field(
+        5e6, ge=0, description="Least mean daily dollar volume (20 bars) a studied symbol has."
+    )
+    council_screen_max_volatility: float = Field(
+        1.0, gt=0, description="Highest annualised 20-day volatility a studied symbol has."
+    )
     sample_data_dir: Path = Path("data/sample")
 
     # --- realtime process ------------------------------------------------------
@@ -273,7 +293,7 @@ class Settings(BaseSettings):
         known = ", ".join(a.name for a in self.accounts) or "none"
         raise ConfigurationError(f"no account {name!r} is configured (ACCOUNTS has: {known})")
 
-    @field_validator("llm_api_base", "llm_api_key", mode="before")
+    @field_validator("llm_api_base", "llm_api_key", "llm_models_file", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -340,6 +360,12 @@ def load_settings() -> Settings:
 def get_settings() -> Settings:
     """The process's settings, read once. Tests build `Settings(...)` directly instead."""
     return load_settings()
+
+
+def secret_from_environment(name: str) -> str | None:
+    """The value of the variable a models file names for a key (`api_key_env`): keys stay in
+    the environment, and this module is the one that reads it."""
+    return os.environ.get(name) or None
 
 
 def child_environment(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -64,6 +64,7 @@ RETURN_BARS = {"ret_1d": 1, "ret_5d": 5, "ret_7d": 7, "ret_20d": 20}
 VOL_RETURNS = 20
 DRAWDOWN_BARS = 60
 SMA_BARS = {"dist_sma_20": 20, "dist_sma_50": 50}
+LIQUIDITY_BARS = 20
 _WIDTH = max(  # bars the longest window needs
     DRAWDOWN_BARS, VOL_RETURNS + 1, *SMA_BARS.values(), *(n + 1 for n in RETURN_BARS.values())
 )
@@ -105,6 +106,7 @@ def build_snapshot(
     sectors = sectors_of(session, symbols)
     table = _BarTable(bars, width=max(lookback_bars, _WIDTH))
     columns = _metric_columns(table.closes)
+    columns["dollar_volume_20d"] = table.dollar_volumes[:, -LIQUIDITY_BARS:].mean(axis=1)
     present = set(table.symbols)
     return MarketSnapshot(
         as_of=cutoff + timeframe.duration,  # the instant itself: cutoff is one bar before it
@@ -135,6 +137,7 @@ class _BarTable:
     def __init__(self, bars: Sequence[BarOut], width: int) -> None:
         names = np.array([b.symbol for b in bars], dtype=object)
         close = np.array([float(b.close.quantize(_PRICE_STEP)) for b in bars], dtype=np.float64)
+        volume = np.array([float(b.volume) for b in bars], dtype=np.float64)
         symbols, first, counts = np.unique(names, return_index=True, return_counts=True)
         ends = first + counts  # bars are sorted by (symbol, ts): one past each symbol's newest
         rows = np.repeat(np.arange(len(symbols)), counts)
@@ -142,6 +145,8 @@ class _BarTable:
         self.symbols: list[str] = [str(s) for s in symbols]
         self.closes: Floats = np.full((len(symbols), width), np.nan)
         self.closes[rows, cols] = close
+        self.dollar_volumes: Floats = np.full((len(symbols), width), np.nan)
+        self.dollar_volumes[rows, cols] = close * volume
         self.last_bar: list[datetime] = [bars[i - 1].ts for i in ends]
         previous = np.full_like(close, np.nan)
         previous[1:] = close[:-1]

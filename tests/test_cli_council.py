@@ -21,7 +21,7 @@ import yaml  # type: ignore[import-untyped]  # no stubs installed; prefect bring
 from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.settings import PREFECT_API_URL
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cli.up import stack_commands
 from db.engine import make_engine, make_session_factory, unit_of_work
@@ -29,8 +29,10 @@ from db.queries import council as q
 from deployments import serve as served
 from models.council import CouncilRun
 from models.enums import DecisionStatus, IntentStatus
-from models.trading import TradeIntent
+from models.ops import LLMCall
+from models.trading import Order, TradeIntent
 from tests.conftest import REPO, Run
+from tests.connection_counter import counting_port
 from tests.fake_openai import FakeOpenAI
 
 AS_OF = "2019-06-03"
@@ -62,23 +64,64 @@ def test_council_run_prints_the_decision_table_the_run_id_the_data_hash_and_the_
     assert _cost(out) == "0.000000"  # the offline analyst is free
 
 
-def test_a_replayed_week_is_answered_from_the_cache_at_no_cost_with_the_same_decisions(
-    aitrader: Run, priced_llm: FakeOpenAI
-) -> None:
-    options = ("--as-of", AS_OF, "--approval", "auto", "--models", PRICED)
-    code, first = aitrader("council", "replay", *options)
-    assert code == 0, first
-    assert f"no earlier completed run as of {AS_OF} with these options to compare" in first
-    assert float(_cost(first)) > 0
-    requests = len(priced_llm.requests)
+def _counts(db_url: str) -> tuple[int, int]:
+    """(trade intents, broker orders) in the database."""
+    engine = make_engine(db_url)
+    try:
+        with make_session_factory(engine)() as session:
+            intents = session.scalar(select(func.count()).select_from(TradeIntent)) or 0
+            orders = session.scalar(select(func.count()).select_from(Order)) or 0
+            return int(intents), int(orders)
+    finally:
+        engine.dispose()
 
-    code, again = aitrader("council", "replay", *options)
-    assert code == 0, again
-    assert _cost(again) == "0.000000"
-    calls, cached = re.findall(r"(\d+) calls, (\d+) answered from the cache", again)[0]
-    assert calls == cached
-    assert len(priced_llm.requests) == requests  # not one request more
-    assert f"same decisions as council run {_run_id(first)}" in again
+
+def test_a_replay_asks_no_model_spends_nothing_never_trades_and_compares_the_decisions(
+    aitrader: Run, priced_llm: FakeOpenAI, sample_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, first = aitrader(
+        "council", "run", "--as-of", AS_OF, "--approval", "auto", "--models", PRICED
+    )
+    assert code == 0, first
+    original = _run_id(first)
+    assert float(_cost(first)) > 0
+    intents, orders = _counts(sample_db)
+    assert intents > 0  # the original run traded: a replay must not do it again
+
+    from services.settings import get_settings
+
+    with counting_port() as stopped:  # the model server is gone: any attempt is counted
+        monkeypatch.setenv("LLM_API_BASE", stopped.base_url)
+        get_settings.cache_clear()
+        code, again = aitrader("council", "replay", "--as-of", AS_OF, "--models", PRICED)
+        assert code == 0, again
+        assert _cost(again) == "0.000000"
+        calls, cached = re.findall(r"(\d+) calls, (\d+) answered from the cache", again)[0]
+        assert calls == cached
+        assert int(calls) > 0
+        assert f"same decisions as council run {original}" in again
+        assert "replay from the response cache: no model asked, nothing executed" in again
+
+        # Another model was never asked this week: every member abstains, "not in cache".
+        code, other = aitrader("council", "replay", "--as-of", AS_OF, "--models", "openai/gpt-4o")
+        assert stopped.connections == 0
+    assert code == 0, other
+    assert re.search(r"LLM cost \$0\.000000: (\d+) calls, 0 answered from the cache", other), other
+    assert "not in cache: no model was asked, those members abstained" in other
+    assert _counts(sample_db) == (intents, orders)  # no intent, no order
+    engine = make_engine(sample_db)
+    with make_session_factory(engine)() as session:
+        runs = session.scalars(select(CouncilRun).order_by(CouncilRun.id)).all()
+        assert [bool((r.params or {}).get("replay")) for r in runs] == [False, True, True]
+        for replayed in runs[1:]:
+            assert all(
+                d.status is DecisionStatus.PROPOSED for d in q.decision_rows(session, replayed.id)
+            )
+        refused = session.scalars(select(LLMCall).where(LLMCall.run_id == runs[2].id)).all()
+        assert refused
+        assert all(c.error and "not in cache" in c.error for c in refused)
+        assert all(c.attempts == 0 and c.cost_usd == 0 for c in refused)
+    engine.dispose()
 
 
 def test_a_replay_that_decides_differently_names_each_changed_decision(
@@ -93,7 +136,7 @@ def test_a_replay_that_decides_differently_names_each_changed_decision(
         changed.target_weight = Decimal("0.01")  # as if the earlier run had decided otherwise
         symbol = changed.symbol
     engine.dispose()
-    code, out = aitrader("council", "replay", "--as-of", AS_OF, "--approval", "auto")
+    code, out = aitrader("council", "replay", "--as-of", AS_OF)
     assert code == 0, out
     assert f"decisions differ from council run {first} (then -> now):" in out
     changes = out.split("(then -> now):")[1].strip().splitlines()

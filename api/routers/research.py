@@ -55,8 +55,7 @@ from models.errors import InvalidInputError, NotFoundError, PermissionDeniedErro
 from models.jobs import JobOut, ResearchJob, ResearchParams
 from models.llm_outputs import ResearchPack
 from services.llm.hashing import prompt_hash
-from tasks.council.prompts import stage_messages
-from tasks.council.roster import default_roster
+from tasks.council.roster import default_roster, seat_models
 from tasks.research_check import check_figures
 
 router = APIRouter(prefix="/api/research", tags=["research"])
@@ -110,12 +109,22 @@ def research_prompt(
     analyst: Annotated[
         str | None, Query(max_length=64, description="An analyst's name; default the first.")
     ] = None,
+    shard: Annotated[int, Query(ge=1, le=10_000, description="Which research call.")] = 1,
 ) -> PromptOut:
     """The exact messages the research stage would send an analyst for `as_of`, built from
-    the point-in-time snapshot as tasks/council/stages.py builds them: what a model is shown,
-    without calling one. `prompt_hash` is the one an LLM call of these messages records; a
-    model without structured output also gets the answer's schema as a first message."""
-    roster = default_roster([m for m in settings.llm_models if m != "offline"])
+    the point-in-time snapshot, screened and sharded to the analyst's model's window as
+    tasks/council/research.py does: what a model is shown, without calling one.
+    `prompt_hash` is the one an LLM call of these messages records; a model without
+    structured output also gets the answer's schema as a first message."""
+    # litellm (token counts, model facts) on first use, not with the realtime server.
+    from services.llm.catalog import catalog_from_settings
+    from services.llm.gateway import prompt_room
+    from tasks.council.research import RESEARCH_TOKENS, plan_shards, shard_prompter
+    from tasks.council.screen import screen, screen_rules
+
+    catalog, models_file = catalog_from_settings(settings)
+    configured = [m for m in settings.llm_models if m != "offline"]
+    roster = seat_models(default_roster(configured), models_file.roster)
     member = next((a for a in roster.analysts if analyst in (None, a.name)), None)
     if member is None:
         names = ", ".join(a.name for a in roster.analysts)
@@ -126,7 +135,15 @@ def research_prompt(
     from tasks.market_snapshot import build_snapshot  # numpy and pandas: on first use
 
     snapshot = build_snapshot(session, universe, day_or_newest(session, as_of))
-    messages = stage_messages("research", member, {"snapshot": snapshot.model_dump(mode="json")})
+    screened = screen(snapshot, screen_rules(settings))
+    prompt = shard_prompter(member, snapshot, len(screened.chosen))
+    room = prompt_room(catalog.facts(member.model), ResearchPack, RESEARCH_TOKENS)
+    shards = plan_shards(screened, prompt, room) if screened.chosen else []
+    if not 1 <= shard <= len(shards):
+        raise InvalidInputError(
+            "query.shard", f"the analyst's research takes {len(shards)} calls, not {shard}"
+        )
+    messages = prompt(shards[shard - 1])
     return PromptOut(
         as_of=snapshot.as_of,
         analyst=member.name,
@@ -135,6 +152,10 @@ def research_prompt(
         prompt_hash=prompt_hash(messages),
         messages=messages,
         response_schema=ResearchPack.model_json_schema(),
+        shard=shard,
+        shards=len(shards),
+        symbols=shards[shard - 1],
+        screened=len(screened.chosen),
     )
 
 

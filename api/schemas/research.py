@@ -95,6 +95,10 @@ class PromptOut(BaseModel):
     prompt_hash: str = Field(description="sha256 of the messages, as `llm_calls` records it.")
     messages: list[dict[str, Any]]
     response_schema: dict[str, Any]
+    shard: int = Field(description="Which of the analyst's research calls this is (from 1).")
+    shards: int = Field(description="How many calls the analyst's research takes.")
+    symbols: list[str] = Field(description="The symbols this call studies.")
+    screened: int = Field(description="Symbols the screen chose for the council to study.")
 
 
 class VerifyIn(BaseModel):

@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.queries.instruments import ensure_instruments
 from models.base import utcnow
 from models.council import CouncilDecision, CouncilRun, PeerReview, Pitch, ResearchReport
 from models.enums import DecisionAction, DecisionStatus, RunStatus
@@ -56,14 +55,16 @@ def latest_run_with_pitches(session: Session) -> CouncilRun:
 
 def previous_completed_run(session: Session, run: CouncilRun) -> CouncilRun | None:
     """The latest completed run before `run` as of the same instant with the same universe,
-    roster and rules: a run of other options is no replay. How it was approved may differ."""
+    roster and rules: a run of other options is no replay. How it was approved may differ.
+    A replay (params `replay`) is never the run another replay compares with."""
     earlier = session.scalars(
         select(CouncilRun)
         .where(CouncilRun.as_of == run.as_of, CouncilRun.status == RunStatus.COMPLETED)
         .where(CouncilRun.id < run.id)
         .order_by(CouncilRun.id.desc())
     )
-    return next((r for r in earlier if _options(r) == _options(run)), None)
+    originals = (r for r in earlier if not (r.params or {}).get("replay"))
+    return next((r for r in originals if _options(r) == _options(run)), None)
 
 
 def call_counts(session: Session, run_id: int) -> tuple[int, int]:
@@ -77,7 +78,7 @@ def call_counts(session: Session, run_id: int) -> tuple[int, int]:
 
 
 def _options(run: CouncilRun) -> dict[str, Any]:
-    return {k: v for k, v in (run.params or {}).items() if k != "approval"}
+    return {k: v for k, v in (run.params or {}).items() if k not in ("approval", "replay")}
 
 
 def get_run(session: Session, run_id: int) -> CouncilRun:
@@ -105,8 +106,8 @@ def add_research(
     notes: Sequence[dict[str, Any]],
     llm_call_id: int | None,
 ) -> None:
-    """One row per symbol note of an analyst's pack."""
-    ensure_instruments(session, {n["symbol"] for n in notes})
+    """One row per symbol note of an analyst's pack. The symbols must be known instruments:
+    a model's text never adds reference data (the stage refuses notes off its universe)."""
     for note in notes:
         session.add(
             ResearchReport(
@@ -134,7 +135,6 @@ def add_pitch(
     llm_call_id: int | None,
     dropped_reason: str | None,
 ) -> Pitch:
-    ensure_instruments(session, [pitch["symbol"]])
     row = Pitch(
         run_id=run_id,
         pm=pm,

@@ -2,12 +2,19 @@
 
 A call goes, in order: response cache (a recorded usable answer for the same
 model, messages, schema and parameters is returned at $0, and recorded again
-as a hit, so a replayed run has its own audit trail) -> budget reservation
-(worst case; `BudgetExceededError` before anything is sent) -> the
-provider's concurrency slot -> litellm, with retries on 429 (Retry-After
-honoured), timeouts and 5xx -> parse and validate into `schema` -> on
-failure, one repair round showing the model its validation error -> one
-`llm_calls` record, whatever happened.
+as a hit, so a replayed run has its own audit trail; with `cache_only` a miss
+ends here, as "not in cache", and nothing is ever sent) -> the context window
+(a prompt that does not leave room for the answer in the model's window is
+refused with the numbers, not sent) -> budget reservation (worst case;
+`BudgetExceededError` before anything is sent) -> the model's or provider's
+concurrency slot -> litellm, with retries on 429 (Retry-After honoured),
+timeouts and 5xx -> parse and validate into `schema` -> on failure, one
+repair round showing the model its validation error -> one `llm_calls`
+record, whatever happened.
+
+`model` is a name in the `ModelCatalog` (services/llm/catalog.py): the models
+file's name for a model, or any litellm model name. Its facts (window, output
+limit, prices, timeout, tries, concurrency, server and key) come from there.
 
 What it returns: a `CallResult` whose `value` is the validated object, or
 None when the answer stayed invalid or the provider stayed unreachable (the
@@ -27,7 +34,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 
@@ -39,8 +46,9 @@ from models.errors import BudgetExceededError
 from models.llm import LLMCallRecord
 from services.llm import structured
 from services.llm.budget import RunBudget
+from services.llm.catalog import ModelCatalog, ModelFacts
 from services.llm.hashing import Message, cache_key, prompt_hash
-from services.llm.model_facts import cost_of, provider_of, supports_schema, worst_case_usd
+from services.llm.model_facts import cost_of, supports_schema, worst_case_usd
 from services.llm.retry import RetryPolicy, is_retryable
 from services.llm.store import CallStore
 from services.llm.streaming import TextSink, TextStream, streamed_completion
@@ -54,6 +62,8 @@ T = TypeVar("T", bound=BaseModel)
 Mode = Literal["auto", "schema", "prompt"]
 ZERO = Decimal(0)
 SLOT_POLL_S = 0.01  # against LLM latencies of a second or more
+DEFAULT_TIMEOUT_S = 60.0
+NOT_IN_CACHE = "not in cache: a replay asks no model"
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,29 @@ class _Exchange:
     attempts: int = 0
 
 
+@dataclass(frozen=True)
+class PromptRoom:
+    """The most tokens a prompt may have (None: no limit), counted as the gateway counts.
+
+    The schema's own text is counted in both ways of asking: in the prompt it is a
+    message; in `response_format` providers count it against the window too."""
+
+    limit: int | None
+    facts: ModelFacts
+    schema_message: Message
+
+    def tokens(self, messages: list[Message]) -> int:
+        return self.facts.count_tokens([self.schema_message, *messages])
+
+    def fits(self, messages: list[Message]) -> bool:
+        return self.limit is None or self.tokens(messages) <= self.limit
+
+
+def prompt_room(facts: ModelFacts, schema: type[BaseModel], max_tokens: int) -> PromptRoom:
+    """The room of a call to the model of `facts` for `schema`, `max_tokens` kept back."""
+    return PromptRoom(facts.prompt_room(max_tokens), facts, structured.schema_instruction(schema))
+
+
 class ProviderLimits:
     """At most `limit` calls in flight per provider in this process, across threads."""
 
@@ -99,11 +132,12 @@ class ProviderLimits:
         self._semaphores: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
 
-    def semaphore(self, provider: str) -> threading.BoundedSemaphore:
+    def semaphore(self, provider: str, limit: int | None = None) -> threading.BoundedSemaphore:
+        """The slot pool of `provider` (or of any key, e.g. one model, with its own `limit`)."""
         with self._lock:
             sem = self._semaphores.get(provider)
             if sem is None:
-                limit = self._per_provider.get(provider, self._default)
+                limit = limit or self._per_provider.get(provider, self._default)
                 sem = self._semaphores[provider] = threading.BoundedSemaphore(limit)
             return sem
 
@@ -117,18 +151,35 @@ class LLMGateway:
         retry: RetryPolicy | None = None,
         limits: ProviderLimits | None = None,
         use_cache: bool = True,
+        cache_only: bool = False,
+        catalog: ModelCatalog | None = None,
         api_base: str | None = None,
         api_key: str | None = None,
         seed: int = 0,
     ) -> None:
+        """`cache_only`: answer from recorded responses alone (a replay): never a request.
+        Without a `catalog`, models are litellm's, served at `api_base` with `api_key`."""
         self._store = store
         self.budget = budget
         self._retry = retry or RetryPolicy()
         self._limits = limits or ProviderLimits()
-        self._use_cache = use_cache
-        self._api_base = api_base
-        self._api_key = api_key
+        self._use_cache = use_cache or cache_only
+        self._cache_only = cache_only
+        self.catalog = catalog or ModelCatalog(api_base=api_base, api_key=api_key)
         self._rng = random.Random(seed)  # noqa: S311 - backoff jitter, not secrets
+
+    @property
+    def cache_only(self) -> bool:
+        return self._cache_only
+
+    def facts(self, model: str) -> ModelFacts:
+        """What the gateway knows of `model`: window, limits, prices (for prompt sizing)."""
+        return self.catalog.facts(model)
+
+    def room(self, model: str, schema: type[BaseModel], max_tokens: int) -> PromptRoom:
+        """How much prompt a call to `model` for `schema` may carry, and how it is counted:
+        what a stage sizes its prompts with, so the gateway never has to refuse one."""
+        return prompt_room(self.facts(model), schema, max_tokens)
 
     async def complete(
         self,
@@ -139,16 +190,20 @@ class LLMGateway:
         ctx: CallContext,
         temperature: float = 0.0,
         max_tokens: int = 2000,
-        timeout_s: float = 60.0,
+        timeout_s: float | None = None,
         mode: Mode = "auto",
         on_text: TextSink | None = None,
     ) -> CallResult[T]:
         """`on_text`, if given, receives the first answer's text as it arrives (streamed from
         providers that stream; in one piece from the offline provider). A repair round is not
-        streamed, and a cache hit sends nothing: the caller has the value at once."""
+        streamed, and a cache hit sends nothing: the caller has the value at once.
+        `max_tokens` is capped by the model's output limit; `timeout_s` defaults to the
+        model's (60 s)."""
+        facts = self.facts(model)
+        model, provider = facts.model, facts.provider
+        max_tokens = facts.answer_tokens(max_tokens)
         params = {"temperature": temperature, "max_tokens": max_tokens}
         key = cache_key(model, messages, schema, params)
-        provider = provider_of(model)
         base = {
             "run_id": ctx.run_id,
             "stage": ctx.stage,
@@ -167,23 +222,33 @@ class LLMGateway:
                 return hit
 
         started = time.perf_counter()
+        if self._cache_only:
+            return await self._refused(base, NOT_IN_CACHE, started)
         use_schema = mode == "schema" or (mode == "auto" and supports_schema(model))
         request = messages if use_schema else [structured.schema_instruction(schema), *messages]
-        extra: dict[str, Any] = {"timeout": timeout_s, **params}
+        extra: dict[str, Any] = {"timeout": timeout_s or facts.spec.timeout_s, **params}
+        extra["timeout"] = extra["timeout"] or DEFAULT_TIMEOUT_S
         if use_schema:
             extra["response_format"] = structured.response_format(schema)
+        too_big = _window_problem(
+            facts, [structured.schema_instruction(schema), *messages], max_tokens
+        )
+        if too_big is not None:
+            return await self._refused(base, too_big, started)
         exchange = _Exchange()
         value: T | None = None
         error: str | None = None
         status = LLMCallStatus.ERROR
         try:
-            await self._send(model, provider, request, extra, exchange, on_text)
+            await self._send(facts, request, extra, exchange, on_text)
             try:
                 value, status = structured.parse(exchange.raw, schema), LLMCallStatus.OK
             except ValueError as first:
                 error = structured.describe(first)
                 repair = [*request, *structured.repair_request(exchange.raw, error)]
-                await self._send(model, provider, repair, extra, exchange)
+                if (too_big := _window_problem(facts, repair, max_tokens)) is not None:
+                    raise _GaveUpError(f"no repair round: {too_big}") from None
+                await self._send(facts, repair, extra, exchange)
                 try:
                     value = structured.parse(exchange.raw, schema)
                     status, error = LLMCallStatus.REPAIRED, None
@@ -207,6 +272,17 @@ class LLMGateway:
                 extra={"model": model, "stage": ctx.stage, "member": ctx.member, "error": error},
             )
         return CallResult(value, status, call_id, exchange.cost, False, error)
+
+    async def _refused(self, base: dict[str, Any], why: str, started: float) -> CallResult[T]:
+        """A call never sent (not in the cache of a replay, or a prompt too big): recorded
+        as an error with its reason, so the member abstains with that cause."""
+        record = self._record(base, _Exchange(), None, LLMCallStatus.ERROR, why, started)
+        call_id = await asyncio.to_thread(self._store.record, record)
+        logger.warning(
+            "llm.call_refused",
+            extra={"model": base["model"], "stage": base["stage"], "error": why},
+        )
+        return CallResult(None, LLMCallStatus.ERROR, call_id, ZERO, False, why)
 
     @staticmethod
     def _record(
@@ -256,8 +332,7 @@ class LLMGateway:
 
     async def _send(
         self,
-        model: str,
-        provider: str,
+        facts: ModelFacts,
         messages: list[Message],
         extra: dict[str, Any],
         exchange: _Exchange,
@@ -267,13 +342,17 @@ class LLMGateway:
 
         A streamed answer is retried only if it failed before any text was passed on: the
         listener must never see an answer start twice."""
-        reservation = self._reserve(model, messages, int(extra["max_tokens"]))
+        model, provider = facts.model, facts.provider
+        reservation = self._reserve(facts, messages, int(extra["max_tokens"]))
         spent = ZERO
         stream = TextStream(on_text) if on_text is not None and provider != "offline" else None
+        policy = self._retry
+        if facts.spec.tries is not None:
+            policy = replace(policy, max_attempts=facts.spec.tries)
         try:
-            for attempt in range(1, self._retry.max_attempts + 1):
+            for attempt in range(1, policy.max_attempts + 1):
                 try:
-                    response = await self._acompletion(model, provider, messages, extra, stream)
+                    response = await self._acompletion(facts, messages, extra, stream)
                 except Exception as exc:  # classified below, never swallowed
                     if stream is not None and stream.started:
                         raise _GaveUpError(
@@ -281,11 +360,11 @@ class LLMGateway:
                         ) from exc
                     if not is_retryable(exc):
                         raise _GaveUpError(f"{type(exc).__name__}: {exc}") from exc
-                    if attempt == self._retry.max_attempts:
+                    if attempt == policy.max_attempts:
                         raise _GaveUpError(
                             f"gave up after {attempt} tries: {type(exc).__name__}: {exc}"
                         ) from exc
-                    delay = self._retry.delay(attempt, exc, self._rng)
+                    delay = policy.delay(attempt, exc, self._rng)
                     logger.info(
                         "llm.retry",
                         extra={"model": model, "try": attempt, "delay_s": round(delay, 3)},
@@ -293,9 +372,12 @@ class LLMGateway:
                     await asyncio.sleep(delay)
                     continue
                 usage = getattr(response, "usage", None)
-                exchange.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
-                exchange.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
-                spent = cost_of(response)
+                prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+                completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+                exchange.prompt_tokens += prompt_tokens
+                exchange.completion_tokens += completion_tokens
+                priced = facts.cost_usd(prompt_tokens, completion_tokens)
+                spent = priced if priced is not None else cost_of(response)
                 exchange.cost += spent
                 exchange.attempts += 1
                 exchange.raw = response.choices[0].message.content
@@ -308,23 +390,28 @@ class LLMGateway:
 
     async def _acompletion(
         self,
-        model: str,
-        provider: str,
+        facts: ModelFacts,
         messages: list[Message],
         extra: dict[str, Any],
         stream: TextStream | None = None,
     ) -> Any:
-        sem = self._limits.semaphore(provider)
+        provider = facts.provider
+        concurrency = facts.spec.concurrency
+        sem = (
+            self._limits.semaphore(f"model:{facts.name}", concurrency)
+            if concurrency
+            else self._limits.semaphore(provider)
+        )
         # Polled, not `to_thread(sem.acquire)`: a call cancelled while waiting (a budget stop
         # cancels its stage) must not acquire a slot afterwards that nobody would release.
         while not sem.acquire(blocking=False):
             await asyncio.sleep(SLOT_POLL_S)
         options = {
-            "model": model,
+            "model": facts.model,
             "messages": messages,
             "num_retries": 0,  # retries are ours: one policy, visible in the record
-            "api_base": self._api_base if provider != "offline" else None,
-            "api_key": self._api_key if provider != "offline" else None,
+            "api_base": facts.spec.api_base if provider != "offline" else None,
+            "api_key": facts.api_key if provider != "offline" else None,
             **extra,
         }
         try:
@@ -334,10 +421,28 @@ class LLMGateway:
         finally:
             sem.release()
 
-    def _reserve(self, model: str, messages: list[Message], max_tokens: int) -> Decimal:
+    def _reserve(self, facts: ModelFacts, messages: list[Message], max_tokens: int) -> Decimal:
         if self.budget is None:
             return ZERO
-        return self.budget.reserve(worst_case_usd(model, messages, max_tokens))
+        worst = facts.worst_case_usd(facts.count_tokens(messages), max_tokens)
+        if worst is None:
+            worst = worst_case_usd(facts.model, messages, max_tokens)
+        return self.budget.reserve(worst)
+
+
+def _window_problem(facts: ModelFacts, messages: list[Message], max_tokens: int) -> str | None:
+    """Why `messages` cannot be sent to the model (its window), or None if they fit."""
+    room = facts.prompt_room(max_tokens)
+    if room is None:
+        return None
+    tokens = facts.count_tokens(messages)
+    if tokens <= room:
+        return None
+    return (
+        f"prompt of {tokens:,} tokens does not fit {facts.name}: window {facts.window:,}, "
+        f"{max_tokens:,} kept for the answer and {facts.spec.token_margin:.0%} margin leave "
+        f"{room:,}"
+    )
 
 
 class _GaveUpError(Exception):

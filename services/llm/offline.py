@@ -45,7 +45,7 @@ from services.llm.offline_context import (
     read_council_context,
 )
 from services.llm.offline_pitch import write_pitches
-from services.llm.offline_research import write_research
+from services.llm.offline_research import merge_research, write_research
 from services.llm.offline_review import review_pitches
 from services.llm.offline_signals import Persona
 
@@ -121,6 +121,9 @@ def answer_council_prompt(model: str, messages: list[Any]) -> str:
     if context.stage is Stage.RESEARCH:
         packs = [r.pack for r in context.research]
         return write_research(persona, context.snapshot, packs).model_dump_json()
+    if context.stage is Stage.SYNTHESIS:
+        packs = [r.pack for r in context.research]
+        return merge_research(context.snapshot, packs).model_dump_json()
     if context.stage is Stage.PITCH:
         packs = [r.pack for r in context.research]
         return write_pitches(persona, context.snapshot, packs).model_dump_json()

@@ -51,6 +51,7 @@ class UnknownOfflineModelError(OfflineAnalystError):
 
 class Stage(StrEnum):
     RESEARCH = "research"
+    SYNTHESIS = "synthesis"  # research done in shards, combined
     PITCH = "pitch"
     REVIEW = "review"
     CHAIRMAN = "chairman"

@@ -63,6 +63,49 @@ def write_research(
     )
 
 
+def merge_research(snapshot: MarketSnapshot, packs: Sequence[ResearchPack]) -> ResearchPack:
+    """One pack from research done in shards: the market's regime and sector views from the
+    snapshot's sector table, the most confident notes of the parts, their risks in order."""
+    notes = sorted((n for p in packs for n in p.notes), key=lambda n: (-n.confidence, n.symbol))
+    if not notes:
+        raise OfflineContextError("no research parts with notes to combine")
+    risks: list[str] = []
+    for pack in packs:
+        risks += [r for r in pack.risks if r not in risks]
+    return ResearchPack(
+        regime=_sector_regime(snapshot.sectors),
+        sector_views=_sector_views(snapshot.sectors),
+        notes=sorted(notes[:MAX_NOTES], key=lambda n: n.symbol),
+        risks=risks[:12],
+    )
+
+
+def _sector_regime(sectors: Sequence[SectorMetrics]) -> str:
+    """The regime from sector aggregates, each sector weighted by its symbols."""
+    breadth = [
+        (s.breadth_above_sma_50, s.symbols) for s in sectors if s.breadth_above_sma_50 is not None
+    ]
+    returns = [(s.mean_ret_20d, s.symbols) for s in sectors if s.mean_ret_20d is not None]
+    if not breadth or not returns:
+        return f"undetermined: {len(sectors)} sectors without SMA50 breadth or 20d returns"
+    above = math.fsum(b * n for b, n in breadth) / sum(n for _, n in breadth)
+    mean_20d = math.fsum(r * n for r, n in returns) / sum(n for _, n in returns)
+    label = _label(above, mean_20d)
+    counted = sum(n for _, n in breadth)
+    return (
+        f"{label}: {above:.0%} of {counted} symbols above SMA50, "
+        f"mean 20d return {pct(mean_20d)} across {len(returns)} sectors"
+    )
+
+
+def _label(breadth: float, mean_20d: float) -> str:
+    if breadth >= 0.6 and mean_20d > 0:
+        return "risk-on"
+    if breadth <= 0.4 and mean_20d < 0:
+        return "risk-off"
+    return "mixed"
+
+
 def _strongest_and_weakest(signals: list[Signal]) -> list[Signal]:
     """`signals` sorted strongest first; the top and bottom MAX_NOTES / 2 when there are more."""
     if len(signals) <= MAX_NOTES:
@@ -134,11 +177,7 @@ def _regime(snapshot: MarketSnapshot) -> str:
         )
     breadth = sum(above) / len(above)
     mean_20d = math.fsum(returns) / len(returns)
-    label = "mixed"
-    if breadth >= 0.6 and mean_20d > 0:
-        label = "risk-on"
-    elif breadth <= 0.4 and mean_20d < 0:
-        label = "risk-off"
+    label = _label(breadth, mean_20d)
     return (
         f"{label}: {breadth:.0%} of {len(above)} symbols above SMA50, "
         f"mean 20d return {pct(mean_20d)} over {len(returns)} symbols"

@@ -20,7 +20,14 @@ _RULES = {
     "research": (
         "You are {name}, a {persona} research analyst on an investment council. Read only the "
         "data in the council context; do not use outside knowledge of prices or news after the "
-        "snapshot date. Quote the figures you rely on."
+        "snapshot date. Quote the figures you rely on. You study {shard}: write at most "
+        "{max_notes} notes, only on symbols in the snapshot below."
+    ),
+    "synthesis": (
+        "You are {name}, a {persona} research analyst on an investment council. Your research "
+        "was done in parts, one per group of symbols; combine the parts below into one pack for "
+        "the whole market: one regime, one view per sector, at most {max_notes} notes (only on "
+        "symbols the parts cover, keeping their figures) and the risks that matter most."
     ),
     "pitch": (
         "You are {name}, a {persona} portfolio manager. Pitch at most three trades from the "
@@ -44,6 +51,7 @@ _RULES = {
 
 _TASKS = {
     "research": "Write the research pack for the snapshot below.",
+    "synthesis": "Combine the research parts below into one research pack.",
     "pitch": "Pitch your trades for the snapshot and research below.",
     "review": "Review the pitches below.",
     "chairman": "Decide the council's trades from the ranking below.",

@@ -4,7 +4,9 @@ Each member has a persona (its style, written into its prompt) and a model.
 Without configured models every seat is the offline analyst of its persona
 (`offline/<persona>`): deterministic, data-grounded, and labelled as such.
 With models configured (`LLM_MODELS`), seats take them in turn, so a council
-of two models alternates them across members.
+of two models alternates them across members. A models file's roster
+(`LLM_MODELS_FILE`, models/llm_config.py) then seats a model per role or per
+member, and may give PMs another model for their peer reviews.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.llm_config import RosterSpec
 
 
 class Role(StrEnum):
@@ -29,6 +33,9 @@ class Member(BaseModel):
     role: Role
     persona: str = Field(min_length=1, max_length=64)
     model: str = Field(min_length=1, max_length=100)
+    review_model: str | None = Field(
+        None, min_length=1, max_length=100, description="A PM's peer reviews; default: model."
+    )
 
 
 PERSONAS = ("momentum", "mean_reversion", "risk_parity", "contrarian")
@@ -94,4 +101,20 @@ def roster_of(members: Sequence[Member]) -> Roster:
         analysts=[m for m in members if m.role is Role.ANALYST],
         pms=[m for m in members if m.role is Role.PM],
         chairman=chairs[0],
+    )
+
+
+def seat_models(roster: Roster, spec: RosterSpec) -> Roster:
+    """`roster` with the models `spec` assigns: a seat by name first, then its role's."""
+    if spec.empty:
+        return roster
+
+    def seat(member: Member, role_model: str | None, review: str | None = None) -> Member:
+        model = spec.seats.get(member.name) or role_model or member.model
+        return member.model_copy(update={"model": model, "review_model": review})
+
+    return Roster(
+        analysts=[seat(m, spec.analyst) for m in roster.analysts],
+        pms=[seat(m, spec.pm, spec.reviewer) for m in roster.pms],
+        chairman=seat(roster.chairman, spec.chairman),
     )

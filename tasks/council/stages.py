@@ -10,20 +10,19 @@ reason, never passed on. No database here: the flow persists outcomes.
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from models.enums import DecisionAction
-from models.errors import BudgetExceededError
 from models.llm_outputs import (
     ChairmanCall,
     ChairmanVerdict,
     PeerReviewBatch,
     PitchBook,
     PitchProposal,
+    ResearchNote,
     ResearchPack,
 )
 from models.snapshot import MarketSnapshot
@@ -39,19 +38,17 @@ from tasks.council.aggregate import (
     position_effect,
     rank_pitches,
 )
+from tasks.council.fitting import Message, largest_fitting, snapshot_of
+from tasks.council.parallel import each
 from tasks.council.prompts import stage_messages
+from tasks.council.research import ResearchOutcome
 from tasks.council.roster import Member, Roster
 from tasks.council.validation import ChairRules, PitchRules, call_problem, pitch_problem
 
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class ResearchOutcome:
-    member: Member
-    pack: ResearchPack | None
-    call_id: int
-    error: str | None = None
+PITCH_TOKENS = 2000
+REVIEW_TOKENS = 2000
+CHAIR_TOKENS = 2000
 
 
 @dataclass(frozen=True)
@@ -107,23 +104,6 @@ class ChairOutcome:
     ranking_view: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def research_stage(
-    gateway: LLMGateway, roster: Roster, snapshot: MarketSnapshot, run_id: int | None
-) -> list[ResearchOutcome]:
-    context = {"snapshot": snapshot.model_dump(mode="json")}
-
-    async def ask(member: Member) -> ResearchOutcome:
-        result = await gateway.complete(
-            stage_messages("research", member, context),
-            ResearchPack,
-            model=member.model,
-            ctx=CallContext("research", member.name, run_id),
-        )
-        return ResearchOutcome(member, result.value, result.call_id, result.error)
-
-    return await _each(ask, roster.analysts)
-
-
 async def pitch_stage(
     gateway: LLMGateway,
     roster: Roster,
@@ -132,21 +112,30 @@ async def pitch_stage(
     run_id: int | None,
     rules: PitchRules,
 ) -> tuple[list[PitchOutcome], list[PitchAbstention]]:
-    context = {
-        "snapshot": snapshot.model_dump(mode="json"),
-        "research": [
-            {"member": r.member.name, "pack": r.pack.model_dump(mode="json")}
-            for r in research
-            if r.pack is not None
-        ],
-    }
+    packs = [(r.member.name, r.pack) for r in research if r.pack is not None]
+    researched = frozenset(n.symbol for _, pack in packs for n in pack.notes)
+    rules = replace(rules, researched=researched)
+    notes = sorted(
+        ((name, n) for name, pack in packs for n in pack.notes),
+        key=lambda item: (-item[1].confidence, item[1].symbol, item[0]),
+    )
 
     async def ask(member: Member) -> list[PitchOutcome] | PitchAbstention:
+        room = gateway.room(member.model, PitchBook, PITCH_TOKENS)
+
+        def prompt(k: int, correlation: bool = True) -> list[Message]:
+            context = _pitch_context(snapshot, packs, notes[:k], correlation)
+            return stage_messages("pitch", member, context, min_reward_risk=rules.min_reward_risk)
+
+        messages = prompt(len(notes))
+        if not room.fits(messages):
+            _, messages = largest_fitting(len(notes), lambda k: prompt(k, False), room)
         result = await gateway.complete(
-            stage_messages("pitch", member, context, min_reward_risk=rules.min_reward_risk),
+            messages,
             PitchBook,
             model=member.model,
             ctx=CallContext("pitch", member.name, run_id),
+            max_tokens=PITCH_TOKENS,
         )
         if result.value is None:
             return PitchAbstention(member, result.call_id, result.error or "no answer")
@@ -157,7 +146,7 @@ async def pitch_stage(
 
     pitches: list[PitchOutcome] = []
     abstentions: list[PitchAbstention] = []
-    for answer in await _each(ask, roster.pms):
+    for answer in await each(ask, roster.pms):
         if isinstance(answer, PitchAbstention):
             abstentions.append(answer)
         else:
@@ -187,16 +176,19 @@ async def review_stage(
             {"label": label, "pitch": by_id[labels[label]].pitch.model_dump(mode="json")}
             for label in label_order(labels)
         ]
-        context = {"snapshot": snapshot.model_dump(mode="json"), "pitches": shown}
+        symbols = {by_id[pid].pitch.symbol for pid in labels.values()}
+        context = {"snapshot": _about(snapshot, symbols), "pitches": shown}
+        model = member.review_model or member.model
         result = await gateway.complete(
             stage_messages("review", member, context),
             PeerReviewBatch,
-            model=member.model,
+            model=model,
             ctx=CallContext("review", member.name, run_id),
+            max_tokens=REVIEW_TOKENS,
         )
         return ReviewBallot(member, labels, result.value, result.call_id, result.error)
 
-    answers = [b for b in await _each(ask, roster.pms) if b is not None]
+    answers = [b for b in await each(ask, roster.pms) if b is not None]
     ballots: list[Ballot] = []
     kept: list[ReviewBallot] = []
     for answer in answers:
@@ -236,7 +228,7 @@ async def chair_stage(
     if not reviewed:
         return ChairOutcome(labels, [], [], [], "no reviewed pitch to decide on", 0, None)
     context = {
-        "snapshot": snapshot.model_dump(mode="json"),
+        "snapshot": _about(snapshot, {by_id[pid].pitch.symbol for pid in labels.values()}),
         "pitches": [
             {"label": label, "pitch": by_id[pid].pitch.model_dump(mode="json")}
             for label, pid in labels.items()
@@ -257,6 +249,7 @@ async def chair_stage(
         ChairmanVerdict,
         model=chairman.model,
         ctx=CallContext("chairman", chairman.name, run_id),
+        max_tokens=CHAIR_TOKENS,
     )
     if result.value is None:
         return ChairOutcome(labels, [], [], [], None, result.call_id, result.error, ranking_view)
@@ -283,24 +276,29 @@ async def chair_stage(
     )
 
 
-async def _each(
-    ask: Callable[[Member], Coroutine[Any, Any, R]], members: Sequence[Member]
-) -> list[R]:
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks: list[asyncio.Task[R]] = [group.create_task(ask(m)) for m in members]
-    except ExceptionGroup as errors:
-        # A budget stop is the run's to handle, as itself, not wrapped in a group.
-        budget = errors.subgroup(BudgetExceededError)
-        if budget is not None:
-            raise _first(budget) from None
-        raise
-    return [t.result() for t in tasks]
+def _pitch_context(
+    snapshot: MarketSnapshot,
+    packs: Sequence[tuple[str, ResearchPack]],
+    notes: Sequence[tuple[str, ResearchNote]],
+    correlation: bool,
+) -> dict[str, Any]:
+    """The researched symbols' rows and the packs, with only the `notes` kept (most
+    confident first), so the prompt fits the PM's model."""
+    kept = {id(n) for _, n in notes}
+    research = []
+    for name, pack in packs:
+        mine = [n for n in pack.notes if id(n) in kept]
+        if mine:
+            trimmed = pack.model_copy(update={"notes": mine})
+            research.append({"member": name, "pack": trimmed.model_dump(mode="json")})
+    symbols = {n.symbol for _, n in notes}
+    cut = snapshot_of(snapshot, symbols, correlation=correlation)
+    return {"snapshot": cut.model_dump(mode="json"), "research": research}
 
 
-def _first(group: BaseExceptionGroup[BudgetExceededError]) -> BudgetExceededError:
-    error = group.exceptions[0]
-    return error if isinstance(error, BudgetExceededError) else _first(error)
+def _about(snapshot: MarketSnapshot, symbols: set[str]) -> dict[str, Any]:
+    """The snapshot as JSON, cut to the symbols a prompt is about."""
+    return snapshot_of(snapshot, symbols).model_dump(mode="json")
 
 
 def _label(index: int) -> str:

@@ -1,6 +1,7 @@
 """What the council refuses from a model, whatever it wrote: each refusal says why.
 
-Pitches: the symbol must be in the snapshot's universe (with a price), the
+Pitches: the symbol must be in the snapshot's universe (with a price) and,
+when the run's research is known, among the symbols it researched; the
 bracket must be complete (take-profit and stop-loss), on the right sides of
 the entry (the last close when the pitch gives none), within reach of the
 last close, and with at least the minimum reward/risk.
@@ -27,6 +28,7 @@ MAX_ENTRY_DISTANCE = Decimal("0.10")  # a limit entry more than 10 % from the la
 class PitchRules:
     min_reward_risk: Decimal = Decimal("1.5")
     max_entry_distance: Decimal = MAX_ENTRY_DISTANCE
+    researched: frozenset[str] | None = None  # None: any symbol of the universe
 
 
 def pitch_problem(pitch: PitchProposal, snapshot: MarketSnapshot, rules: PitchRules) -> str | None:
@@ -35,6 +37,8 @@ def pitch_problem(pitch: PitchProposal, snapshot: MarketSnapshot, rules: PitchRu
     close = closes.get(pitch.symbol)
     if close is None:
         return f"{pitch.symbol} is not in the council's universe"
+    if rules.researched is not None and pitch.symbol not in rules.researched:
+        return f"{pitch.symbol} was not researched this run: a pitch needs a research note"
     if pitch.take_profit is None or pitch.stop_loss is None:
         return "a bracket needs both a take-profit and a stop-loss"
     entry = pitch.entry_price or close
