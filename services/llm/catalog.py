@@ -26,6 +26,9 @@ from models.llm_config import ModelsFile, ModelSpec
 from services.llm.model_facts import provider_of
 from services.settings import secret_from_environment
 
+NO_KEY = "no-key"
+"""Sent to a server of the models file that names no key variable (Ollama, vLLM, llama.cpp
+need none, but OpenAI's client refuses to send a request without one)."""
 DEFAULT_WINDOW = 8192
 """For a model nobody describes: small on purpose, a prompt that fits it fits most."""
 
@@ -123,6 +126,8 @@ class ModelCatalog:
                 raise ConfigurationError(
                     f"model {spec.name}: its key variable {spec.api_key_env} is not set"
                 )
+            if key is None and spec.api_base:
+                key = NO_KEY  # a local server wants none; litellm's client insists on one
         provider = provider_of(spec.model)
         if provider == "offline":
             return ModelFacts(spec, provider, None, None)
