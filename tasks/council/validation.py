@@ -3,8 +3,9 @@
 Pitches: the symbol must be in the snapshot's universe (with a price) and,
 when the run's research is known, among the symbols it researched; the
 bracket must be complete (take-profit and stop-loss), on the right sides of
-the entry (the last close when the pitch gives none), within reach of the
-last close, and with at least the minimum reward/risk.
+the entry (the last close when the pitch gives none), the entry within reach
+of the last close and each exit within reach of the entry, and with at least
+the minimum reward/risk.
 
 Chairman calls: a buy or sell must name a pitch shown to the council, on
 that pitch's symbol and side; its weight must respect the per-position cap.
@@ -22,12 +23,14 @@ from models.llm_outputs import ChairmanCall, PitchProposal
 from models.snapshot import MarketSnapshot
 
 MAX_ENTRY_DISTANCE = Decimal("0.10")  # a limit entry more than 10 % from the last close is a typo
+MAX_EXIT_DISTANCE = Decimal("0.50")  # an exit half the price away is no bracket for a week
 
 
 @dataclass(frozen=True)
 class PitchRules:
     min_reward_risk: Decimal = Decimal("1.5")
     max_entry_distance: Decimal = MAX_ENTRY_DISTANCE
+    max_exit_distance: Decimal = MAX_EXIT_DISTANCE
     researched: frozenset[str] | None = None  # None: any symbol of the universe
 
 
@@ -57,6 +60,10 @@ def pitch_problem(pitch: PitchProposal, snapshot: MarketSnapshot, rules: PitchRu
             f"a {pitch.side} needs {order}, got stop {pitch.stop_loss}, entry {entry}, "
             f"target {pitch.take_profit}"
         )
+    for name, exit_price in (("take-profit", pitch.take_profit), ("stop-loss", pitch.stop_loss)):
+        if abs(exit_price / entry - 1) > rules.max_exit_distance:
+            far = f"more than {rules.max_exit_distance:.0%} from the entry {entry}"
+            return f"{name} {exit_price} is {far}"
     reward_risk = abs(pitch.take_profit - entry) / abs(entry - pitch.stop_loss)
     if reward_risk < rules.min_reward_risk:
         return f"reward/risk {reward_risk:.2f} is below the minimum {rules.min_reward_risk}"
