@@ -26,6 +26,7 @@ from api.schemas.council import (
     CouncilRunOut,
     DecisionChainOut,
     DecisionOut,
+    StageCostOut,
     StageOut,
 )
 from db.queries import council as q
@@ -76,7 +77,8 @@ def council_run(run_id: RunId, session: ReadSession) -> CouncilOut:
 
 @router.get("/{run_id}/costs")
 def council_costs(run_id: RunId, session: ReadSession) -> CostsOut:
-    """Tokens and dollars by stage, member and model; cache hits cost $0."""
+    """Tokens and dollars by stage (`stages`, in the council's order) and by stage, member
+    and model (`lines`); cache hits cost $0."""
     run = q.get_run(session, run_id)
     lines = [CostLineOut.model_validate(line) for line in run_costs(session, run_id)]
     return CostsOut(
@@ -85,8 +87,32 @@ def council_costs(run_id: RunId, session: ReadSession) -> CostsOut:
         cost_usd=sum((line.cost_usd for line in lines), Decimal(0)),
         prompt_tokens=sum(line.prompt_tokens for line in lines),
         completion_tokens=sum(line.completion_tokens for line in lines),
+        stages=_by_stage(lines),
         lines=lines,
     )
+
+
+STAGE_ORDER = ("research", "pitch", "review", "chairman")
+
+
+def _by_stage(lines: list[CostLineOut]) -> list[StageCostOut]:
+    stages: dict[str, list[CostLineOut]] = {}
+    for line in lines:
+        stages.setdefault(line.stage, []).append(line)
+    rank = {stage: i for i, stage in enumerate(STAGE_ORDER)}
+    order = sorted(stages, key=lambda s: (rank.get(s, len(rank)), s))
+    return [
+        StageCostOut(
+            stage=stage,
+            calls=sum(x.calls for x in stages[stage]),
+            cache_hits=sum(x.cache_hits for x in stages[stage]),
+            prompt_tokens=sum(x.prompt_tokens for x in stages[stage]),
+            completion_tokens=sum(x.completion_tokens for x in stages[stage]),
+            max_prompt_tokens=max(x.max_prompt_tokens for x in stages[stage]),
+            cost_usd=sum((x.cost_usd for x in stages[stage]), Decimal(0)),
+        )
+        for stage in order
+    ]
 
 
 @router.post("/{run_id}/approve", status_code=202)

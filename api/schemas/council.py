@@ -213,6 +213,19 @@ class CostLineOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: Decimal
+    max_prompt_tokens: int = Field(description="The largest prompt of one call.")
+
+
+class StageCostOut(BaseModel):
+    """One stage's calls and tokens (its repair rounds included in each call's tokens)."""
+
+    stage: str
+    calls: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    max_prompt_tokens: int = Field(description="The largest prompt of one call.")
+    cost_usd: Decimal
 
 
 class CostsOut(BaseModel):
@@ -221,6 +234,7 @@ class CostsOut(BaseModel):
     cost_usd: Decimal
     prompt_tokens: int
     completion_tokens: int
+    stages: list[StageCostOut]
     lines: list[CostLineOut]
 
 

@@ -59,6 +59,7 @@ class CostLine:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: Decimal
+    max_prompt_tokens: int = 0  # the largest prompt of one call: what a window must hold
 
 
 def run_costs(session: Session, run_id: int) -> list[CostLine]:
@@ -73,6 +74,7 @@ def run_costs(session: Session, run_id: int) -> list[CostLine]:
             func.sum(LLMCall.prompt_tokens),
             func.sum(LLMCall.completion_tokens),
             func.sum(LLMCall.cost_usd),
+            func.max(LLMCall.prompt_tokens),
         )
         .where(LLMCall.run_id == run_id)
         .group_by(LLMCall.stage, LLMCall.member, LLMCall.model)
@@ -88,6 +90,7 @@ def run_costs(session: Session, run_id: int) -> list[CostLine]:
             prompt_tokens=int(r[5] or 0),
             completion_tokens=int(r[6] or 0),
             cost_usd=Decimal(str(r[7] or 0)),
+            max_prompt_tokens=int(r[8] or 0),
         )
         for r in rows
     ]
