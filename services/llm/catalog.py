@@ -165,7 +165,8 @@ def load_models_file(path: Path) -> ModelsFile:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"models file {path} is not valid: {exc}") from None
+        why = " ".join(str(exc).split())  # YAML's message spans lines, with a caret
+        raise ConfigurationError(f"models file {path} is not valid: {why}") from None
     try:
         return ModelsFile.model_validate(data or {})
     except ValidationError as exc:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from models.llm_outputs import ResearchNote, ResearchPack
 from models.snapshot import MarketSnapshot
-from services.llm.gateway import CallContext, CallResult, LLMGateway, PromptRoom
-from tasks.council.fitting import Message, largest_fitting, snapshot_of
+from services.llm.gateway import CallContext, CallResult, LLMGateway
+from tasks.council.fitting import Message, Room, largest_fitting, snapshot_of
 from tasks.council.parallel import together
 from tasks.council.prompts import stage_messages
 from tasks.council.roster import Member
@@ -131,7 +131,7 @@ async def _synthesise(
 
 
 def plan_shards(
-    screen: Screen, prompt: Callable[[Sequence[str]], list[Message]], room: PromptRoom
+    screen: Screen, prompt: Callable[[Sequence[str]], list[Message]], room: Room
 ) -> list[list[str]]:
     """The screen's symbols in as few shards as fit: whole sector groups packed in order,
     a group that does not fit alone halved until each half does."""
@@ -157,7 +157,7 @@ def plan_shards(
 
 
 def _split(
-    symbols: list[str], prompt: Callable[[Sequence[str]], list[Message]], room: PromptRoom
+    symbols: list[str], prompt: Callable[[Sequence[str]], list[Message]], room: Room
 ) -> list[list[str]]:
     if len(symbols) <= 1 or room.fits(prompt(symbols)):
         return [symbols]  # one symbol that does not fit: the gateway refuses it, with numbers
