@@ -38,7 +38,7 @@ from models.enums import DecisionStatus, IntentStatus, LLMCallStatus, RunStatus,
 from services.llm.gateway import CallContext, LLMGateway
 from services.llm.offline import answer_council_prompt
 from services.llm.retry import RetryPolicy
-from tasks.council.causes import Answer, Cause, StageState
+from tasks.council.causes import Answer, Cause, StageState, classify
 from tasks.council.stage_report import run_report, summarise
 from tests.api_support import api_settings, running_api
 from tests.conftest import Run
@@ -350,3 +350,19 @@ def test_decisions_waiting_for_approval_and_refused_intents_are_stage_outcomes()
         "paper buy 100 AAPL: risk_rejected [max_order_notional] "
         "order notional 31,010.00 > limit 10,000.00",
     )
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        ("not in cache: a replay asks no model", Cause.NOT_IN_CACHE),
+        (
+            "prompt of 9,120 tokens does not fit local: window 8,192, 2,000 kept for the "
+            "answer and 10% margin leave 5,629",
+            Cause.TOO_LONG,
+        ),
+        ("no repair round: prompt of 9,120 tokens does not fit local: ...", Cause.TOO_LONG),
+    ],
+)
+def test_a_call_never_sent_is_classified_by_why(error: str, cause: Cause) -> None:
+    assert classify(LLMCallStatus.ERROR, error) is cause

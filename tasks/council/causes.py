@@ -30,6 +30,8 @@ class Cause(StrEnum):
     INVALID_ANSWER = "invalid answer"  # JSON, but not the stage's schema
     EMPTY_ANSWER = "empty answer"
     BUDGET = "budget"
+    TOO_LONG = "prompt too long"  # refused before sending: it does not fit the model's window
+    NOT_IN_CACHE = "not in cache"  # a replay asks no model
     BALLOT_NOT_COUNTED = "ballot not counted"  # valid, but no score kept; the reason is not
     NOT_ASKED = "not asked"
     OTHER = "other error"
@@ -138,6 +140,8 @@ def classify(status: LLMCallStatus, error: str | None) -> Cause:
 # (services/llm/retry.py lists those it retries). First match wins.
 _ERROR_MARKS: tuple[tuple[str, Cause], ...] = (
     ("LLM budget of $", Cause.BUDGET),
+    ("not in cache", Cause.NOT_IN_CACHE),
+    ("tokens does not fit", Cause.TOO_LONG),
     ("RateLimitError", Cause.RATE_LIMITED),
     ("Timeout", Cause.TIMEOUT),
     ("timed out", Cause.TIMEOUT),
