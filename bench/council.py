@@ -2,8 +2,12 @@
 
 The flow (`flows.weekly_council.weekly_council`) runs under a temporary
 Prefect server (`prefect_test_harness`) on `--symbols` symbols of the shared
-S&P file, with one priced model (`openai/gpt-4o-mini`) served by the loopback
-fake OpenAI server (`tests/fake_openai.py`) through litellm's real client.
+S&P file (default: all 482), with one model of a `--window`-token context
+window (default 32 k) priced like gpt-4o-mini ($0.15 / $0.60 per million
+tokens in / out), described by a models file (`LLM_MODELS_FILE`) and served by
+the loopback fake OpenAI server (`tests/fake_openai.py`) through litellm's
+real client. The council screens the universe, shards its research to the
+window and synthesises it (tasks/council/research.py).
 The fake answers every request after `--delay` seconds with the offline
 analyst's own answer to the prompt, so the stages get valid, data-grounded
 JSON and the council goes all the way to decisions (approval auto).
@@ -17,11 +21,12 @@ SQLite database; every measured run starts from a fresh copy of it, so its
   (Prefect task and flow runs, artifacts, job rows, the snapshot, prompt
   building, litellm, parsing, `llm_calls` writes, and the fake's own work of
   computing the offline answers).
-* critical path = sum over the four stages of (the longest chain of
-  sequential requests in that stage) x delay. A stage's chain is the most
-  requests any one member sent (2 if it needed a repair round, more with
-  retries), or ceil(requests / LLM_CONCURRENCY) if the provider's slot limit
-  is the tighter bound. Normally 1 per stage: 4 x delay.
+* critical path = sum over the stages of (the longest chain of sequential
+  requests in that stage) x delay. Research shards run in parallel: their
+  chain is ceil(requests / the model's concurrency); the synthesis follows
+  them. Other stages: the most requests any one member sent (2 if it needed a
+  repair round), or ceil(requests / concurrency) if the slots are the tighter
+  bound. Normally 1 per stage: 5 x delay with a synthesis.
 * sequential sum = all requests x delay (every call one after the other).
 * target: wall_A <= 1.3 x critical path + overhead.
 
@@ -31,13 +36,14 @@ Each figure is the best of `--repeat` runs; one unmeasured warm-up run
 (delay 0) goes first, so imports and first-use costs are not in any run.
 The Prefect harness's start-up is timed separately and is in no run.
 
-Usage: python bench/council.py [--delay 1.0] [--symbols 50] [--repeat 2]
+Usage: python bench/council.py [--delay 1.0] [--symbols 482] [--window 32768] [--repeat 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import shutil
@@ -51,6 +57,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -63,7 +70,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `tests` (the fake OpenAI server) is not an installed package
 
-from sqlalchemy import select, text  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from db.engine import make_engine, make_session_factory, unit_of_work  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
@@ -80,8 +87,10 @@ from tests.fake_openai import FakeOpenAI, Responder, fake_openai  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "sp500_daily_2015_2020.csv.gz"
 AS_OF = date(2019, 6, 3)
-PRICED = "openai/gpt-4o-mini"
-STAGES = ("research", "pitch", "review", "chairman")
+MODEL = "bench"
+IN_PRICE, OUT_PRICE = Decimal("0.00000015"), Decimal("0.0000006")  # gpt-4o-mini's, per token
+CONCURRENCY = 8
+STAGES = ("research", "synthesis", "pitch", "review", "chairman")
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,9 @@ class CallRow(NamedTuple):
     status: str
     cache_hit: bool
     latency_ms: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
 
 
 @dataclass
@@ -166,7 +178,8 @@ class Run:
         per_member = Counter(a.member for a in self.answered if a.stage == stage)
         if not per_member:
             return 0
-        return max(max(per_member.values()), math.ceil(self.requests(stage) / self.concurrency))
+        slots = math.ceil(self.requests(stage) / self.concurrency)
+        return slots if stage == "research" else max(max(per_member.values()), slots)
 
     def attempts(self, stage: str) -> int:
         return sum(c.attempts for c in self.calls if c.stage == stage)
@@ -217,7 +230,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--delay", type=float, default=1.0, help="fake model latency, seconds")
-    parser.add_argument("--symbols", type=int, default=50, help="universe size")
+    parser.add_argument("--symbols", type=int, default=482, help="universe size (482: all)")
+    parser.add_argument("--window", type=int, default=32768, help="model's context window")
     parser.add_argument("--repeat", type=int, default=2, help="measured runs of each kind")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")
     args = parser.parse_args()
@@ -240,8 +254,8 @@ def main() -> None:
             print(f"Prefect test harness start: {harness:.1f} s (not part of any run)")
             recorder = Recorder()
             with fake_openai(default=Responder(recorder)) as server:
-                os.environ["LLM_API_BASE"] = server.base_url
-                os.environ["LLM_API_KEY"] = "bench-key"
+                models_file = _models_file(workdir, server, args.window)
+                os.environ["LLM_MODELS_FILE"] = str(models_file)
                 counter = iter(range(1_000_000))
 
                 def one(delay: float) -> Run:
@@ -269,7 +283,10 @@ def _report(args: argparse.Namespace, harness: float, runs_a: list[Run], runs_b:
     bound = 1.3 * critical + overhead
 
     print()
-    print(f"## Council flow, {args.symbols} symbols, fake model latency {delay:g} s (run A)")
+    print(
+        f"## Council flow, {args.symbols} symbols, a {args.window // 1024} k window, "
+        f"fake model latency {delay:g} s (run A)"
+    )
     print()
     print(
         "| stage | requests | llm_calls rows | attempts | repaired | chain "
@@ -315,6 +332,20 @@ def _report(args: argparse.Namespace, harness: float, runs_a: list[Run], runs_b:
     decided = ", ".join(str(r.decisions) for r in [*runs_a, *runs_b])
     print(f"all runs: A {walls_a} s; B {walls_b} s; decisions {decided}")
     print()
+    print("| tokens and dollars of run A, by `llm_calls` stage | calls | prompt | answer | USD |")
+    print("|---|---:|---:|---:|---:|")
+    for stage in sorted({c.stage for c in a.calls}, key=lambda s: (s not in STAGES, s)):
+        mine = [c for c in a.calls if c.stage == stage]
+        cost = sum((c.cost_usd for c in mine), Decimal(0))
+        print(
+            f"| {stage} | {len(mine)} | {sum(c.prompt_tokens for c in mine):,} "
+            f"| {sum(c.completion_tokens for c in mine):,} | {cost:.4f} |"
+        )
+    total = sum((c.cost_usd for c in a.calls), Decimal(0))
+    prompt = sum(c.prompt_tokens for c in a.calls)
+    answer = sum(c.completion_tokens for c in a.calls)
+    print(f"| **run** | {len(a.calls)} | {prompt:,} | {answer:,} | **{total:.4f}** |")
+    print()
     print(f"| where the wall went | A (delay {delay:g} s) | B (delay 0) |")
     print("|---|---:|---:|")
     for (label, sa), (_, sb) in zip(a.timeline(), b.timeline(), strict=True):
@@ -334,7 +365,7 @@ def _run(
     shutil.copyfile(base, db)
     os.environ["DATABASE_URL"] = f"sqlite:///{db}"
     get_settings.cache_clear()
-    concurrency = get_settings().llm_concurrency
+    concurrency = CONCURRENCY
     server.reset(default=Responder(recorder), delay_s=delay)
     recorder.clear()
 
@@ -350,7 +381,17 @@ def _run(
     try:
         with make_session_factory(engine)() as session:
             calls = [
-                CallRow(c.stage, c.member, c.attempts, str(c.status), c.cache_hit, c.latency_ms)
+                CallRow(
+                    c.stage,
+                    c.member,
+                    c.attempts,
+                    str(c.status),
+                    c.cache_hit,
+                    c.latency_ms,
+                    c.prompt_tokens,
+                    c.completion_tokens,
+                    c.cost_usd,
+                )
                 for c in session.scalars(select(LLMCall).order_by(LLMCall.id))
             ]
     finally:
@@ -368,13 +409,34 @@ def _run(
 
 
 async def _flow(universe: list[str]) -> Any:
-    return await weekly_council(
-        as_of=AS_OF, universe=universe, models=[PRICED], approval="auto", return_state=True
-    )
+    return await weekly_council(as_of=AS_OF, universe=universe, approval="auto", return_state=True)
+
+
+def _models_file(workdir: Path, server: FakeOpenAI, window: int) -> Path:
+    """One model, every seat: the window asked for, gpt-4o-mini's prices, the fake's URL."""
+    spec = {
+        "models": [
+            {
+                "name": MODEL,
+                "model": f"openai/bench-{window // 1024}k",
+                "api_base": server.base_url,
+                "input_window": window,
+                "output_limit": min(4096, window // 2),
+                "input_cost_per_token": str(IN_PRICE),
+                "output_cost_per_token": str(OUT_PRICE),
+                "concurrency": CONCURRENCY,
+            }
+        ],
+        "roster": {"analyst": MODEL, "pm": MODEL, "chairman": MODEL},
+    }
+    path = workdir / "models.json"
+    path.write_text(json.dumps(spec))
+    return path
 
 
 def _prepare(path: Path, symbols: int) -> list[str]:
-    """Import the shared file once; the universe: the first `symbols` with the whole history."""
+    """Import the shared file once; the universe: every symbol when `symbols` reaches them
+    all, else the first `symbols` with the whole history."""
     engine = make_engine(f"sqlite:///{path}")
     try:
         upgrade(engine)
@@ -386,10 +448,18 @@ def _prepare(path: Path, symbols: int) -> list[str]:
         first = min(c.first for c in coverage)
         last = max(c.last for c in coverage)
         full = sorted(c.symbol for c in coverage if c.first == first and c.last == last)
-        with engine.connect() as conn:  # fold the WAL into the file, so a copy is complete
-            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        # Fold the WAL into the file, so a copy is complete. On the driver's connection: our
+        # engine begins every transaction IMMEDIATE, and a checkpoint inside one is refused.
+        raw = engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
     finally:
         engine.dispose()
+    every = sorted(c.symbol for c in coverage)
+    if symbols >= len(every):
+        return every
     if len(full) < symbols:
         raise SystemExit(f"only {len(full)} symbols have the whole history")
     return full[:symbols]

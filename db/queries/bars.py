@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.types import TypeDecorator
@@ -142,12 +142,34 @@ def bars_as_of(
     else:
         if lookback < 1:
             raise ValueError(f"lookback must be at least one bar, got {lookback}")
-        rank = func.row_number().over(partition_by=Bar.symbol, order_by=Bar.ts.desc()).label("rank")
-        ranked = select(*cols, rank).where(*known).subquery()
-        stmt = select(*(ranked.c[c.key] for c in cols)).where(ranked.c.rank <= lookback)
-    rows = session.execute(stmt).all()
+        # Ranking every bar ever known is what costs (530 k rows for 482 daily symbols:
+        # 1.2 s on SQLite). A symbol with `lookback` bars inside a recent span has its last
+        # `lookback` bars there; only the others (new, halted, delisted) need the whole past.
+        span = timeframe.duration * lookback * 2 + timedelta(days=14)
+        recent = _last_bars(session, cols, (*known, Bar.ts > cutoff - span), lookback)
+        counts: dict[str, int] = {}
+        for row in recent:
+            counts[row.symbol] = counts.get(row.symbol, 0) + 1
+        short = [s for s in symbols if counts.get(s, 0) < lookback]
+        rows = [r for r in recent if counts[r.symbol] >= lookback]
+        if short:
+            older = (Bar.symbol.in_(short), *known[1:])
+            rows += _last_bars(session, cols, older, lookback)
+        bars = [BarOut.model_validate(row._mapping) for row in rows]
+        return sorted(bars, key=lambda b: (b.symbol, b.ts))
+    rows = list(session.execute(stmt).all())
     bars = [BarOut.model_validate(row._mapping) for row in rows]
     return sorted(bars, key=lambda b: (b.symbol, b.ts))
+
+
+def _last_bars(
+    session: Session, cols: Sequence[Any], where: Sequence[Any], lookback: int
+) -> list[Row[Any]]:
+    """The last `lookback` bars of each symbol among the bars `where` selects."""
+    rank = func.row_number().over(partition_by=Bar.symbol, order_by=Bar.ts.desc()).label("rank")
+    ranked = select(*cols, rank).where(*where).subquery()
+    stmt = select(*(ranked.c[c.key] for c in cols)).where(ranked.c.rank <= lookback)
+    return list(session.execute(stmt).all())
 
 
 def knowledge_cutoff(as_of: datetime | date, timeframe: Timeframe) -> datetime:
