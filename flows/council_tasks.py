@@ -4,6 +4,17 @@ project's tables, publishes an artifact and moves the run's job row on.
 `CouncilRun` is what the tasks share (the database, the gateway, the run's ids,
 the bus when Redis is configured); the flow in `weekly_council.py` builds it
 and calls the tasks in order, a barrier between them.
+
+No task carries a Prefect tag. Before a tagged task's body runs, Prefect asks
+the server for a slot of each tag's concurrency limit (`POST /api/v2/
+concurrency_limits/increment-with-lease`, names `tag:<tag>`) and remembers a
+"no such limit" answer for only 5 s. A SQLite Prefect server (`aitrader up`,
+tests, benches) serves that request with a read, then an UPDATE, in a
+deferred transaction: when another writer in the server holds the database,
+which its event and log writers often do as a task starts, SQLite refuses the
+upgrade at once ("database is locked", no busy wait), the server answers 503,
+and Prefect's client retries after 2**1 s (+-20 %). That was the 1.6-2.4 s
+stall at stage boundaries in bench/council.py (issue 17).
 """
 
 from __future__ import annotations
@@ -114,7 +125,7 @@ async def snapshot_task(run: CouncilRun, universe: list[str], as_of: datetime) -
     return snapshot
 
 
-@task(name="research", cache_policy=NO_CACHE, tags=["llm"])
+@task(name="research", cache_policy=NO_CACHE)
 async def research_task(
     run: CouncilRun, roster: Roster, snapshot: MarketSnapshot
 ) -> list[ResearchOutcome]:
@@ -161,7 +172,7 @@ async def research_task(
     return outcomes
 
 
-@task(name="pitches", cache_policy=NO_CACHE, tags=["llm"])
+@task(name="pitches", cache_policy=NO_CACHE)
 async def pitch_task(
     run: CouncilRun,
     roster: Roster,
@@ -201,7 +212,7 @@ async def pitch_task(
     return candidates
 
 
-@task(name="peer-review", cache_policy=NO_CACHE, tags=["llm"])
+@task(name="peer-review", cache_policy=NO_CACHE)
 async def review_task(
     run: CouncilRun, roster: Roster, snapshot: MarketSnapshot, candidates: list[Candidate]
 ) -> ReviewOutcome:
@@ -253,7 +264,7 @@ async def review_task(
     return outcome
 
 
-@task(name="chairman", cache_policy=NO_CACHE, tags=["llm"])
+@task(name="chairman", cache_policy=NO_CACHE)
 async def chair_task(
     run: CouncilRun,
     roster: Roster,

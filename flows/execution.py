@@ -31,7 +31,7 @@ from services.settings import get_settings
 from tasks.execution.account_run import execute_account, sync_account
 
 
-@task(name="execute-account", cache_policy=NO_CACHE, tags=["broker"])
+@task(name="execute-account", cache_policy=NO_CACHE)
 async def execute_account_task(
     account_name: str, decision_ids: list[int], as_of: datetime
 ) -> dict[str, Any]:
@@ -54,7 +54,7 @@ async def execute_account_task(
     return {"lines": result.lines, "new_fills": result.new_fills, "drift": result.drift}
 
 
-@task(name="sync-account", cache_policy=NO_CACHE, tags=["broker"])
+@task(name="sync-account", cache_policy=NO_CACHE)
 async def sync_account_task(account_name: str, until: datetime) -> dict[str, Any]:
     """Book one account's new fills and exits, and snapshot it; sends no order."""
     settings = get_settings()

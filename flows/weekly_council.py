@@ -96,8 +96,9 @@ async def weekly_council(
     outside the stored range is refused, tasks/council/week.py); returns the run's summary.
 
     `members` seats a council of your own (roles analyst, pm and one chairman, each with a
-    persona and a model); otherwise the standard council sits, on `models` (or LLM_MODELS)
-    taken in turn, the offline analyst when there are none. With `execute`, the approved
+    persona and a model); otherwise the standard council sits, on `models` taken in turn,
+    else as the models file's roster seats it (LLM_MODELS_FILE) over LLM_MODELS, the
+    offline analyst when there are none. With `execute`, the approved
     decisions are then sent to every configured account (flows/execution.py).
     `stop_after` ends the run (completed) after that stage: research alone, or the pitches
     too (the research prompts are then answered from the response cache, at $0). `job_id`
@@ -114,11 +115,12 @@ async def weekly_council(
         _as_of_instant(as_of)  # a day to come is refused before the database is opened
     configured = [m for m in (models or settings.llm_models) if m != "offline"]
     catalog, models_file = catalog_from_settings(settings)
-    roster = (
-        roster_of(members)
-        if members
-        else seat_models(default_roster(configured), models_file.roster)
-    )
+    if members:
+        roster = roster_of(members)
+    elif models:  # asked for by name: the models file's roster does not override it
+        roster = default_roster(configured)
+    else:
+        roster = seat_models(default_roster(configured), models_file.roster)
     if replay:
         execute, stop_after = False, "chairman"
     sessions = make_session_factory(make_engine(settings.database_url))

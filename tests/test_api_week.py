@@ -114,13 +114,13 @@ def test_a_user_drives_a_week_over_http(week_api: Api, tmp_path: Path) -> None:
     costs = api.get(f"/api/council/{run_id}/costs").json()
     assert {line["stage"] for line in costs["lines"]} >= {"research", "pitch", "chairman"}
     assert costs["cost_usd"] == "0" or float(costs["cost_usd"]) == 0.0  # offline: free
-    stages = costs["stages"]
-    assert [s["stage"] for s in stages] == ["research", "pitch", "review", "chairman"]
-    for stage in stages:
-        mine = [line for line in costs["lines"] if line["stage"] == stage["stage"]]
-        assert stage["calls"] == sum(line["calls"] for line in mine)
-        assert stage["prompt_tokens"] == sum(line["prompt_tokens"] for line in mine) > 0
-        assert 0 < stage["max_prompt_tokens"] <= stage["prompt_tokens"]
+    by_stage: list[dict[str, Any]] = costs["stages"]
+    assert [s["stage"] for s in by_stage] == ["research", "pitch", "review", "chairman"]
+    for cost in by_stage:
+        mine = [line for line in costs["lines"] if line["stage"] == cost["stage"]]
+        assert cost["calls"] == sum(line["calls"] for line in mine)
+        assert cost["prompt_tokens"] == sum(line["prompt_tokens"] for line in mine) > 0
+        assert 0 < cost["max_prompt_tokens"] <= cost["prompt_tokens"]
 
     with api.sessions() as session:
         events = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
