@@ -32,6 +32,7 @@ import typer
 from rich.table import Table
 
 from cli.context import CommandContext, console, err_console, open_context, run_command
+from cli.council_roster import roster_cmd
 from cli.council_views import (
     day,
     decision_lines,
@@ -62,7 +63,7 @@ CALL_COLUMNS = ("call", "stage", "model", "status", "cached", "cost")
 app = typer.Typer(
     rich_markup_mode=None,  # plain help: see cli/__init__.py
     cls=QuickHelpGroup,
-    help="The weekly council: run, replay, approve, show, audit.",
+    help="The weekly council: run, replay, approve, show, audit, roster.",
     no_args_is_help=True,
 )
 
@@ -143,6 +144,9 @@ def replay_cmd(
     for symbol in changed:
         then, later = describe(was.get(symbol)), describe(now.get(symbol))
         console.print(f"  {symbol}: {then} -> {later}", markup=False, soft_wrap=True)
+
+
+app.command("roster")(roster_cmd)
 
 
 @app.command("approve")

@@ -11,6 +11,7 @@ token counter and cost functions agree with our budget.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,6 +30,10 @@ from services.settings import secret_from_environment
 NO_KEY = "no-key"
 """Sent to a server of the models file that names no key variable (Ollama, vLLM, llama.cpp
 need none, but OpenAI's client refuses to send a request without one)."""
+# litellm prints "Provider List: ..." to stdout for a name it does not know; we ask it
+# about such names on purpose (to fall back on our defaults), and library code must not print.
+litellm.suppress_debug_info = True
+
 DEFAULT_WINDOW = 8192
 """For a model nobody describes: small on purpose, a prompt that fits it fits most."""
 
@@ -153,7 +158,14 @@ class ModelCatalog:
                 entry["max_output_tokens"] = spec.output_limit
             entries[spec.model] = entry
         if entries:
-            litellm.register_model(entries)
+            # litellm warns that a model outside its map has no cache prices; ours never do.
+            quiet = logging.getLogger("LiteLLM")
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)
+            try:
+                litellm.register_model(entries)
+            finally:
+                quiet.setLevel(level)
 
 
 def load_models_file(path: Path) -> ModelsFile:
