@@ -29,6 +29,7 @@ from models.ops import AuditEvent
 from models.trading import Order, TradeIntent
 from services.llm.context import extract_context
 from services.settings import get_settings
+from tasks.council.stage_report import run_report
 from tests.fake_openai import FakeOpenAI, Responder, fake_openai
 
 AS_OF = date(2019, 6, 3)
@@ -202,3 +203,30 @@ def test_schema_valid_hostile_answers_never_reach_the_broker_and_each_refusal_sa
 
 async def _sit() -> Any:
     return await weekly_council(as_of=AS_OF, universe=UNIVERSE, approval="auto", return_state=True)
+
+
+def test_with_no_usable_research_the_pms_are_not_asked_and_the_report_says_why(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_research(body: dict[str, Any]) -> str:
+        return '{"regime": "cut off'  # malformed, and again after the repair request
+
+    with fake_openai(default=Responder(broken_research)) as server:
+        monkeypatch.setenv("LLM_API_BASE", server.base_url)
+        monkeypatch.setenv("LLM_API_KEY", "test-key")
+        monkeypatch.setenv("LLM_MODELS", '["openai/gpt-4o-mini"]')
+        get_settings.cache_clear()
+        state = asyncio.run(_sit())
+        stages = {
+            (extract_context(r.body["messages"][-1]["content"]) or {}).get("stage")
+            for r in server.requests
+        }
+    assert state.is_completed(), state.message
+    assert stages == {"research", None}  # research and its repair requests, nothing else
+    with make_session_factory(db)() as session:
+        run_id = q.run_of_flow(session, state.state_details.flow_run_id).id
+        report = run_report(session, run_id)
+    lines = [s.line for s in report.stages]
+    assert lines[0].startswith("research: 0 answered, 0 repaired, 2 abstained (malformed JSON 2)")
+    assert lines[0].endswith("no research: nothing to pitch from")
+    assert lines[1] == "pitches: skipped; no research to pitch from: the PMs were not asked"

@@ -70,11 +70,15 @@ _UNASKED = "no call recorded: the run stopped before asking"
 def _research(run: StoredRun) -> StageSummary:
     members, state = _members(run, "research", _seats(run, "analyst"))
     packs = sum(m.answer is not Answer.ABSTAINED for m in members)
-    outcome = _n(packs, "research pack") if packs else "no research: pitches go on without it"
+    outcome = _n(packs, "research pack") if packs else "no research: nothing to pitch from"
     return _stage("research", state, outcome, members)
 
 
 def _pitches(run: StoredRun) -> StageSummary:
+    asked = any(c.stage == "pitch" for c in run.calls)
+    if not asked and run.status not in _UNDER_WAY and not _researched(run):
+        outcome = "no research to pitch from: the PMs were not asked"
+        return StageSummary("pitches", StageState.SKIPPED, outcome, models=True)
     members, state = _members(run, "pitch", _seats(run, "pm"))
     kept = [p for p in run.pitches if p.dropped_reason is None]
     outcome = f"{len(kept)} of {len(run.pitches)} pitches kept for review"
@@ -84,6 +88,12 @@ def _pitches(run: StoredRun) -> StageSummary:
         f"{p.symbol} by {p.pm} dropped: {why}" for p in run.pitches if (why := p.dropped_reason)
     ]
     return _stage("pitches", state, outcome, members, notes)
+
+
+def _researched(run: StoredRun) -> bool:
+    """Whether any analyst's research was usable (its latest call answered)."""
+    latest = {c.member: c for c in run.calls if c.stage == "research"}
+    return any(answer_of(c).answer is not Answer.ABSTAINED for c in latest.values())
 
 
 def _review(run: StoredRun) -> StageSummary:

@@ -113,6 +113,8 @@ async def pitch_stage(
     rules: PitchRules,
 ) -> tuple[list[PitchOutcome], list[PitchAbstention]]:
     packs = [(r.member.name, r.pack) for r in research if r.pack is not None]
+    if not packs:  # a pitch must name a researched symbol: with no research, none can
+        return [], []
     researched = frozenset(n.symbol for _, pack in packs for n in pack.notes)
     rules = replace(rules, researched=researched)
     notes = sorted(
