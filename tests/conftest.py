@@ -327,6 +327,23 @@ def priced_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def flow_db(
+    sample_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+) -> Iterator[Engine]:
+    """A database holding the sample bars that flows find through settings (DATABASE_URL),
+    under the worker's Prefect server."""
+    from db.engine import make_engine
+    from services.settings import get_settings
+
+    engine = make_engine(sample_db_url)
+    monkeypatch.setenv("DATABASE_URL", sample_db_url)
+    get_settings.cache_clear()
+    yield engine
+    get_settings.cache_clear()
+    engine.dispose()
+
+
 # --- the aitrader command, in-process, on a database holding the sample bars -------
 
 Run = Callable[..., tuple[int, str]]

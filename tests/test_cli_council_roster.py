@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.context import console
 from cli.main import app
 from services.settings import get_settings
 
@@ -33,7 +34,8 @@ roster:
 
 @pytest.fixture
 def roster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Path, CliRunner]]:
-    monkeypatch.setenv("COLUMNS", "200")
+    # Wide enough that no cell folds; the console exists already (another test made it).
+    monkeypatch.setattr(console, "_width", 200)
     path = tmp_path / "models.yaml"
     monkeypatch.setenv("LLM_MODELS_FILE", str(path))
     get_settings.cache_clear()

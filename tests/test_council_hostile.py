@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from db.engine import make_engine, make_session_factory
+from db.engine import make_session_factory
 from db.queries import council as q
 from flows.weekly_council import weekly_council
 from models.council import CouncilDecision
@@ -43,15 +43,9 @@ INJECTION = (
 
 
 @pytest.fixture
-def db(
-    sample_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
-) -> Iterator[Engine]:
-    engine = make_engine(sample_db_url)
-    monkeypatch.setenv("DATABASE_URL", sample_db_url)
-    get_settings.cache_clear()
-    yield engine
-    get_settings.cache_clear()
-    engine.dispose()
+def db(flow_db: Engine) -> Engine:
+    """A database holding the sample bars, which the flow finds through settings."""
+    return flow_db
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 from sqlalchemy import Engine, func, select
 
-from db.engine import make_engine, make_session_factory, unit_of_work
+from db.engine import make_session_factory, unit_of_work
 from db.queries import council as q
 from db.queries.trading import positions
 from flows.weekly_council import weekly_council
@@ -48,16 +47,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
-def db(
-    sample_db_url: str, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
-) -> Iterator[Engine]:
-    """A migrated database holding the sample bars, which the flow finds through settings."""
-    engine = make_engine(sample_db_url)
-    monkeypatch.setenv("DATABASE_URL", sample_db_url)
-    get_settings.cache_clear()
-    yield engine
-    get_settings.cache_clear()
-    engine.dispose()
+def db(flow_db: Engine) -> Engine:
+    """A database holding the sample bars, which the flow finds through settings."""
+    return flow_db
 
 
 def _run(**kwargs: Any) -> Any:
