@@ -104,6 +104,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop_requested)  # until the runner installs its own
     with contextlib.suppress(KeyboardInterrupt):  # a requested stop, at any stage: exit 0
         _serve()
+    # Stopped: what is left is the interpreter's shutdown (Prefect's log and event workers
+    # flushing). A signal now would raise KeyboardInterrupt outside any handler, and the
+    # process would end killed by SIGINT (-2) instead of 0; `aitrader up` once saw that.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _stop_requested(signum: int, frame: FrameType | None) -> None:
