@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import Require
 from api.body_limit import BodyLimitMiddleware
+from api.dashboard import mount_dashboard
 from api.docs_pages import add_docs_pages
 from api.errors import problem_responses, register_error_handlers
 from api.idempotency import IdempotencyMiddleware, document_idempotency
@@ -122,6 +123,7 @@ def create_app(
             router, dependencies=viewer, responses=problem_responses(401, 403, 404, 422)
         )
 
+    mount_dashboard(app)  # `/` and `/ui/`: the page holds no data; its requests are guarded
     document_idempotency(app)
 
     app.state.metrics = metrics

@@ -1,0 +1,68 @@
+"""The dashboard: one page at `/`, its scripts and styles under `/ui/`, served by the
+realtime process from files in this package (api/web/static). No build step and no CDN:
+a user who runs `make demo` needs no Node, and the page works offline.
+
+The page's Content-Security-Policy allows only our own origin for scripts, styles,
+requests and streams, so the browser itself refuses anything that would leave the
+server. `GET /api/auth/me` tells the page who its token is (or the anonymous local
+reader), so it can show the caller and offer what its role may do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from api.auth import Viewer
+from api.errors import problem_responses
+
+STATIC = Path(__file__).parent / "web" / "static"
+CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Cache-Control": "no-cache",  # a new release's page, not yesterday's
+    "X-Content-Type-Options": "nosniff",
+}
+
+router = APIRouter()
+
+
+class CallerOut(BaseModel):
+    actor: str
+    role: str
+    token_id: int | None
+
+
+@router.get("/", include_in_schema=False)
+def dashboard() -> FileResponse:
+    """The dashboard's single page."""
+    return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+
+@router.get("/api/auth/me", tags=["auth"], responses=problem_responses(401, 403, 422))
+def who_am_i(caller: Viewer) -> CallerOut:
+    """The caller as the server sees it: a token's user and role, or the anonymous local
+    reader (loopback, when `API_ANONYMOUS_READ` is on)."""
+    return CallerOut(actor=caller.actor, role=str(caller.role), token_id=caller.token_id)
+
+
+def mount_dashboard(app: FastAPI) -> None:
+    """`/` and `/ui/...` on `app`."""
+    app.include_router(router)
+    app.mount("/ui", StaticFiles(directory=STATIC), name="ui")

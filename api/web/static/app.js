@@ -1,0 +1,117 @@
+// The dashboard's shell: views by URL hash, the API token of this tab, and the state of
+// each live feed shown in the header. Plain ES modules, no build step, nothing from a CDN.
+import { marketView } from "./market.js";
+
+const VIEWS = { market: marketView };
+const TOKEN_KEY = "aitrader.token";
+
+export const session = {
+  get token() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  },
+  set token(value) {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  },
+};
+
+/** A JSON request to our own API, with this tab's token; throws with the server's detail. */
+export async function api(path, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  if (session.token) headers.Authorization = `Bearer ${session.token}`;
+  const response = await fetch(path, { ...options, headers });
+  const body = response.status === 204 ? null : await response.json().catch(() => null);
+  if (!response.ok) {
+    const detail = body && (body.detail || body.title);
+    throw new Error(typeof detail === "string" ? detail : `${response.status} ${response.statusText}`);
+  }
+  return body;
+}
+
+/** A stream URL with this tab's token (EventSource and WebSocket cannot send headers). */
+export function withToken(path) {
+  if (!session.token) return path;
+  const url = new URL(path, location.origin);
+  url.searchParams.set("access_token", session.token);
+  return url.pathname + url.search;
+}
+
+/** Show a feed's state in the header: connecting, live, reconnecting or closed. */
+export function feedState(name, state) {
+  const badge = document.getElementById(`feed-${name}`);
+  if (!badge) return;
+  badge.dataset.state = state;
+  badge.title = `${name}: ${state}`;
+  badge.setAttribute("aria-label", `${name} feed ${state}`);
+}
+
+let current = null;
+
+function route() {
+  const name = location.hash.slice(1) || "market";
+  const view = VIEWS[name] || VIEWS.market;
+  if (current) current.stop();
+  const root = document.getElementById("view");
+  root.replaceChildren();
+  current = view(root);
+  for (const link of document.querySelectorAll("nav a")) {
+    if (link.dataset.view === name) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+async function showCaller() {
+  const who = document.getElementById("who");
+  const button = document.getElementById("sign-in");
+  if (!session.token) {
+    who.textContent = "anonymous (local)";
+    button.textContent = "Sign in";
+    return;
+  }
+  try {
+    const me = await api("/api/auth/me");
+    who.textContent = `${me.actor} (${me.role})`;
+  } catch (error) {
+    who.textContent = "token refused";
+  }
+  button.textContent = "Sign out";
+}
+
+function setUpSignIn() {
+  const dialog = document.getElementById("token-dialog");
+  const form = document.getElementById("token-form");
+  const input = document.getElementById("token");
+  const error = document.getElementById("token-error");
+  document.getElementById("sign-in").addEventListener("click", () => {
+    if (session.token) {
+      session.token = null;
+      showCaller();
+      route();
+      return;
+    }
+    error.hidden = true;
+    input.value = "";
+    dialog.showModal();
+  });
+  document.getElementById("token-cancel").addEventListener("click", () => dialog.close());
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    session.token = input.value.trim();
+    try {
+      await api("/api/auth/me");
+    } catch (failure) {
+      session.token = null;
+      error.textContent = failure.message;
+      error.hidden = false;
+      return;
+    }
+    dialog.close();
+    showCaller();
+    route();
+  });
+}
+
+window.addEventListener("hashchange", route);
+setUpSignIn();
+showCaller();
+route();

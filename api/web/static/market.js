@@ -1,0 +1,137 @@
+// Market: every streamed symbol with its live price (SSE), the day's change, a flash on
+// each change and a sparkline of the prices seen since the page opened.
+import { feedState, withToken } from "./app.js";
+
+const HISTORY = 60; // points per sparkline
+const RETRY_MS = [1000, 2000, 5000, 10000]; // after the browser gives up on a stream
+
+export function marketView(root) {
+  root.innerHTML = `
+    <section class="market" aria-labelledby="market-title">
+      <div class="section-head">
+        <h2 id="market-title">Market</h2>
+        <label class="filter">Filter <input id="symbol-filter" type="search" placeholder="AAPL, MSFT"></label>
+      </div>
+      <table id="prices">
+        <caption class="visually-hidden">Live prices</caption>
+        <thead><tr>
+          <th scope="col">Symbol</th><th scope="col" class="num">Price</th>
+          <th scope="col" class="num">Change</th><th scope="col" class="num">%</th>
+          <th scope="col">Trend</th>
+        </tr></thead>
+        <tbody></tbody>
+      </table>
+      <p id="prices-empty" class="muted">Waiting for prices…</p>
+    </section>`;
+  const body = root.querySelector("#prices tbody");
+  const empty = root.querySelector("#prices-empty");
+  const filter = root.querySelector("#symbol-filter");
+  const rows = new Map();
+  let source = null;
+  let retry = 0;
+  let timer = null;
+  let stopped = false;
+
+  filter.addEventListener("input", () => {
+    const wanted = filter.value.toUpperCase().split(/[\s,]+/).filter(Boolean);
+    for (const [symbol, row] of rows) {
+      row.tr.hidden = wanted.length > 0 && !wanted.some((w) => symbol.startsWith(w));
+    }
+  });
+
+  function connect() {
+    feedState("prices", retry ? "reconnecting" : "connecting");
+    source = new EventSource(withToken("/api/stream/prices"));
+    source.addEventListener("open", () => {
+      retry = 0;
+      feedState("prices", "live");
+    });
+    source.addEventListener("snapshot", (event) => {
+      for (const price of JSON.parse(event.data)) update(price, false);
+    });
+    source.addEventListener("prices", (event) => {
+      for (const price of JSON.parse(event.data)) update(price, true);
+    });
+    source.addEventListener("error", () => {
+      if (stopped) return;
+      if (source.readyState === EventSource.CLOSED) {
+        // The browser stopped retrying (the server refused or went away): back off, reopen.
+        feedState("prices", "reconnecting");
+        const wait = RETRY_MS[Math.min(retry, RETRY_MS.length - 1)];
+        retry += 1;
+        timer = setTimeout(connect, wait);
+      } else {
+        feedState("prices", "reconnecting"); // EventSource retries by itself (`retry:`)
+      }
+    });
+  }
+
+  function update(price, flash) {
+    let row = rows.get(price.symbol);
+    if (!row) {
+      row = addRow(price.symbol);
+      rows.set(price.symbol, row);
+      empty.hidden = true;
+    }
+    row.price.textContent = price.price.toFixed(2);
+    row.change.textContent = signed(price.change, 2);
+    row.pct.textContent = `${signed(price.change_pct, 2)}%`;
+    row.tr.dataset.trend = price.change > 0 ? "up" : price.change < 0 ? "down" : "flat";
+    row.history.push(price.price);
+    if (row.history.length > HISTORY) row.history.shift();
+    drawSparkline(row.line, row.history);
+    if (flash && price.direction) {
+      const kind = price.direction > 0 ? "flash-up" : "flash-down";
+      row.price.classList.remove("flash-up", "flash-down");
+      void row.price.offsetWidth; // restart the animation
+      row.price.classList.add(kind);
+    }
+  }
+
+  function addRow(symbol) {
+    const tr = document.createElement("tr");
+    tr.dataset.symbol = symbol;
+    const cells = ["symbol", "price num", "change num", "pct num", "trend"].map((name) => {
+      const cell = document.createElement(name === "symbol" ? "th" : "td");
+      cell.className = name;
+      tr.append(cell);
+      return cell;
+    });
+    cells[0].scope = "row";
+    cells[0].textContent = symbol;
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", "0 0 100 24");
+    svg.setAttribute("class", "sparkline");
+    svg.setAttribute("aria-hidden", "true");
+    const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    svg.append(line);
+    cells[4].append(svg);
+    const after = [...body.children].find((other) => other.dataset.symbol > symbol);
+    body.insertBefore(tr, after || null);
+    return { tr, price: cells[1], change: cells[2], pct: cells[3], line, history: [] };
+  }
+
+  connect();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      if (source) source.close();
+      feedState("prices", "closed");
+    },
+  };
+}
+
+function signed(value, digits) {
+  const text = value.toFixed(digits);
+  return value > 0 ? `+${text}` : text;
+}
+
+function drawSparkline(line, values) {
+  const low = Math.min(...values);
+  const high = Math.max(...values);
+  const span = high - low || 1;
+  const step = values.length > 1 ? 100 / (values.length - 1) : 0;
+  const points = values.map((v, i) => `${(i * step).toFixed(1)},${(22 - ((v - low) / span) * 20).toFixed(1)}`);
+  line.setAttribute("points", points.join(" "));
+}

@@ -1,0 +1,164 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the
+realtime app on a real uvicorn server (simulated prices).
+
+The browser is the system's (`/usr/bin/chromium`, `.ci/run` installs it when missing):
+Playwright's own browser download is not used. Screenshots of each view at a desktop and
+a phone size go to `TEST_ARTIFACTS_DIR` (default `test-artifacts/` in the checkout).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
+
+from api.app import create_app
+from services.settings import Settings
+from tests.conftest import IN_CI, REPO
+from tests.live_server import serve_in_thread
+
+CHROMIUM = "/usr/bin/chromium"
+SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", REPO / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    with sync_playwright() as playwright:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def server(migrated_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(
+        database_url=migrated_db_url,
+        realtime_symbols=SYMBOLS,
+        sim_interval_ms=200,
+        sse_interval_ms=200,
+        gc_full_every_s=0,
+        pattern_engine=False,
+    )
+    with serve_in_thread(create_app(settings)) as url:
+        yield url
+
+
+class Watched:
+    """A page with every console error, page error and request it made, noted."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        page.on("request", self._request)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    def _request(self, request: Request) -> None:
+        self.requests.append(request.url)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    watched = Watched(context.new_page())
+    yield watched
+    context.close()
+
+
+def _shoot(page: Page, view: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for size, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{view}-{size}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def test_the_page_loads_clean_and_asks_only_its_own_server(server: str, page: Watched) -> None:
+    page.page.goto(server + "/")
+    rows = page.page.locator("#prices tbody tr")
+    rows.first.wait_for(timeout=10_000)
+    expect(rows).to_have_count(4)
+    assert [rows.nth(i).get_attribute("data-symbol") for i in range(4)] == SYMBOLS
+    assert page.page.locator("#feed-prices").get_attribute("data-state") == "live"
+    assert page.errors == []
+    origin = urlsplit(server).netloc
+    assert {urlsplit(url).netloc for url in page.requests} == {origin}
+    _shoot(page.page, "market")
+
+
+def test_prices_move_within_two_seconds_and_each_change_flashes(server: str, page: Watched) -> None:
+    page.page.goto(server + "/")
+    cell = page.page.locator('#prices tr[data-symbol="AAA"] .price')
+    cell.wait_for(timeout=10_000)
+    first = cell.inner_text()
+    # expect(), not wait_for_function: the page's CSP forbids evaluating strings.
+    expect(cell).not_to_have_text(first, timeout=2_000)
+    flashed = page.page.locator("#prices .price.flash-up, #prices .price.flash-down")
+    flashed.first.wait_for(timeout=2_000)
+    points = page.page.locator('#prices tr[data-symbol="AAA"] polyline').get_attribute("points")
+    assert points is not None
+    assert len(points.split()) >= 2  # the sparkline grew with the prices seen
+    assert page.errors == []
+
+
+def test_the_filter_narrows_the_list_and_the_page_works_by_keyboard(
+    server: str, page: Watched
+) -> None:
+    page.page.goto(server + "/")
+    page.page.locator("#prices tbody tr").nth(3).wait_for(timeout=10_000)
+    page.page.keyboard.press("Tab")  # the first stop is the Market link, then the filter
+    for _ in range(6):
+        if page.page.evaluate("document.activeElement.id") == "symbol-filter":
+            break
+        page.page.keyboard.press("Tab")
+    assert page.page.evaluate("document.activeElement.id") == "symbol-filter"
+    page.page.keyboard.type("bb")
+    visible = page.page.locator("#prices tbody tr:not([hidden])")
+    assert [visible.nth(i).get_attribute("data-symbol") for i in range(visible.count())] == ["BBB"]
+
+
+def test_a_refused_token_is_said_in_the_sign_in_dialog_and_nothing_is_kept(
+    server: str, page: Watched
+) -> None:
+    page.page.goto(server + "/")
+    page.page.click("#sign-in")
+    page.page.fill("#token", "not-a-token")
+    page.page.click("#token-ok")
+    error = page.page.locator("#token-error")
+    error.wait_for(state="visible", timeout=5_000)
+    assert error.inner_text()  # the server's reason, in words
+    assert page.page.evaluate("sessionStorage.getItem('aitrader.token')") is None
+    assert page.page.locator("#who").inner_text() == "anonymous (local)"
+    # The 401 behind the refusal is logged by the browser as a failed load, nothing else.
+    assert all("401" in e for e in page.errors), page.errors
+
+
+def test_chromium_is_debians_not_a_playwright_download() -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no system chromium")
+    assert shutil.which("chromium") == CHROMIUM or Path(CHROMIUM).is_file()
