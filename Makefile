@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SERVE  ?= 1
 
-.PHONY: demo serve test lint format install clean
+.PHONY: demo serve test lint format install clean vendor-charts
 
 demo: $(STAMP) ## set up, import the sample, sit the council on its last week, then the stack (Ctrl-C stops)
 	$(BIN)/aitrader demo
@@ -38,6 +38,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+LWC_VERSION = 5.2.1
+LWC_SHA256 = 64310292298df4dd527494865e5d91d447f8bb397b68de3912c2a6465025ee5e
+vendor-charts: ## re-fetch the dashboard's chart library from npm (checked), into api/web/static/vendor
+	rm -rf .vendor && mkdir -p .vendor
+	curl -fsSL -o .vendor/lwc.tgz https://registry.npmjs.org/lightweight-charts/-/lightweight-charts-$(LWC_VERSION).tgz
+	echo "$(LWC_SHA256)  .vendor/lwc.tgz" | sha256sum -c -
+	tar -xzf .vendor/lwc.tgz -C .vendor
+	cp .vendor/package/dist/lightweight-charts.standalone.production.mjs api/web/static/vendor/
+	cp .vendor/package/LICENSE api/web/static/vendor/lightweight-charts.LICENSE
+	rm -rf .vendor
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -10,6 +10,9 @@ reader), so it can show the caller and offer what its role may do.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
@@ -21,11 +24,29 @@ from api.auth import Viewer
 from api.errors import problem_responses
 
 STATIC = Path(__file__).parent / "web" / "static"
+CHART_LIBRARY = STATIC / "vendor" / "lightweight-charts.standalone.production.mjs"
+
+
+def _chart_style_hash() -> str:
+    """The CSP source for the one stylesheet the chart library injects (its attribution
+    logo's), by hash: that exact text and no other <style> may apply. Read from the
+    vendored file, so `make vendor-charts` keeps it right."""
+    found = re.search(r'innerText="(a#tv-attr-logo[^"]*)"', CHART_LIBRARY.read_text())
+    if found is None:
+        return ""
+    digest = hashlib.sha256(found.group(1).encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+_CHART_STYLE = _chart_style_hash()
 CSP = "; ".join(
     (
         "default-src 'self'",
         "script-src 'self'",
-        "style-src 'self'",
+        f"style-src 'self' {_CHART_STYLE}".rstrip(),
+        # The chart library positions its canvases with style attributes; attributes only,
+        # never a <style> element or a script (decision 0021).
+        "style-src-attr 'unsafe-inline'",
         "img-src 'self' data:",
         "connect-src 'self'",
         "object-src 'none'",

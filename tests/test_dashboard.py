@@ -162,3 +162,46 @@ def test_chromium_is_debians_not_a_playwright_download() -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip("no system chromium")
     assert shutil.which("chromium") == CHROMIUM or Path(CHROMIUM).is_file()
+
+
+@pytest.fixture
+def sample_server(
+    sample_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[str]:
+    """The app on the sample's stored bars: real symbols, a chart to draw, books to quote."""
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(
+        database_url=sample_db_url,
+        sim_interval_ms=200,
+        sse_interval_ms=200,
+        book_interval_ms=200,
+        gc_full_every_s=0,
+        pattern_engine=False,
+    )
+    with serve_in_thread(create_app(settings)) as url:
+        yield url
+
+
+def test_a_symbol_shows_its_candles_with_the_live_tail_and_its_order_book(
+    sample_server: str, page: Watched
+) -> None:
+    page.page.goto(sample_server + "/")
+    pick = page.page.get_by_role("button", name="Show AAPL's chart and book")
+    pick.wait_for(timeout=10_000)
+    pick.focus()
+    page.page.keyboard.press("Enter")  # by keyboard, as by mouse
+    expect(page.page.locator("#detail-title")).to_have_text("AAPL")
+    expect(page.page.locator('#prices tr[data-symbol="AAPL"]')).to_have_attribute(
+        "aria-selected", "true"
+    )
+    note = page.page.locator("#chart-note")
+    expect(note).to_contain_text("daily bars to", timeout=10_000)
+    assert int(note.inner_text().split()[0]) > 100  # the sample's year and more of bars
+    assert page.page.locator("#chart canvas").count() > 0  # drawn
+    book = page.page.locator("#book-state")
+    expect(book).to_contain_text("NBBO", timeout=10_000)
+    expect(page.page.locator("#book tbody tr").first).to_be_visible()
+    assert page.errors == []  # the chart library runs under the page's CSP
+    origin = urlsplit(sample_server).netloc
+    assert {urlsplit(url).netloc for url in page.requests} == {origin}
+    _shoot(page.page, "market-symbol")

@@ -1,6 +1,7 @@
 // Market: every streamed symbol with its live price (SSE), the day's change, a flash on
 // each change and a sparkline of the prices seen since the page opened.
 import { feedState, withToken } from "./app.js";
+import { symbolDetail } from "./detail.js";
 
 const HISTORY = 60; // points per sparkline
 const RETRY_MS = [1000, 2000, 5000, 10000]; // after the browser gives up on a stream
@@ -22,7 +23,8 @@ export function marketView(root) {
         <tbody></tbody>
       </table>
       <p id="prices-empty" class="muted">Waiting for prices…</p>
-    </section>`;
+    </section>
+    <div id="detail"></div>`;
   const body = root.querySelector("#prices tbody");
   const empty = root.querySelector("#prices-empty");
   const filter = root.querySelector("#symbol-filter");
@@ -31,6 +33,15 @@ export function marketView(root) {
   let retry = 0;
   let timer = null;
   let stopped = false;
+  let detail = null;
+  let selected = null;
+
+  function select(symbol) {
+    if (detail) detail.stop();
+    selected = symbol;
+    for (const [name, row] of rows) row.tr.setAttribute("aria-selected", String(name === symbol));
+    detail = symbolDetail(root.querySelector("#detail"), symbol);
+  }
 
   filter.addEventListener("input", () => {
     const wanted = filter.value.toUpperCase().split(/[\s,]+/).filter(Boolean);
@@ -80,6 +91,7 @@ export function marketView(root) {
     row.history.push(price.price);
     if (row.history.length > HISTORY) row.history.shift();
     drawSparkline(row.line, row.history);
+    if (detail && price.symbol === selected) detail.price(price.price, price.ts);
     if (flash && price.direction) {
       const kind = price.direction > 0 ? "flash-up" : "flash-down";
       row.price.classList.remove("flash-up", "flash-down");
@@ -98,7 +110,13 @@ export function marketView(root) {
       return cell;
     });
     cells[0].scope = "row";
-    cells[0].textContent = symbol;
+    const pick = document.createElement("button");
+    pick.type = "button";
+    pick.className = "pick";
+    pick.textContent = symbol;
+    pick.setAttribute("aria-label", `Show ${symbol}'s chart and book`);
+    pick.addEventListener("click", () => select(symbol));
+    cells[0].append(pick);
     const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
     svg.setAttribute("viewBox", "0 0 100 24");
     svg.setAttribute("class", "sparkline");
@@ -116,6 +134,7 @@ export function marketView(root) {
     stop() {
       stopped = true;
       clearTimeout(timer);
+      if (detail) detail.stop();
       if (source) source.close();
       feedState("prices", "closed");
     },
