@@ -205,3 +205,57 @@ def test_a_symbol_shows_its_candles_with_the_live_tail_and_its_order_book(
     origin = urlsplit(sample_server).netloc
     assert {urlsplit(url).netloc for url in page.requests} == {origin}
     _shoot(page.page, "market-symbol")
+
+
+def _store_signals(db_url: str, count: int) -> list[tuple[str, str]]:
+    """`count` stored signals of the last hour, alternating sides and symbols."""
+    from datetime import UTC, datetime, timedelta
+
+    from db.engine import make_engine, make_session_factory, unit_of_work
+    from db.queries.signals import ensure_strategy, insert_signals, signal_row
+    from models.enums import Side
+
+    engine = make_engine(db_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    made = []
+    with unit_of_work(make_session_factory(engine)) as session:
+        strategy = ensure_strategy(session, "pattern_engine", "pattern", {}, "test")
+        rows = []
+        for i in range(count):
+            symbol, side = SYMBOLS[i % len(SYMBOLS)], (Side.BUY if i % 2 == 0 else Side.SELL)
+            ts = now - timedelta(minutes=count - i)
+            body: dict[str, object] = {
+                "symbol": symbol,
+                "kind": "breakout",
+                "side": side.value,
+                "score": 1.5,
+                "price": 100.0 + i,
+                "size": 1,
+                "ts": ts.isoformat(),
+                "features": {},
+            }
+            rows.append(signal_row(strategy.id, symbol, "breakout", side, 1.5, ts, body))
+            made.append((symbol, side.value))
+        insert_signals(session, rows)
+    engine.dispose()
+    return made
+
+
+def test_signals_show_the_stored_ones_then_live_and_filter_by_side_and_symbol(
+    migrated_db_url: str, server: str, page: Watched
+) -> None:
+    made = _store_signals(migrated_db_url, 6)
+    page.page.goto(server + "/#signals")
+    rows = page.page.locator("#signals tbody tr")
+    expect(rows).to_have_count(6, timeout=10_000)
+    expect(page.page.locator("#feed-signals")).to_have_attribute("data-state", "live")
+    newest = made[-1]
+    assert rows.first.get_attribute("data-symbol") == newest[0]  # newest first
+    page.page.select_option("#signal-side", "sell")
+    expect(page.page.locator("#signals tbody tr:not([hidden])")).to_have_count(3)
+    page.page.fill("#signal-symbol", "BBB")
+    visible = page.page.locator("#signals tbody tr:not([hidden])")
+    expected = sum(1 for symbol, side in made if side == "sell" and symbol == "BBB")
+    expect(visible).to_have_count(expected)
+    assert page.errors == []
+    _shoot(page.page, "signals")

@@ -1,8 +1,9 @@
 // The dashboard's shell: views by URL hash, the API token of this tab, and the state of
 // each live feed shown in the header. Plain ES modules, no build step, nothing from a CDN.
 import { marketView } from "./market.js";
+import { signalsView } from "./signals.js";
 
-const VIEWS = { market: marketView };
+const VIEWS = { market: marketView, signals: signalsView };
 const TOKEN_KEY = "aitrader.token";
 
 export const session = {

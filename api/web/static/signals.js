@@ -1,0 +1,131 @@
+// Signals: the pattern engine's signals over the WebSocket (`trading_signals`), the
+// stored ones of the last day first, then live; filters by symbol, kind and side.
+// On a lost connection it reconnects with backoff and resumes from the last signal seen.
+import { feedState, withToken } from "./app.js";
+
+const KEEP = 500;
+const CATCH_UP_MS = 24 * 3600 * 1000;
+const RETRY_MS = [500, 1000, 2000, 5000, 10000];
+
+export function signalsView(root) {
+  root.innerHTML = `
+    <section aria-labelledby="signals-title">
+      <div class="section-head">
+        <h2 id="signals-title">Signals</h2>
+        <div class="filters">
+          <label>Symbol <input id="signal-symbol" type="search" placeholder="AAPL"></label>
+          <label>Kind <select id="signal-kind"><option value="">all</option></select></label>
+          <label>Side <select id="signal-side">
+            <option value="">both</option><option value="buy">buy</option><option value="sell">sell</option>
+          </select></label>
+        </div>
+      </div>
+      <table id="signals">
+        <caption class="visually-hidden">Trading signals, newest first</caption>
+        <thead><tr><th scope="col">Time</th><th scope="col">Symbol</th><th scope="col">Kind</th>
+          <th scope="col">Side</th><th scope="col" class="num">Score</th><th scope="col" class="num">Price</th></tr></thead>
+        <tbody></tbody>
+      </table>
+      <p id="signals-empty" class="muted">No signal yet.</p>
+    </section>`;
+  const body = root.querySelector("#signals tbody");
+  const empty = root.querySelector("#signals-empty");
+  const symbolFilter = root.querySelector("#signal-symbol");
+  const kindFilter = root.querySelector("#signal-kind");
+  const sideFilter = root.querySelector("#signal-side");
+  const seen = new Set();
+  const kinds = new Set();
+  let lastTs = new Date(Date.now() - CATCH_UP_MS).toISOString();
+  let socket = null;
+  let retry = 0;
+  let timer = null;
+  let stopped = false;
+
+  for (const input of [symbolFilter, kindFilter, sideFilter]) input.addEventListener("input", applyFilters);
+
+  function connect() {
+    feedState("signals", retry ? "reconnecting" : "connecting");
+    const url = new URL(withToken("/ws"), location.origin);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    socket = new WebSocket(url);
+    socket.addEventListener("open", () => {
+      socket.send(JSON.stringify({ action: "subscribe", topics: ["trading_signals"], since: lastTs }));
+    });
+    socket.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "subscribed") {
+        retry = 0;
+        feedState("signals", "live");
+      } else if (message.type === "trading_signals") {
+        add(message.data);
+      } else if (message.type === "error") {
+        feedState("signals", "reconnecting");
+      }
+    });
+    socket.addEventListener("close", () => {
+      if (stopped) return;
+      feedState("signals", "reconnecting");
+      const wait = RETRY_MS[Math.min(retry, RETRY_MS.length - 1)];
+      retry += 1;
+      timer = setTimeout(connect, wait);
+    });
+  }
+
+  function add(signal) {
+    const key = `${signal.strategy}|${signal.symbol}|${signal.kind}|${signal.ts}`;
+    if (seen.has(key)) return; // a resume sends the last one again: it is recognised
+    seen.add(key);
+    if (signal.ts > lastTs) lastTs = signal.ts;
+    if (!kinds.has(signal.kind)) {
+      kinds.add(signal.kind);
+      const option = document.createElement("option");
+      option.value = option.textContent = signal.kind;
+      kindFilter.append(option);
+    }
+    const tr = document.createElement("tr");
+    Object.assign(tr.dataset, { symbol: signal.symbol, kind: signal.kind, side: signal.side, ts: signal.ts });
+    const cells = [
+      new Date(signal.ts).toLocaleTimeString(),
+      signal.symbol,
+      signal.kind,
+      signal.side,
+      signal.score == null ? "" : Number(signal.score).toFixed(2),
+      signal.price == null ? "" : Number(signal.price).toFixed(2),
+    ];
+    cells.forEach((text, i) => {
+      const cell = document.createElement(i === 1 ? "th" : "td");
+      if (i === 1) cell.scope = "row";
+      if (i >= 4) cell.className = "num";
+      if (i === 3) cell.className = `side-${signal.side}`;
+      cell.textContent = text;
+      tr.append(cell);
+    });
+    const after = [...body.children].find((row) => row.dataset.ts < signal.ts);
+    body.insertBefore(tr, after || null); // newest first
+    while (body.children.length > KEEP) body.lastElementChild.remove();
+    empty.hidden = true;
+    filterRow(tr);
+  }
+
+  function filterRow(tr) {
+    const symbols = symbolFilter.value.toUpperCase().split(/[\s,]+/).filter(Boolean);
+    tr.hidden =
+      (symbols.length > 0 && !symbols.some((s) => tr.dataset.symbol.startsWith(s))) ||
+      (kindFilter.value && tr.dataset.kind !== kindFilter.value) ||
+      (sideFilter.value && tr.dataset.side !== sideFilter.value);
+  }
+
+  function applyFilters() {
+    for (const tr of body.children) filterRow(tr);
+  }
+
+  connect();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      if (socket) socket.close();
+      feedState("signals", "off");
+    },
+  };
+}
