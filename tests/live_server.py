@@ -31,7 +31,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI, *, startup_timeout: float = 90.0) -> Iterator[str]:
+def serve_in_thread(
+    app: FastAPI,
+    *,
+    startup_timeout: float = 90.0,
+    port: int | None = None,
+    cut_after_s: int | None = None,
+) -> Iterator[str]:
     """Yield the base URL while the server runs; stop it (lifespan shutdown included) on exit.
 
     The start-up allowance is generous because a fresh clone's first start
@@ -40,8 +46,17 @@ def serve_in_thread(app: FastAPI, *, startup_timeout: float = 90.0) -> Iterator[
     and joined, so a half-started app (its GC policy applied, its tasks
     running) does not outlive the test into the next one on the worker.
     """
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    port = port or free_port()  # a given port: a server "restarted" where clients expect it
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        # `cut_after_s`: on exit, open streams are cut after that long (a server going away
+        # under its clients), where uvicorn would otherwise wait for them to end.
+        timeout_graceful_shutdown=cut_after_s,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()

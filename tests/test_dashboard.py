@@ -27,7 +27,7 @@ from playwright.sync_api import (
 from api.app import create_app
 from services.settings import Settings
 from tests.conftest import IN_CI, REPO
-from tests.live_server import serve_in_thread
+from tests.live_server import free_port, serve_in_thread
 
 CHROMIUM = "/usr/bin/chromium"
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
@@ -259,3 +259,44 @@ def test_signals_show_the_stored_ones_then_live_and_filter_by_side_and_symbol(
     expect(visible).to_have_count(expected)
     assert page.errors == []
     _shoot(page.page, "signals")
+
+
+def test_the_feeds_say_when_they_are_cut_and_come_back_by_themselves(
+    migrated_db_url: str, browser: Browser, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(
+        database_url=migrated_db_url,
+        realtime_symbols=SYMBOLS,
+        sim_interval_ms=200,
+        sse_interval_ms=200,
+        sse_retry_ms=300,
+        gc_full_every_s=0,
+        pattern_engine=False,
+    )
+    port = free_port()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    watched = Watched(context.new_page())
+    page = watched.page
+    prices, signals = page.locator("#feed-prices"), page.locator("#feed-signals")
+    try:
+        with serve_in_thread(create_app(settings), port=port, cut_after_s=1) as url:
+            page.goto(url + "/")
+            expect(prices).to_have_attribute("data-state", "live", timeout=10_000)
+        expect(prices).to_have_attribute("data-state", "reconnecting", timeout=5_000)
+        with serve_in_thread(create_app(settings), port=port, cut_after_s=1):
+            expect(prices).to_have_attribute("data-state", "live", timeout=15_000)
+            cell = page.locator('#prices tr[data-symbol="AAA"] .price')
+            before = cell.inner_text()
+            expect(cell).not_to_have_text(before, timeout=5_000)  # prices move again
+            page.goto(url + "/#signals")
+            expect(signals).to_have_attribute("data-state", "live", timeout=10_000)
+        expect(signals).to_have_attribute("data-state", "reconnecting", timeout=5_000)
+        with serve_in_thread(create_app(settings), port=port, cut_after_s=1):
+            expect(signals).to_have_attribute("data-state", "live", timeout=15_000)
+    finally:
+        context.close()
+    # What a cut feed logs is the browser's own failed connections, nothing of ours.
+    network = ("Failed to load resource: net::", "WebSocket connection to")
+    ours = [e for e in watched.errors if not e.startswith(network)]
+    assert ours == [], watched.errors
