@@ -51,16 +51,20 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def server(migrated_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     monkeypatch.chdir(tmp_path)
-    settings = Settings(
-        database_url=migrated_db_url,
-        realtime_symbols=SYMBOLS,
-        sim_interval_ms=200,
-        sse_interval_ms=200,
-        gc_full_every_s=0,
-        pattern_engine=False,
-    )
-    with serve_in_thread(create_app(settings)) as url:
+    with serve_in_thread(create_app(_settings(migrated_db_url, realtime_symbols=SYMBOLS))) as url:
         yield url
+
+
+def _settings(database_url: str, **overrides: object) -> Settings:
+    """The realtime app quick to show: prices every 200 ms, no pattern engine, no full GC."""
+    base: dict[str, object] = {
+        "database_url": database_url,
+        "sim_interval_ms": 200,
+        "sse_interval_ms": 200,
+        "gc_full_every_s": 0,
+        "pattern_engine": False,
+    }
+    return Settings.model_validate(base | overrides)
 
 
 class Watched:
@@ -170,15 +174,7 @@ def sample_server(
 ) -> Iterator[str]:
     """The app on the sample's stored bars: real symbols, a chart to draw, books to quote."""
     monkeypatch.chdir(tmp_path)
-    settings = Settings(
-        database_url=sample_db_url,
-        sim_interval_ms=200,
-        sse_interval_ms=200,
-        book_interval_ms=200,
-        gc_full_every_s=0,
-        pattern_engine=False,
-    )
-    with serve_in_thread(create_app(settings)) as url:
+    with serve_in_thread(create_app(_settings(sample_db_url, book_interval_ms=200))) as url:
         yield url
 
 
@@ -265,15 +261,7 @@ def test_the_feeds_say_when_they_are_cut_and_come_back_by_themselves(
     migrated_db_url: str, browser: Browser, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    settings = Settings(
-        database_url=migrated_db_url,
-        realtime_symbols=SYMBOLS,
-        sim_interval_ms=200,
-        sse_interval_ms=200,
-        sse_retry_ms=300,
-        gc_full_every_s=0,
-        pattern_engine=False,
-    )
+    settings = _settings(migrated_db_url, realtime_symbols=SYMBOLS, sse_retry_ms=300)
     port = free_port()
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     watched = Watched(context.new_page())
