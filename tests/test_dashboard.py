@@ -3,7 +3,8 @@ realtime app on a real uvicorn server (simulated prices).
 
 The browser is the system's (`/usr/bin/chromium`, `.ci/run` installs it when missing):
 Playwright's own browser download is not used. Screenshots of each view at a desktop and
-a phone size go to `TEST_ARTIFACTS_DIR` (default `test-artifacts/` in the checkout).
+a phone size go to `TEST_ARTIFACTS_DIR` (default `test-artifacts/` in the checkout);
+`UPDATE_README_SCREENSHOT=1` also rewrites docs/img/dashboard.png, the README's picture.
 """
 
 from __future__ import annotations
@@ -94,11 +95,20 @@ def page(browser: Browser) -> Iterator[Watched]:
     context.close()
 
 
-def _shoot(page: Page, view: str) -> None:
+README_SHOT = REPO / "docs" / "img" / "dashboard.png"
+
+
+def _shoot(page: Page, view: str, readme: bool = False) -> None:
+    """Each size's screenshot as a test artifact; with UPDATE_README_SCREENSHOT=1, the
+    desktop one of the `readme` view also becomes the README's picture."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for size, (width, height) in SIZES.items():
         page.set_viewport_size({"width": width, "height": height})
-        page.screenshot(path=str(ARTIFACTS / f"dashboard-{view}-{size}.png"), full_page=True)
+        path = ARTIFACTS / f"dashboard-{view}-{size}.png"
+        page.screenshot(path=str(path), full_page=True)
+        if readme and size == "desktop" and os.environ.get("UPDATE_README_SCREENSHOT") == "1":
+            README_SHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(README_SHOT), full_page=False)
     page.set_viewport_size({"width": 1280, "height": 800})
 
 
@@ -200,7 +210,7 @@ def test_a_symbol_shows_its_candles_with_the_live_tail_and_its_order_book(
     assert page.errors == []  # the chart library runs under the page's CSP
     origin = urlsplit(sample_server).netloc
     assert {urlsplit(url).netloc for url in page.requests} == {origin}
-    _shoot(page.page, "market-symbol")
+    _shoot(page.page, "market-symbol", readme=True)
 
 
 def _store_signals(db_url: str, count: int) -> list[tuple[str, str]]:

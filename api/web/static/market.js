@@ -8,6 +8,7 @@ const RETRY_MS = [1000, 2000, 5000, 10000]; // after the browser gives up on a s
 
 export function marketView(root) {
   root.innerHTML = `
+    <div class="market-layout">
     <section class="market" aria-labelledby="market-title">
       <div class="section-head">
         <h2 id="market-title">Market</h2>
@@ -24,7 +25,8 @@ export function marketView(root) {
       </table>
       <p id="prices-empty" class="muted">Waiting for prices…</p>
     </section>
-    <div id="detail"></div>`;
+    <div id="detail"></div>
+    </div>`;
   const body = root.querySelector("#prices tbody");
   const empty = root.querySelector("#prices-empty");
   const filter = root.querySelector("#symbol-filter");
