@@ -68,7 +68,8 @@ async def chat_turn(
     # litellm loads with the first chat turn, not with the server: it is 2-3 s and ~100 MB
     # that a realtime process nobody chats with never needs.
     from services.llm.catalog import catalog_from_settings
-    from services.llm.gateway import CallContext, LLMGateway, ProviderLimits
+    from services.llm.gateway import CallContext, LLMGateway
+    from services.llm.limits import ProviderLimits
     from services.llm.offline import register_offline_provider
 
     register_offline_provider()

@@ -55,7 +55,8 @@ from models.errors import BudgetExceededError, InvalidInputError, describe_failu
 from services.bus.job_updates import announce_job
 from services.llm.budget import RunBudget
 from services.llm.catalog import catalog_from_settings
-from services.llm.gateway import LLMGateway, ProviderLimits
+from services.llm.gateway import LLMGateway
+from services.llm.limits import ProviderLimits
 from services.llm.offline import register_offline_provider
 from services.settings import get_settings
 from tasks.council.roster import Member, Roster, default_roster, roster_of, seat_models

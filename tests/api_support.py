@@ -92,3 +92,34 @@ def running_api(settings: Settings, client: tuple[str, int] = REMOTE) -> Iterato
             yield Api(http, app, sessions, tokens, ids)
     finally:
         engine.dispose()
+
+
+def api_after_a_council(
+    db_url: str,
+    monkeypatch: Any,
+    tmp_path: Any,
+    as_of: Any,
+    universe: list[str],
+) -> Iterator[Api]:
+    """The API on `db_url` after the offline council sat on `as_of` over `universe`
+    (approval auto, nothing executed), in the flow's own process settings."""
+    import asyncio
+
+    from flows.weekly_council import weekly_council
+    from services.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    get_settings.cache_clear()
+
+    async def sit() -> Any:
+        return await weekly_council(
+            as_of=as_of, universe=universe, approval="auto", execute=False, return_state=True
+        )
+
+    state = asyncio.run(sit())
+    assert state.is_completed(), state
+    with running_api(api_settings(db_url, jobs_log_dir=tmp_path / "jobs")) as api:
+        yield api
+    get_settings.cache_clear()

@@ -4,12 +4,10 @@ does not produce on demand (a failed run, a forged figure, weeks of runs)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -18,9 +16,8 @@ from db.engine import unit_of_work
 from models.council import Pitch, ResearchReport
 from models.enums import Role, RunStatus
 from models.ops import AuditEvent, LLMCall
-from services.settings import get_settings
 from tasks.market_snapshot import build_snapshot
-from tests.api_support import Api, api_settings, running_api
+from tests.api_support import Api, api_after_a_council
 from tests.council_factories import (
     make_call,
     make_decision,
@@ -38,23 +35,7 @@ UNIVERSE = ["AAPL", "JPM", "MSFT", "NVDA", "XOM"]
 def council_api(
     api_db_url: str, prefect_harness: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[Api]:
-    from flows.weekly_council import weekly_council
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", api_db_url)
-    monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    get_settings.cache_clear()
-
-    async def sit() -> Any:
-        return await weekly_council(
-            as_of=AS_OF, universe=UNIVERSE, approval="auto", execute=False, return_state=True
-        )
-
-    state = asyncio.run(sit())
-    assert state.is_completed(), state
-    with running_api(api_settings(api_db_url, jobs_log_dir=tmp_path / "jobs")) as api:
-        yield api
-    get_settings.cache_clear()
+    yield from api_after_a_council(api_db_url, monkeypatch, tmp_path, AS_OF, UNIVERSE)
 
 
 def test_research_reads_verifies_and_shows_its_prompt(council_api: Api) -> None:

@@ -4,7 +4,6 @@ and on council rows stored directly (tests/council_factories.py) for the exact s
 
 from __future__ import annotations
 
-import asyncio
 import csv
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -21,10 +20,9 @@ from models.council import CouncilRun, ResearchReport, ResearchVerdict
 from models.enums import JobType, Role, RunStatus
 from models.market import Instrument
 from models.ops import AuditEvent, Job
-from services.settings import get_settings
 from tasks.import_instruments import import_instrument_file
 from tasks.market_snapshot import build_snapshot
-from tests.api_support import Api, api_settings, running_api
+from tests.api_support import Api, api_after_a_council
 from tests.conftest import SAMPLE_DATA
 from tests.council_factories import make_call, make_report, make_run
 
@@ -42,27 +40,12 @@ def sat_api(
     """The API after the offline council sat on AS_OF, with the sample's sectors imported
     first (so the snapshot has sectors and the analysts' packs have sector views)."""
     from db.engine import make_engine, make_session_factory
-    from flows.weekly_council import weekly_council
 
     engine = make_engine(api_db_url)
     with unit_of_work(make_session_factory(engine)) as session:
         import_instrument_file(session, SECTORS_FILE)
     engine.dispose()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", api_db_url)
-    monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    get_settings.cache_clear()
-
-    async def sit() -> Any:
-        return await weekly_council(
-            as_of=AS_OF, universe=UNIVERSE, approval="auto", execute=False, return_state=True
-        )
-
-    state = asyncio.run(sit())
-    assert state.is_completed(), state
-    with running_api(api_settings(api_db_url, jobs_log_dir=tmp_path / "jobs")) as api:
-        yield api
-    get_settings.cache_clear()
+    yield from api_after_a_council(api_db_url, monkeypatch, tmp_path, AS_OF, UNIVERSE)
 
 
 def test_a_sitting_reads_by_its_job_as_a_graph_and_as_its_data_package(sat_api: Api) -> None:

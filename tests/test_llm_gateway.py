@@ -22,7 +22,8 @@ from models.enums import LLMCallStatus
 from models.errors import BudgetExceededError, ConfigurationError
 from models.ops import LLMCall
 from services.llm.budget import RunBudget
-from services.llm.gateway import CallContext, LLMGateway, ProviderLimits
+from services.llm.gateway import CallContext, LLMGateway
+from services.llm.limits import ProviderLimits
 from services.llm.retry import RetryPolicy
 from tests.fake_openai import (
     FakeOpenAI,

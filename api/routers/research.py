@@ -118,7 +118,7 @@ def research_prompt(
     structured output also gets the answer's schema as a first message."""
     # litellm (token counts, model facts) on first use, not with the realtime server.
     from services.llm.catalog import catalog_from_settings
-    from services.llm.gateway import prompt_room
+    from services.llm.window import prompt_room
     from tasks.council.research import RESEARCH_TOKENS, plan_shards, shard_prompter
     from tasks.council.screen import screen, screen_rules
 

@@ -31,9 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
@@ -48,10 +46,12 @@ from services.llm import structured
 from services.llm.budget import RunBudget
 from services.llm.catalog import ModelCatalog, ModelFacts
 from services.llm.hashing import Message, cache_key, prompt_hash
+from services.llm.limits import ProviderLimits
 from services.llm.model_facts import cost_of, supports_schema, worst_case_usd
 from services.llm.retry import RetryPolicy, is_retryable
 from services.llm.store import CallStore
 from services.llm.streaming import TextSink, TextStream, streamed_completion
+from services.llm.window import PromptRoom, prompt_room
 
 logger = logging.getLogger(__name__)
 
@@ -98,48 +98,6 @@ class _Exchange:
     completion_tokens: int = 0
     cost: Decimal = ZERO
     attempts: int = 0
-
-
-@dataclass(frozen=True)
-class PromptRoom:
-    """The most tokens a prompt may have (None: no limit), counted as the gateway counts.
-
-    The schema's own text is counted in both ways of asking: in the prompt it is a
-    message; in `response_format` providers count it against the window too."""
-
-    limit: int | None
-    facts: ModelFacts
-    schema_message: Message
-
-    def tokens(self, messages: list[Message]) -> int:
-        return self.facts.count_tokens([self.schema_message, *messages])
-
-    def fits(self, messages: list[Message]) -> bool:
-        return self.limit is None or self.tokens(messages) <= self.limit
-
-
-def prompt_room(facts: ModelFacts, schema: type[BaseModel], max_tokens: int) -> PromptRoom:
-    """The room of a call to the model of `facts` for `schema`, `max_tokens` kept back."""
-    return PromptRoom(facts.prompt_room(max_tokens), facts, structured.schema_instruction(schema))
-
-
-class ProviderLimits:
-    """At most `limit` calls in flight per provider in this process, across threads."""
-
-    def __init__(self, default: int = 4, per_provider: Mapping[str, int] | None = None) -> None:
-        self._default = default
-        self._per_provider = dict(per_provider or {})
-        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
-        self._lock = threading.Lock()
-
-    def semaphore(self, provider: str, limit: int | None = None) -> threading.BoundedSemaphore:
-        """The slot pool of `provider` (or of any key, e.g. one model, with its own `limit`)."""
-        with self._lock:
-            sem = self._semaphores.get(provider)
-            if sem is None:
-                limit = limit or self._per_provider.get(provider, self._default)
-                sem = self._semaphores[provider] = threading.BoundedSemaphore(limit)
-            return sem
 
 
 class LLMGateway:
@@ -230,9 +188,8 @@ class LLMGateway:
         extra["timeout"] = extra["timeout"] or DEFAULT_TIMEOUT_S
         if use_schema:
             extra["response_format"] = structured.response_format(schema)
-        too_big = _window_problem(
-            facts, [structured.schema_instruction(schema), *messages], max_tokens
-        )
+        room = prompt_room(facts, schema, max_tokens)
+        too_big = room.problem(messages)
         if too_big is not None:
             return await self._refused(base, too_big, started)
         exchange = _Exchange()
@@ -245,8 +202,9 @@ class LLMGateway:
                 value, status = structured.parse(exchange.raw, schema), LLMCallStatus.OK
             except ValueError as first:
                 error = structured.describe(first)
-                repair = [*request, *structured.repair_request(exchange.raw, error)]
-                if (too_big := _window_problem(facts, repair, max_tokens)) is not None:
+                asked_again = structured.repair_request(exchange.raw, error)
+                repair = [*request, *asked_again]
+                if (too_big := room.problem([*messages, *asked_again])) is not None:
                     raise _GaveUpError(f"no repair round: {too_big}") from None
                 await self._send(facts, repair, extra, exchange)
                 try:
@@ -428,21 +386,6 @@ class LLMGateway:
         if worst is None:
             worst = worst_case_usd(facts.model, messages, max_tokens)
         return self.budget.reserve(worst)
-
-
-def _window_problem(facts: ModelFacts, messages: list[Message], max_tokens: int) -> str | None:
-    """Why `messages` cannot be sent to the model (its window), or None if they fit."""
-    room = facts.prompt_room(max_tokens)
-    if room is None:
-        return None
-    tokens = facts.count_tokens(messages)
-    if tokens <= room:
-        return None
-    return (
-        f"prompt of {tokens:,} tokens does not fit {facts.name}: window {facts.window:,}, "
-        f"{max_tokens:,} kept for the answer and {facts.spec.token_margin:.0%} margin leave "
-        f"{room:,}"
-    )
 
 
 class _GaveUpError(Exception):

@@ -2,7 +2,7 @@
 
 A stage builds its prompt from a number of items in priority order (symbols,
 notes); `largest_fitting` finds, by bisection, the most items whose prompt
-fits the model's room (`services.llm.gateway.PromptRoom`). That the prompt grows
+fits the model's room (`services.llm.window.PromptRoom`). That the prompt grows
 with the count is what makes bisection correct; the stages build them so.
 
 A snapshot cut to the symbols a prompt is about (`snapshot_of`) keeps the
