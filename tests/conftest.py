@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from tests.fake_openai import FakeOpenAI
     from tests.private_redis import PrivateRedis
 
-pytest_plugins = ("tests.worker_heap",)
+pytest_plugins = ("tests.worker_heap", "tests.browser_support")
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="aitrader-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -1,115 +1,30 @@
-"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the
-realtime app on a real uvicorn server (simulated prices).
-
-The browser is the system's (`/usr/bin/chromium`, `.ci/run` installs it when missing):
-Playwright's own browser download is not used. Screenshots of each view at a desktop and
-a phone size go to `TEST_ARTIFACTS_DIR` (default `test-artifacts/` in the checkout);
-`UPDATE_README_SCREENSHOT=1` also rewrites docs/img/dashboard.png, the README's picture.
-"""
+"""The dashboard's Market and Signals views in a real browser (tests/browser_support.py),
+against the realtime app on a real uvicorn server (simulated prices)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import (
-    Browser,
-    ConsoleMessage,
-    Page,
-    Request,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Browser, expect
 
 from api.app import create_app
-from services.settings import Settings
-from tests.conftest import IN_CI, REPO
+from tests.browser_support import CHROMIUM, Watched, dashboard_settings, shoot
 from tests.live_server import free_port, serve_in_thread
 
-CHROMIUM = "/usr/bin/chromium"
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
-SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
-ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", REPO / "test-artifacts"))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package")
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    with sync_playwright() as playwright:
-        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
 def server(migrated_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     monkeypatch.chdir(tmp_path)
-    with serve_in_thread(create_app(_settings(migrated_db_url, realtime_symbols=SYMBOLS))) as url:
+    with serve_in_thread(
+        create_app(dashboard_settings(migrated_db_url, realtime_symbols=SYMBOLS))
+    ) as url:
         yield url
-
-
-def _settings(database_url: str, **overrides: object) -> Settings:
-    """The realtime app quick to show: prices every 200 ms, no pattern engine, no full GC."""
-    base: dict[str, object] = {
-        "database_url": database_url,
-        "sim_interval_ms": 200,
-        "sse_interval_ms": 200,
-        "gc_full_every_s": 0,
-        "pattern_engine": False,
-    }
-    return Settings.model_validate(base | overrides)
-
-
-class Watched:
-    """A page with every console error, page error and request it made, noted."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
-        page.on("request", self._request)
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(message.text)
-
-    def _request(self, request: Request) -> None:
-        self.requests.append(request.url)
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    watched = Watched(context.new_page())
-    yield watched
-    context.close()
-
-
-README_SHOT = REPO / "docs" / "img" / "dashboard.png"
-
-
-def _shoot(page: Page, view: str, readme: bool = False) -> None:
-    """Each size's screenshot as a test artifact; with UPDATE_README_SCREENSHOT=1, the
-    desktop one of the `readme` view also becomes the README's picture."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for size, (width, height) in SIZES.items():
-        page.set_viewport_size({"width": width, "height": height})
-        path = ARTIFACTS / f"dashboard-{view}-{size}.png"
-        page.screenshot(path=str(path), full_page=True)
-        if readme and size == "desktop" and os.environ.get("UPDATE_README_SCREENSHOT") == "1":
-            README_SHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(README_SHOT), full_page=False)
-    page.set_viewport_size({"width": 1280, "height": 800})
 
 
 def test_the_page_loads_clean_and_asks_only_its_own_server(server: str, page: Watched) -> None:
@@ -122,7 +37,7 @@ def test_the_page_loads_clean_and_asks_only_its_own_server(server: str, page: Wa
     assert page.errors == []
     origin = urlsplit(server).netloc
     assert {urlsplit(url).netloc for url in page.requests} == {origin}
-    _shoot(page.page, "market")
+    shoot(page.page, "market")
 
 
 def test_prices_move_within_two_seconds_and_each_change_flashes(server: str, page: Watched) -> None:
@@ -145,8 +60,8 @@ def test_the_filter_narrows_the_list_and_the_page_works_by_keyboard(
 ) -> None:
     page.page.goto(server + "/")
     page.page.locator("#prices tbody tr").nth(3).wait_for(timeout=10_000)
-    page.page.keyboard.press("Tab")  # the first stop is the Market link, then the filter
-    for _ in range(6):
+    page.page.keyboard.press("Tab")  # the views' links first, then the filter
+    for _ in range(12):
         if page.page.evaluate("document.activeElement.id") == "symbol-filter":
             break
         page.page.keyboard.press("Tab")
@@ -184,7 +99,9 @@ def sample_server(
 ) -> Iterator[str]:
     """The app on the sample's stored bars: real symbols, a chart to draw, books to quote."""
     monkeypatch.chdir(tmp_path)
-    with serve_in_thread(create_app(_settings(sample_db_url, book_interval_ms=200))) as url:
+    with serve_in_thread(
+        create_app(dashboard_settings(sample_db_url, book_interval_ms=200))
+    ) as url:
         yield url
 
 
@@ -210,7 +127,7 @@ def test_a_symbol_shows_its_candles_with_the_live_tail_and_its_order_book(
     assert page.errors == []  # the chart library runs under the page's CSP
     origin = urlsplit(sample_server).netloc
     assert {urlsplit(url).netloc for url in page.requests} == {origin}
-    _shoot(page.page, "market-symbol", readme=True)
+    shoot(page.page, "market-symbol", readme=True)
 
 
 def _store_signals(db_url: str, count: int) -> list[tuple[str, str]]:
@@ -264,14 +181,14 @@ def test_signals_show_the_stored_ones_then_live_and_filter_by_side_and_symbol(
     expected = sum(1 for symbol, side in made if side == "sell" and symbol == "BBB")
     expect(visible).to_have_count(expected)
     assert page.errors == []
-    _shoot(page.page, "signals")
+    shoot(page.page, "signals")
 
 
 def test_the_feeds_say_when_they_are_cut_and_come_back_by_themselves(
     migrated_db_url: str, browser: Browser, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    settings = _settings(migrated_db_url, realtime_symbols=SYMBOLS, sse_retry_ms=300)
+    settings = dashboard_settings(migrated_db_url, realtime_symbols=SYMBOLS, sse_retry_ms=300)
     port = free_port()
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     watched = Watched(context.new_page())
@@ -294,7 +211,4 @@ def test_the_feeds_say_when_they_are_cut_and_come_back_by_themselves(
             expect(signals).to_have_attribute("data-state", "live", timeout=15_000)
     finally:
         context.close()
-    # What a cut feed logs is the browser's own failed connections, nothing of ours.
-    network = ("Failed to load resource: net::", "WebSocket connection to")
-    ours = [e for e in watched.errors if not e.startswith(network)]
-    assert ours == [], watched.errors
+    assert watched.own_errors() == [], watched.errors

@@ -1,9 +1,20 @@
 // The dashboard's shell: views by URL hash, the API token of this tab, and the state of
 // each live feed shown in the header. Plain ES modules, no build step, nothing from a CDN.
+import { chatView } from "./chat.js";
+import { councilView } from "./council.js";
+import { jobsView } from "./jobs.js";
 import { marketView } from "./market.js";
+import { portfolioView } from "./portfolio.js";
 import { signalsView } from "./signals.js";
 
-const VIEWS = { market: marketView, signals: signalsView };
+const VIEWS = {
+  market: marketView,
+  signals: signalsView,
+  council: councilView,
+  portfolio: portfolioView,
+  chat: chatView,
+  jobs: jobsView,
+};
 const TOKEN_KEY = "aitrader.token";
 
 export const session = {

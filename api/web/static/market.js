@@ -1,10 +1,9 @@
 // Market: every streamed symbol with its live price (SSE), the day's change, a flash on
 // each change and a sparkline of the prices seen since the page opened.
-import { feedState, withToken } from "./app.js";
+import { priceFeed } from "./feeds.js";
 import { symbolDetail } from "./detail.js";
 
 const HISTORY = 60; // points per sparkline
-const RETRY_MS = [1000, 2000, 5000, 10000]; // after the browser gives up on a stream
 
 export function marketView(root) {
   root.innerHTML = `
@@ -31,10 +30,6 @@ export function marketView(root) {
   const empty = root.querySelector("#prices-empty");
   const filter = root.querySelector("#symbol-filter");
   const rows = new Map();
-  let source = null;
-  let retry = 0;
-  let timer = null;
-  let stopped = false;
   let detail = null;
   let selected = null;
 
@@ -51,33 +46,6 @@ export function marketView(root) {
       row.tr.hidden = wanted.length > 0 && !wanted.some((w) => symbol.startsWith(w));
     }
   });
-
-  function connect() {
-    feedState("prices", retry ? "reconnecting" : "connecting");
-    source = new EventSource(withToken("/api/stream/prices"));
-    source.addEventListener("open", () => {
-      retry = 0;
-      feedState("prices", "live");
-    });
-    source.addEventListener("snapshot", (event) => {
-      for (const price of JSON.parse(event.data)) update(price, false);
-    });
-    source.addEventListener("prices", (event) => {
-      for (const price of JSON.parse(event.data)) update(price, true);
-    });
-    source.addEventListener("error", () => {
-      if (stopped) return;
-      if (source.readyState === EventSource.CLOSED) {
-        // The browser stopped retrying (the server refused or went away): back off, reopen.
-        feedState("prices", "reconnecting");
-        const wait = RETRY_MS[Math.min(retry, RETRY_MS.length - 1)];
-        retry += 1;
-        timer = setTimeout(connect, wait);
-      } else {
-        feedState("prices", "reconnecting"); // EventSource retries by itself (`retry:`)
-      }
-    });
-  }
 
   function update(price, flash) {
     let row = rows.get(price.symbol);
@@ -131,14 +99,15 @@ export function marketView(root) {
     return { tr, price: cells[1], change: cells[2], pct: cells[3], line, history: [] };
   }
 
-  connect();
+  const feed = priceFeed({
+    onPrices: (prices, fresh) => {
+      for (const price of prices) update(price, fresh);
+    },
+  });
   return {
     stop() {
-      stopped = true;
-      clearTimeout(timer);
+      feed.stop();
       if (detail) detail.stop();
-      if (source) source.close();
-      feedState("prices", "closed");
     },
   };
 }

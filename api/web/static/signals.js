@@ -1,11 +1,10 @@
 // Signals: the pattern engine's signals over the WebSocket (`trading_signals`), the
 // stored ones of the last day first, then live; filters by symbol, kind and side.
 // On a lost connection it reconnects with backoff and resumes from the last signal seen.
-import { feedState, withToken } from "./app.js";
+import { topicFeed } from "./feeds.js";
 
 const KEEP = 500;
 const CATCH_UP_MS = 24 * 3600 * 1000;
-const RETRY_MS = [500, 1000, 2000, 5000, 10000];
 
 export function signalsView(root) {
   root.innerHTML = `
@@ -36,40 +35,9 @@ export function signalsView(root) {
   const seen = new Set();
   const kinds = new Set();
   let lastTs = new Date(Date.now() - CATCH_UP_MS).toISOString();
-  let socket = null;
-  let retry = 0;
-  let timer = null;
-  let stopped = false;
+  let feed = null;
 
   for (const input of [symbolFilter, kindFilter, sideFilter]) input.addEventListener("input", applyFilters);
-
-  function connect() {
-    feedState("signals", retry ? "reconnecting" : "connecting");
-    const url = new URL(withToken("/ws"), location.origin);
-    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(url);
-    socket.addEventListener("open", () => {
-      socket.send(JSON.stringify({ action: "subscribe", topics: ["trading_signals"], since: lastTs }));
-    });
-    socket.addEventListener("message", (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type === "subscribed") {
-        retry = 0;
-        feedState("signals", "live");
-      } else if (message.type === "trading_signals") {
-        add(message.data);
-      } else if (message.type === "error") {
-        feedState("signals", "reconnecting");
-      }
-    });
-    socket.addEventListener("close", () => {
-      if (stopped) return;
-      feedState("signals", "reconnecting");
-      const wait = RETRY_MS[Math.min(retry, RETRY_MS.length - 1)];
-      retry += 1;
-      timer = setTimeout(connect, wait);
-    });
-  }
 
   function add(signal) {
     const key = `${signal.strategy}|${signal.symbol}|${signal.kind}|${signal.ts}`;
@@ -119,13 +87,11 @@ export function signalsView(root) {
     for (const tr of body.children) filterRow(tr);
   }
 
-  connect();
-  return {
-    stop() {
-      stopped = true;
-      clearTimeout(timer);
-      if (socket) socket.close();
-      feedState("signals", "off");
-    },
-  };
+  feed = topicFeed({
+    name: "signals",
+    topics: ["trading_signals"],
+    since: () => lastTs, // a reconnect resumes from the last signal kept
+    onMessage: (_, signal) => add(signal),
+  });
+  return { stop: () => feed.stop() };
 }

@@ -1,0 +1,7 @@
+// Jobs: being built (issue 18). A placeholder so the shell's router has every view.
+import { h } from "./dom.js";
+
+export function jobsView(root) {
+  root.replaceChildren(h("section", {}, h("h2", {}, "Jobs"), h("p", { className: "muted" }, "Not built yet.")));
+  return { stop() {} };
+}
