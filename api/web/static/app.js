@@ -40,6 +40,25 @@ export async function api(path, options = {}) {
   return body;
 }
 
+const ROLES = ["viewer", "trader", "admin"];
+let known = null; // { token, caller } of the last /api/auth/me answer
+
+/** Who this tab is to the server ({actor, role, token_id}); null if it cannot say. */
+export async function caller() {
+  if (known && known.token === session.token) return known.caller;
+  try {
+    known = { token: session.token, caller: await api("/api/auth/me") };
+  } catch {
+    return null;
+  }
+  return known.caller;
+}
+
+/** Whether `who` (from `caller()`) holds `role` or a higher one. */
+export function may(who, role) {
+  return Boolean(who) && ROLES.indexOf(who.role) >= ROLES.indexOf(role);
+}
+
 /** A stream URL with this tab's token (EventSource and WebSocket cannot send headers). */
 export function withToken(path) {
   if (!session.token) return path;
