@@ -42,8 +42,11 @@ Measured over `--duration` seconds after all clients connected and
 Usage: python bench/fanout.py [--sse 2000] [--ws 0] [--symbols 30] [--interval-ms 500]
                               [--sim-interval-ms 500]
                               [--duration 20] [--warmup 5] [--client-procs 2] [--rounds 1]
-                              [--ws-compression none|deflate] [--quick]
+                              [--ws-compression none|deflate] [--quick] [--dashboards]
 --quick: 200 clients (and at most 200 WS clients), 3 s warm-up, 8 s measured.
+--dashboards: each aitrader row is measured again, on a fresh server, with one Chromium
+per 500 clients holding the dashboard open (bench/_dashboard_browsers.py): the page's own
+SSE and WebSocket clients should not change the figures.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ BENCH = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT_S = 150.0
 RESULTS_TIMEOUT_S = 60.0
+CLIENTS_PER_BROWSER = 500
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,12 @@ class Phase:
     kind: str  # "sse" | "ws"
     path: str
     clients: int
+    browsers: int = 0  # dashboards open in Chromium beside the bench clients (--dashboards)
+
+    def with_dashboards(self) -> Phase:
+        browsers = math.ceil(self.clients / CLIENTS_PER_BROWSER)
+        label = f"{self.label} + {browsers} dashboard{'s' if browsers > 1 else ''}"
+        return replace(self, label=label, browsers=browsers)
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,12 @@ def main() -> None:
         "--rounds", type=int, default=1, help="connect/measure/disconnect N times per server"
     )
     parser.add_argument("--quick", action="store_true", help="200 clients, 3 s + 8 s")
+    parser.add_argument(
+        "--dashboards",
+        action="store_true",
+        help="measure each aitrader row again with one browser on the dashboard per "
+        f"{CLIENTS_PER_BROWSER} clients (Market and Signals views open)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.sse, args.ws = min(args.sse, 200), min(args.ws, 200)
@@ -225,6 +241,8 @@ def main() -> None:
     phases = [Phase("aitrader SSE", "aitrader_app", "sse", "/api/stream/prices", args.sse)]
     if args.ws:
         phases.append(Phase("aitrader WS", "aitrader_app", "ws", "/ws", args.ws))
+    if args.dashboards:
+        phases = [twin for phase in phases for twin in (phase, phase.with_dashboards())]
     phases.append(Phase("baseline sse-starlette", "baseline_app", "sse", "/prices", args.sse))
 
     rows: list[Row] = []
@@ -279,7 +297,10 @@ def _measure_round(
     title = f"{phase.label} (round {round_})" if round_ else phase.label
     print(f"\n{title}: {phase.clients} clients, load average {_load()}", flush=True)
     compression = None if args.ws_compression == "none" else args.ws_compression
-    with _client_processes(phase, port, args.client_procs, compression) as clients:
+    with (
+        _dashboards(port, phase.browsers),
+        _client_processes(phase, port, args.client_procs, compression) as clients,
+    ):
         started = time.monotonic()
         readies = [_receive(conn, READY_TIMEOUT_S, Ready) for _, conn in clients]
         connected = sum(r.connected for r in readies)
@@ -418,6 +439,19 @@ def _print_results(rows: list[Row]) -> None:
         )
     baselines = {r.round: r for r in rows if r.server.startswith("baseline")}
     print()
+    plain = {(r.server, r.round): r for r in rows}
+    for r in rows:
+        if (
+            " + " not in r.server
+            or (base := plain.get((r.server.split(" + ")[0], r.round))) is None
+        ):
+            continue
+        print(
+            f"{r.label} / {base.label}: "
+            f"lag p99 {_ratio(r.lag_ms[1], base.lag_ms[1], 'ms')}, "
+            f"fan-out p99 {_ratio(r.fanout_ms[1], base.fanout_ms[1], 'ms')}, "
+            f"server CPU {_ratio(r.server_cpu, base.server_cpu, '%')}"
+        )
     for r in rows:
         base = baselines.get(r.round)
         if base is None or r is base:
@@ -494,6 +528,36 @@ def _server(
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait(timeout=15)
+
+
+@contextmanager
+def _dashboards(port: int, count: int) -> Iterator[None]:
+    """`count` Chromium browsers with the dashboard open (bench/_dashboard_browsers.py),
+    every feed live before the clients connect; on exit, says whether they stayed live."""
+    if count == 0:
+        yield
+        return
+    browsers = subprocess.Popen(
+        [sys.executable, str(BENCH / "_dashboard_browsers.py"), str(port), str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert browsers.stdin is not None
+    assert browsers.stdout is not None
+    try:
+        if (line := browsers.stdout.readline().strip()) != "ready":
+            raise RuntimeError(f"the dashboards did not open: {line or browsers.wait()}")
+        print(f"  {count} dashboards open, their price and signal feeds live")
+        yield
+        browsers.stdin.close()
+        print(f"  dashboards at the end: {browsers.stdout.readline().strip()} feeds live")
+    finally:
+        try:
+            browsers.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            browsers.kill()
+            browsers.wait()
 
 
 @contextmanager
