@@ -27,6 +27,7 @@ from api.middleware import RequestContextMiddleware
 from api.routers import (
     accounts,
     audit,
+    backtests,
     book,
     conversations,
     council,
@@ -54,6 +55,7 @@ GUARDED = (
     conversations.router,
     audit.router,
     jobs.router,
+    backtests.router,
     council.router,
     market.router,
     research.router,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -23,7 +24,9 @@ from models.backtest import BacktestParamResult, BacktestTrade, Direction, ExitR
 from models.base import utcnow
 from models.enums import RunStatus, Timeframe
 from models.errors import NotFoundError
+from models.ops import Job
 from models.strategy import Backtest, Strategy
+from models.users import User
 
 
 def create_backtest(
@@ -154,6 +157,63 @@ def list_backtests(
     if strategy is not None:
         stmt = stmt.where(Backtest.strategy_name == strategy)
     return list(session.scalars(stmt.offset(offset).limit(limit)))
+
+
+@dataclass(frozen=True)
+class BacktestLine:
+    """A stored run as the API lists it: the row, and who asked for it (the job's user;
+    None for a run started from the CLI or a flow, which has no job)."""
+
+    backtest: Backtest
+    requested_by: str | None
+
+
+def backtest_lines(
+    session: Session,
+    *,
+    job_id: int | None = None,
+    strategy: str | None = None,
+    kind: str | None = None,
+    status: RunStatus | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[BacktestLine]:
+    """Newest first by creation (`since` inclusive, `until` exclusive), every filter given."""
+    stmt = (
+        select(Backtest, User.username)
+        .outerjoin(Job, Job.id == Backtest.job_id)
+        .outerjoin(User, User.id == Job.created_by)
+    )
+    if job_id is not None:
+        stmt = stmt.where(Backtest.job_id == job_id)
+    if strategy is not None:
+        stmt = stmt.where(Backtest.strategy_name == strategy)
+    if kind is not None:
+        stmt = stmt.where(Backtest.kind == kind)
+    if status is not None:
+        stmt = stmt.where(Backtest.status == status)
+    if since is not None:
+        stmt = stmt.where(Backtest.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(Backtest.created_at < until)
+    stmt = stmt.order_by(Backtest.created_at.desc(), Backtest.id.desc()).offset(offset).limit(limit)
+    return [BacktestLine(row, name) for row, name in session.execute(stmt).tuples()]
+
+
+def backtest_line(session: Session, backtest_id: int) -> BacktestLine:
+    """One run and who asked for it; `NotFoundError` if there is no such run."""
+    row = get_backtest(session, backtest_id)
+    name = session.scalar(
+        select(User.username).join(Job, Job.created_by == User.id).where(Job.id == row.job_id)
+    )
+    return BacktestLine(row, name)
+
+
+def count_param_results(session: Session, backtest_id: int) -> int:
+    stmt = select(func.count()).where(BacktestParamResult.backtest_id == backtest_id)
+    return int(session.scalar(stmt) or 0)
 
 
 def backtest_trades(
