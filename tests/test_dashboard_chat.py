@@ -5,13 +5,13 @@ answer stream in with its trade card, and approves the queued trade from the pag
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Route, expect
 
 from api.app import create_app
 from db.engine import make_engine, make_session_factory, unit_of_work
@@ -58,6 +58,7 @@ def chat_server(
             llm_api_base=model.base_url,
             llm_api_key="test-key",
             chat_execute=False,
+            api_llm_rate_per_minute=1,  # the second message is refused: a 429 to show
             paper_state_dir=tmp_path / "paper",
         )
         with serve_in_thread(create_app(settings)) as url:
@@ -112,6 +113,9 @@ def test_a_trader_asks_to_buy_sees_the_answer_stream_and_approves_the_trade_once
     queued = browser.locator(f"#chat-queue li[data-intent='{intent}']")
     expect(queued).to_contain_text("3 MSFT")
     shoot(browser, "chat")
+    browser.set_viewport_size({"width": 390, "height": 844})
+    assert browser.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways page
+    browser.set_viewport_size({"width": 1280, "height": 800})
 
     card.get_by_role("button", name="Approve buy 3 MSFT").dblclick()  # a double click
     expect(card.locator(".trade-status")).to_contain_text("filled at", timeout=10_000)
@@ -129,5 +133,48 @@ def test_a_trader_asks_to_buy_sees_the_answer_stream_and_approves_the_trade_once
     browser.reload()  # what the page shows is what was stored
     card = browser.locator("#chat-thread .msg-assistant .trade-card")
     expect(card.locator(".trade-status")).to_contain_text("filled at")
-    assert page.own_errors() == []
+
+    _a_refused_message_is_said_beside_the_box(page)
+    _a_failed_or_cut_answer_keeps_what_arrived_and_says_so(page)
+    assert [e for e in page.own_errors() if "429" not in e] == []  # the browser's note of it
     assert page.only_asked(server.url)
+
+
+def _a_refused_message_is_said_beside_the_box(page: Watched) -> None:
+    message = page.page.locator("#chat-input")
+    message.fill("how is my portfolio?")
+    message.press("Enter")  # over the token's one LLM request a minute: a 429
+    refused = page.page.locator("#chat-send-error")
+    expect(refused).to_contain_text("Not sent:")
+    assert "\n" not in refused.inner_text()
+    assert "Traceback" not in refused.inner_text()
+    expect(message).to_have_value("how is my portfolio?")  # kept, to send again
+    expect(page.page.locator("#chat-thread .msg")).to_have_count(2)  # nothing added
+    assert all("429" in e for e in page.own_errors()), page.own_errors()
+
+
+def _a_failed_or_cut_answer_keeps_what_arrived_and_says_so(page: Watched) -> None:
+    """The server's failures mid-answer, played at the browser's edge: an `error` frame
+    after some text, then a stream that ends with no `message`."""
+    stream = "**/api/conversations/*/message/stream"
+    head = "event: token\r\ndata: Half an\r\n\r\nevent: token\r\ndata:  answer\r\n\r\n"
+    failed = 'event: error\r\ndata: {"detail": "the database went away"}\r\n\r\n'
+    for body, note in (
+        (head + failed, "The answer failed: the database went away"),
+        (head, "stream was cut"),
+    ):
+        page.page.route(stream, _answering(body))
+        page.page.locator("#chat-input").fill("and now?")
+        page.page.locator("#chat-input").press("Enter")
+        answer = page.page.locator("#chat-thread .msg-assistant").last
+        expect(answer.locator(".error")).to_contain_text(note)
+        expect(answer.locator(".msg-text")).to_have_text("Half an answer")
+        page.page.unroute(stream)
+    expect(page.page.locator("#chat-send-error")).to_be_hidden()
+
+
+def _answering(body: str) -> Callable[[Route], None]:
+    def fulfil(route: Route) -> None:
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    return fulfil
