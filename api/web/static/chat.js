@@ -56,7 +56,7 @@ export function chatView(root) {
   let busy = false; // an answer is streaming
   let stopped = false;
   const abort = new AbortController();
-  let desk = tradeDesk({ canApprove: false, queue, queueEmpty });
+  const desk = tradeDesk({ canApprove: () => may(who, "trader"), queue, queueEmpty });
 
   function allowed() {
     const trader = may(who, "trader");
@@ -153,9 +153,11 @@ export function chatView(root) {
       } else {
         if (!shown) show();
         answer.dataset.state = error.cut ? "cut" : "failed";
-        note.textContent = error.cut
-          ? "The answer's stream was cut; what arrived is kept. Reopen the conversation to see what was stored."
-          : `The answer failed: ${error.message}`;
+        note.replaceChildren(error.cut ? "The answer's stream was cut; what arrived is kept. " : `The answer failed: ${error.message} `);
+        if (error.cut) {
+          // The server goes on with a turn whose client left: what it stored is worth a look.
+          note.append(h("button", { type: "button", onclick: () => openConversation(conversation) }, "Show what was stored"));
+        }
         note.hidden = false;
       }
     } finally {
@@ -212,7 +214,6 @@ export function chatView(root) {
   (async () => {
     who = await caller();
     if (stopped) return;
-    desk = tradeDesk({ canApprove: may(who, "trader"), queue, queueEmpty });
     allowed();
     try {
       const items = await loadList(null);

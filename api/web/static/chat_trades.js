@@ -13,7 +13,7 @@ const WORDS = {
   partially_filled: "partly filled",
 };
 
-/** `canApprove`: whether this caller may approve; `onChange()` after the queue changed. */
+/** `canApprove()`: whether the caller may approve (asked at each repaint: it signs in late). */
 export function tradeDesk({ canApprove, queue, queueEmpty }) {
   const known = new Map(); // intent id -> {status, reason, order_status, fill}
   const views = new Map(); // intent id -> [{status, fill, approve, error}]
@@ -35,9 +35,9 @@ export function tradeDesk({ canApprove, queue, queueEmpty }) {
     view.box.dataset.status = status;
     if (view.approve) {
       view.approve.hidden = !waiting;
-      view.approve.disabled = !canApprove || sending.has(id);
+      view.approve.disabled = !canApprove() || sending.has(id);
     }
-    if (view.hint) view.hint.hidden = !waiting || canApprove;
+    if (view.hint) view.hint.hidden = !waiting || canApprove();
   }
 
   /** The status line and, while it waits, Approve, of intent `id`; repainted as it moves. */
@@ -73,6 +73,7 @@ export function tradeDesk({ canApprove, queue, queueEmpty }) {
     } catch (error) {
       view.error.textContent = `Not approved: ${error.message}`;
       view.error.hidden = false;
+      refresh().catch(() => {}); // e.g. approved meanwhile elsewhere: show where it stands
     } finally {
       sending.delete(id);
       for (const each of views.get(id) || []) paint(id, each);
