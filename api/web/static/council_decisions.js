@@ -32,7 +32,7 @@ export function decisionsPanel({ onSent }) {
     h("div", { className: "table-scroll" },
       h("table", { id: "council-decisions" },
         h("caption", { className: "visually-hidden" }, "The chairman's decisions, with their orders once executed"),
-        h("thead", {}, h("tr", {}, COLUMNS.map((c, i) => h("th", { scope: "col", className: i === 2 || i === 3 ? "num" : null }, c)))),
+        h("thead", {}, h("tr", {}, COLUMNS.map((c, i) => h("th", { scope: "col", className: [null, null, "num", "num conviction"][i] }, c)))),
         body)),
     empty,
     form,
@@ -69,7 +69,7 @@ export function decisionsPanel({ onSent }) {
       h("th", { scope: "row" }, decision.symbol),
       h("td", { className: `side-${decision.action}` }, decision.action),
       h("td", { className: "num" }, percent(decision.target_weight)),
-      h("td", { className: "num" }, money(decision.conviction)),
+      h("td", { className: "num conviction" }, money(decision.conviction)),
       h("td", { className: "decision-status" }, statusText(decision)),
       h("td", {}, waiting && decision.status === "proposed" ? toggle(decision, label) : ""),
     );
