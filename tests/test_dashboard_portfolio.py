@@ -158,7 +158,8 @@ def test_a_bracket_trade_shows_live_then_an_admin_halts_and_resumes_from_the_pag
     assert refused.status_code == 200, refused.text
     [outcome] = refused.json()
     assert outcome["status"] == "risk_rejected"
-    assert "halted" in outcome["reason"] and "drill" in outcome["reason"]
+    assert "halted" in outcome["reason"]
+    assert "drill: market data looks wrong" in outcome["reason"]
     assert desk.orders() == before
     refusal = view.locator(f'#refused tbody tr[data-intent-id="{held_back}"]')
     expect(refusal.locator(".reason")).to_contain_text("drill: market data looks wrong")

@@ -44,7 +44,7 @@ export function equityChart() {
       {
         lineColor: "#ef5350", topColor: "rgba(239, 83, 80, 0.05)", bottomColor: "rgba(239, 83, 80, 0.35)",
         lineWidth: 1, title: "drawdown %", invertFilledArea: true,
-        priceFormat: { type: "custom", formatter: (v) => `${v.toFixed(2)}%` },
+        priceFormat: { type: "custom", formatter: percent },
       },
       1,
     );
@@ -89,7 +89,7 @@ export function equityChart() {
     chart.timeScale().fitContent();
     const deepest = Math.min(...dd.map((p) => p.value));
     const last = points[points.length - 1].value;
-    note.textContent = `${snapshots.size} snapshots; equity ${money(last)}, deepest drawdown ${deepest.toFixed(2)}%.`;
+    note.textContent = `${snapshots.size} snapshots; equity ${money(last)}, deepest drawdown ${percent(deepest)}.`;
   }
 
   return {
@@ -135,4 +135,8 @@ function curve(snapshots) {
     else points.push({ time, value });
   }
   return points;
+}
+
+function percent(value) {
+  return `${Math.abs(value) < 0.005 ? "0.00" : value.toFixed(2)}%`; // no "-0.00%"
 }

@@ -7,19 +7,15 @@ import { h, when } from "./dom.js";
 const ALL = "";
 
 /**
- * The switch's panel; `accounts` are the configured account names. `show(status)` draws
- * a `/api/trading/status` answer; `allow(who)` enables the buttons for an admin only;
- * `onFlip()` is called after each flip the server took.
+ * The switch's panel. `show(status)` draws a `/api/trading/status` answer; `allow(who)`
+ * enables the buttons for an admin only; `setAccounts(names)` offers each configured
+ * account as a scope; `onFlip()` is called after each flip the server took.
  */
-export function killSwitch(accounts, { onFlip } = {}) {
+export function killSwitch({ onFlip } = {}) {
   const state = h("p", { id: "kill-state", className: "kill-state", role: "status" }, "Loading the switch…");
-  const perAccount = h("ul", { id: "kill-accounts", className: "kill-accounts", hidden: accounts.length < 2 });
-  const scope = h(
-    "select",
-    { id: "kill-scope" },
-    h("option", { value: ALL }, "All accounts"),
-    accounts.map((name) => h("option", { value: name }, name)),
-  );
+  const perAccount = h("ul", { id: "kill-accounts", className: "kill-accounts", hidden: true });
+  const scope = h("select", { id: "kill-scope" }, h("option", { value: ALL }, "All accounts"));
+  const scopeLabel = h("label", { className: "kill-scope", hidden: true }, "Scope ", scope);
   const reason = h("input", {
     id: "kill-reason", type: "text", maxLength: 1000, autocomplete: "off",
     placeholder: "market data looks wrong",
@@ -39,7 +35,7 @@ export function killSwitch(accounts, { onFlip } = {}) {
   const form = h(
     "form",
     { id: "kill-form", className: "kill-form", "aria-describedby": "kill-hint" },
-    h("label", { className: "kill-scope", hidden: accounts.length < 2 }, "Scope ", scope),
+    scopeLabel,
     h("label", { htmlFor: "kill-reason" }, "Reason for a halt (shown with every order held)"),
     reason,
     h("div", { className: "buttons" }, halt, resume),
@@ -133,6 +129,14 @@ export function killSwitch(accounts, { onFlip } = {}) {
     );
   }
 
+  function setAccounts(names) {
+    scope.replaceChildren(
+      h("option", { value: ALL }, "All accounts"),
+      ...names.map((name) => h("option", { value: name }, name)),
+    );
+    scopeLabel.hidden = perAccount.hidden = names.length < 2;
+  }
+
   function allow(who) {
     const admin = may(who, "admin");
     halt.disabled = resume.disabled = !admin;
@@ -150,5 +154,5 @@ export function killSwitch(accounts, { onFlip } = {}) {
     halt.focus();
   });
   state.tabIndex = -1;
-  return { element, show, allow, fail };
+  return { element, show, allow, setAccounts };
 }

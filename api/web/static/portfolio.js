@@ -49,7 +49,7 @@ export function portfolioView(root) {
   );
   const chart = equityChart();
   const accountsNote = h("p", { className: "error", role: "alert", hidden: true });
-  const switchHolder = h("div", { className: "portfolio-switch" });
+  const switcher = killSwitch({ onFlip: () => refreshNow() });
   root.replaceChildren(
     h(
       "section",
@@ -59,7 +59,7 @@ export function portfolioView(root) {
       h(
         "div",
         { className: "portfolio-grid" },
-        switchHolder,
+        h("div", { className: "portfolio-switch" }, switcher.element),
         h("div", { className: "portfolio-main" }, positions.section, orders.section, refused.section, fills.section),
         h("div", { className: "portfolio-curve" }, chart.element),
       ),
@@ -69,10 +69,19 @@ export function portfolioView(root) {
   let held = []; // the positions of the last poll
   let cash = null;
   const live = new Map(); // symbol -> the latest streamed price
-  let switcher = null;
   let timer = null;
   let generation = 0; // a refresh of an older account pick is dropped
   let stopped = false;
+
+  const lastDrawn = new Map(); // table -> the answer it shows: an unchanged one is not redrawn
+
+  /** Whether `answer` differs from what the table shows (a redraw would lose a selection). */
+  function changed(table, answer) {
+    const text = JSON.stringify(answer);
+    if (lastDrawn.get(table) === text) return false;
+    lastDrawn.set(table, text);
+    return true;
+  }
 
   function query() {
     return picker.value ? `&account=${encodeURIComponent(picker.value)}` : "";
@@ -94,12 +103,12 @@ export function portfolioView(root) {
       cash = Number(book.cash);
       drawPositions();
     }
-    if (orderPage) {
+    if (orderPage && changed("orders", orderPage)) {
       orders.empty.hidden = drawOrders(orders.body, orderPage.items) > 0;
       refused.empty.hidden = drawRefused(refused.body, orderPage.refused ? orderPage.refused.items : []) > 0;
     }
-    if (fillPage) fills.empty.hidden = drawFills(fills.body, fillPage.items) > 0;
-    if (status && switcher) switcher.show(status);
+    if (fillPage && changed("fills", fillPage)) fills.empty.hidden = drawFills(fills.body, fillPage.items) > 0;
+    if (status) switcher.show(status);
     const failed = results.map((r, i) => [parts[i][0], r]).filter(([, r]) => r.status === "rejected");
     const now = new Date().toLocaleTimeString();
     refreshNote.className = failed.length ? "error" : "muted";
@@ -151,24 +160,24 @@ export function portfolioView(root) {
     setSigned(figures.day, start == null ? null : equity - start);
   }
 
+  /** Who may flip the switch, and the accounts to pick from (the books poll meanwhile). */
   async function start() {
-    const [who, accounts] = await Promise.all([caller(), api("/api/accounts").catch((e) => e)]);
-    if (stopped) return;
-    const names = Array.isArray(accounts) ? accounts.map((a) => a.name) : [];
-    if (!Array.isArray(accounts)) {
-      accountsNote.textContent = `Accounts unavailable: ${accounts.message}`;
+    caller().then((who) => stopped || switcher.allow(who));
+    try {
+      const names = (await api("/api/accounts")).map((a) => a.name);
+      if (stopped) return;
+      for (const name of names) picker.append(h("option", { value: name }, name));
+      pickerLabel.hidden = names.length < 2;
+      switcher.setAccounts(names);
+    } catch (failure) {
+      accountsNote.textContent = `Accounts unavailable: ${failure.message}`;
       accountsNote.hidden = false;
     }
-    for (const name of names) picker.append(h("option", { value: name }, name));
-    pickerLabel.hidden = names.length < 2;
-    switcher = killSwitch(names, { onFlip: refreshNow });
-    switcher.allow(who);
-    switchHolder.replaceChildren(switcher.element);
-    refreshNow();
   }
 
   picker.addEventListener("change", () => {
     chart.reset();
+    lastDrawn.clear();
     held = [];
     cash = null;
     refreshNow();
@@ -196,6 +205,7 @@ export function portfolioView(root) {
   const watch = new MutationObserver(notePrices);
   if (badge) watch.observe(badge, { attributes: true, attributeFilter: ["data-state"] });
   notePrices();
+  refreshNow();
   start();
 
   return {
