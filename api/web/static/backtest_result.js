@@ -7,6 +7,11 @@ import { h, money, row, when } from "./dom.js";
 const SHOWN_TRADES = 200;
 const PERCENT = new Set(["total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure"]);
 const MONEY = new Set(["final_equity", "expectancy", "open_pnl"]);
+const ORDER = [
+  "total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
+  "max_drawdown_duration", "win_rate", "profit_factor", "expectancy", "exposure", "turnover",
+  "trades", "open_trades", "open_pnl", "final_equity",
+];
 const SET_COLUMNS = ["sharpe", "total_return", "max_drawdown", "trades"];
 
 export function backtestResult(root, run) {
@@ -36,7 +41,8 @@ export function backtestResult(root, run) {
 }
 
 function metricsTable(run) {
-  const names = Object.keys(run.metrics || {});
+  const stored = Object.keys(run.metrics || {});
+  const names = [...ORDER.filter((n) => stored.includes(n)), ...stored.filter((n) => !ORDER.includes(n))];
   return h("div", { className: "table-scroll" }, h(
     "table",
     { id: "backtest-metrics", className: "metrics" },
@@ -122,7 +128,7 @@ function drawEquity(holder, points) {
 
 function metric(name, value) {
   if (value == null) return "";
-  if (typeof value === "string") return value === "inf" ? "∞" : value === "-inf" ? "−∞" : value;
+  if (typeof value === "string") return { inf: "∞", "-inf": "−∞", nan: "n/a" }[value] || value;
   if (PERCENT.has(name)) return `${(value * 100).toFixed(2)}%`;
   if (MONEY.has(name)) return money(value);
   if (Number.isInteger(value)) return String(value);

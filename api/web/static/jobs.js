@@ -16,14 +16,14 @@ export function jobsView(root) {
   const empty = h("p", { id: "jobs-empty", className: "muted" }, "Loading jobs…");
   const note = h("p", { id: "jobs-note", className: "muted", role: "status" });
   const formHolder = h("div", { className: "jobs-form" });
-  const resultHolder = h("div", { id: "backtest-result" });
+  const resultHolder = h("div", { id: "backtest-result", className: "jobs-result" });
   root.replaceChildren(
     h(
       "section",
       { className: "jobs-layout", "aria-labelledby": "jobs-title" },
       h(
         "div",
-        { className: "jobs-main" },
+        { className: "jobs-list" },
         h("div", { className: "section-head" }, h("h2", { id: "jobs-title" }, "Jobs"), note),
         h(
           "div",
@@ -39,9 +39,9 @@ export function jobsView(root) {
           ),
         ),
         empty,
-        resultHolder,
       ),
       formHolder,
+      resultHolder,
     ),
   );
 
