@@ -25,7 +25,8 @@ from sqlalchemy import func, select
 from api.app import create_app
 from api.runtime import Runtime
 from db.engine import make_engine, make_session_factory, unit_of_work
-from db.queries.tokens import issue_token
+from db.queries.tokens import issue_token, revoke_token
+from models.accounts import AccountConfig
 from models.enums import Role, Side
 from models.intents import ManualTrade
 from models.trading import Order
@@ -41,11 +42,11 @@ ONE_MORE = ManualTrade(symbol="AAPL", side=Side.BUY, qty=Decimal(1))
 
 @dataclass
 class Desk:
-    """The served app, a token of each role, and the app's runtime (its sessions)."""
+    """The served app, its tokens by user (a trader and two admins), its runtime."""
 
     url: str
     app: FastAPI
-    tokens: dict[Role, str]
+    tokens: dict[str, tuple[str, int]]  # user -> (secret, id)
 
     @property
     def runtime(self) -> Runtime:
@@ -67,8 +68,15 @@ class Desk:
         return httpx.post(
             f"{self.url}/api/trades/execute",
             json={"intent_ids": ids},
-            headers={"Authorization": f"Bearer {self.tokens[Role.TRADER]}"},
+            headers={"Authorization": f"Bearer {self.secret('trader')}"},
         )
+
+    def secret(self, user: str) -> str:
+        return self.tokens[user][0]
+
+    def revoke(self, user: str) -> None:
+        with unit_of_work(self.runtime.sessions) as session:
+            revoke_token(session, self.tokens[user][1])
 
     def orders(self) -> int:
         with self.runtime.sessions() as session:
@@ -80,12 +88,17 @@ def desk(sample_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.chdir(tmp_path)  # the paper account's state file
     engine = make_engine(sample_db_url)
     with unit_of_work(make_session_factory(engine)) as session:
-        tokens = {
-            role: issue_token(session, f"{role}-user", role, name=f"test {role}").secret
-            for role in (Role.TRADER, Role.ADMIN)
-        }
+        tokens = {}
+        for user, role in (("trader", Role.TRADER), ("admin", Role.ADMIN), ("admin2", Role.ADMIN)):
+            issued = issue_token(session, user, role, name=f"test {user}")
+            tokens[user] = (issued.secret, issued.id)
     engine.dispose()
-    settings = dashboard_settings(sample_db_url, realtime_symbols=["AAPL"], book_feed="none")
+    settings = dashboard_settings(
+        sample_db_url,
+        realtime_symbols=["AAPL"],
+        book_feed="none",
+        accounts=[AccountConfig(name="paper"), AccountConfig(name="other")],  # "paper" trades
+    )
     app = create_app(settings)
     with serve_in_thread(app) as url:
         yield Desk(url, app, tokens)
@@ -131,12 +144,18 @@ def test_a_bracket_trade_shows_live_then_an_admin_halts_and_resumes_from_the_pag
     expect(view.locator("#summary-equity")).not_to_have_text("—")
     expect(view.locator("#equity-note")).to_contain_text("snapshots")
     assert view.locator("#equity-chart canvas").count() > 0
+    # Two accounts: a picker; the other account holds nothing.
+    view.select_option("#portfolio-account", "other")
+    expect(view.locator("#positions-empty")).to_be_visible()
+    expect(view.locator("#fills-empty")).to_be_visible()
+    view.select_option("#portfolio-account", "")
+    expect(position.locator(".qty")).to_have_text("5")
 
     # An admin signs in on the page; a halt needs a reason, then a confirmation.
     view.click("#sign-in")
-    view.fill("#token", desk.tokens[Role.ADMIN])
+    view.fill("#token", desk.secret("admin"))
     view.click("#token-ok")
-    expect(view.locator("#who")).to_have_text("admin-user (admin)")
+    expect(view.locator("#who")).to_have_text("admin (admin)")
     halt = view.locator("#kill-halt")
     expect(halt).to_be_enabled()
     halt.click()
@@ -148,9 +167,10 @@ def test_a_bracket_trade_shows_live_then_an_admin_halts_and_resumes_from_the_pag
     expect(confirm).to_be_focused()
     expect(view.locator("#kill-confirm-text")).to_contain_text("every account")
     view.keyboard.press("Enter")
-    expect(state).to_contain_text("Halted on all accounts by admin-user")
+    expect(state).to_contain_text("Halted on all accounts by admin,")
     expect(state).to_contain_text("drill: market data looks wrong")
     expect(view.locator("#kill-switch")).to_have_attribute("data-halted", "true")
+    expect(view.locator('#kill-accounts li[data-halted="true"]')).to_have_count(2)
 
     # Approving the waiting trade now is answered, refused, and sends nothing.
     before = desk.orders()
@@ -165,10 +185,25 @@ def test_a_bracket_trade_shows_live_then_an_admin_halts_and_resumes_from_the_pag
     expect(refusal.locator(".reason")).to_contain_text("drill: market data looks wrong")
     expect(refusal).to_contain_text("kill_switch")
 
-    # Resumed from the page, a trade goes through again.
+    # The admin's token is revoked meanwhile: the resume is refused with the server's
+    # reason beside the switch, and the poll says its refresh failed.
+    desk.revoke("admin")
     view.click("#kill-resume")
     view.click("#kill-confirm")
-    expect(state).to_contain_text("Trading: no halt (last resumed by admin-user")
+    expect(view.locator("#kill-error")).to_contain_text("Resume refused: ")
+    expect(view.locator("#kill-error")).to_contain_text("revoked")
+    expect(view.locator("#portfolio-refresh")).to_contain_text("Last refresh failed")
+    expect(view.locator("#kill-switch")).to_have_attribute("data-halted", "true")
+
+    # Another admin resumes from the page; a trade goes through again.
+    view.click("#sign-in")  # signs out
+    view.click("#sign-in")
+    view.fill("#token", desk.secret("admin2"))
+    view.click("#token-ok")
+    expect(view.locator("#who")).to_have_text("admin2 (admin)")
+    view.click("#kill-resume")
+    view.click("#kill-confirm")
+    expect(state).to_contain_text("Trading: no halt (last resumed by admin2")
     [again] = desk.queue(ONE_MORE, source="dashboard-2")
     sent = desk.execute([again])
     assert [o["status"] for o in sent.json()] == ["filled"], sent.text
@@ -181,5 +216,6 @@ def test_a_bracket_trade_shows_live_then_an_admin_halts_and_resumes_from_the_pag
     view.set_viewport_size({"width": 390, "height": 844})
     assert view.evaluate("document.documentElement.scrollWidth") <= 390
     shoot(view, "portfolio")
-    assert page.own_errors() == [], page.errors
+    # The revoked token's refusals are the browser's notes of 401s, nothing of the page's.
+    assert [e for e in page.own_errors() if "401" not in e] == [], page.errors
     assert page.only_asked(desk.url)

@@ -55,12 +55,13 @@ export function equityChart() {
     }
   }
 
-  /** Fetch the snapshots since the newest one seen (`query`: the account filter). */
-  async function refresh(query) {
+  /** Fetch the snapshots since the newest one seen (`query`: the account filter;
+   * `options()`: each request's fetch options). */
+  async function refresh(query, options = () => ({})) {
     let offset = 0;
     for (let page = 0; page < MAX_PAGES; page += 1) {
       const since = newest ? `&since=${encodeURIComponent(newest)}` : "";
-      const answer = await api(`/api/portfolio/history?limit=${PAGE}&offset=${offset}${since}${query}`);
+      const answer = await api(`/api/portfolio/history?limit=${PAGE}&offset=${offset}${since}${query}`, options());
       for (const s of answer.items) snapshots.set(`${s.account}|${s.ts}`, s);
       if (answer.next_offset == null) break;
       offset = answer.next_offset;

@@ -11,6 +11,7 @@ import { killSwitch } from "./kill_switch.js";
 import { drawFills, drawOrders, drawRefused, quantity, tableSection } from "./portfolio_tables.js";
 
 const POLL_MS = 2000;
+const WAIT_MS = 10000; // a request hung this long counts as failed: the poll goes on
 const CUT = new Set(["reconnecting", "closed"]);
 
 export function portfolioView(root) {
@@ -88,12 +89,13 @@ export function portfolioView(root) {
   }
 
   async function refresh(mine) {
+    const wait = () => ({ signal: AbortSignal.timeout(WAIT_MS) });
     const parts = [
-      ["portfolio", api(`/api/portfolio?${query().slice(1)}`)],
-      ["orders", api(`/api/orders?include=refused&limit=100${query()}`)],
-      ["fills", api(`/api/fills?limit=20${query()}`)],
-      ["kill switch", api("/api/trading/status")],
-      ["equity curve", chart.refresh(query())],
+      ["portfolio", api(`/api/portfolio?${query().slice(1)}`, wait())],
+      ["orders", api(`/api/orders?include=refused&limit=100${query()}`, wait())],
+      ["fills", api(`/api/fills?limit=20${query()}`, wait())],
+      ["kill switch", api("/api/trading/status", wait())],
+      ["equity curve", chart.refresh(query(), wait)],
     ];
     const results = await Promise.allSettled(parts.map(([, promise]) => promise));
     if (stopped || mine !== generation) return;

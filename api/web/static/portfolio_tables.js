@@ -43,7 +43,7 @@ function orderRow(order, isLeg) {
       h("td", {}, order.order_type),
       h("td", { className: "num" }, price == null ? "" : money(price)),
       h("td", { className: "num" }, order.avg_fill_price == null ? "" : money(order.avg_fill_price)),
-      h("td", { className: `status status-${order.status}` }, order.status.replaceAll("_", " ")),
+      h("td", { className: `order-status order-${order.status}` }, order.status.replaceAll("_", " ")),
       h("td", {}, order.account),
       h("td", {}, when(order.created_at)),
     ],
