@@ -26,6 +26,7 @@ export function equityChart() {
   let snapshots = new Map(); // account|ts -> snapshot
   let newest = null; // the newest snapshot's ts: where the next refresh starts
   let drawn = ""; // what is drawn, to skip redrawing the same curve
+  let epoch = 0; // bumped by reset(): an answer for the account picked before is dropped
 
   function build() {
     chart = createChart(holder, {
@@ -58,15 +59,17 @@ export function equityChart() {
   /** Fetch the snapshots since the newest one seen (`query`: the account filter;
    * `options()`: each request's fetch options). */
   async function refresh(query, options = () => ({})) {
+    const mine = epoch;
+    const since = newest ? `&since=${encodeURIComponent(newest)}` : "";
     let offset = 0;
     for (let page = 0; page < MAX_PAGES; page += 1) {
-      const since = newest ? `&since=${encodeURIComponent(newest)}` : "";
       const answer = await api(`/api/portfolio/history?limit=${PAGE}&offset=${offset}${since}${query}`, options());
+      if (mine !== epoch) return;
       for (const s of answer.items) snapshots.set(`${s.account}|${s.ts}`, s);
       if (answer.next_offset == null) break;
       offset = answer.next_offset;
     }
-    for (const s of snapshots.values()) if (!newest || s.ts > newest) newest = s.ts;
+    for (const s of snapshots.values()) if (!newest || Date.parse(s.ts) > Date.parse(newest)) newest = s.ts;
     draw();
   }
 
@@ -107,6 +110,7 @@ export function equityChart() {
     },
     /** Forget the curve (another account was picked). */
     reset() {
+      epoch += 1;
       snapshots = new Map();
       newest = null;
       drawn = "";
@@ -125,7 +129,7 @@ export function equityChart() {
 /** One point a second (the chart's resolution; the later snapshot wins), each the sum of
  * every account's latest equity at that instant. */
 function curve(snapshots) {
-  snapshots.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
+  snapshots.sort((a, b) => Date.parse(a.ts) - Date.parse(b.ts)); // "…:25Z" vs "…:25.5Z": not as text
   const latest = new Map();
   const points = [];
   for (const s of snapshots) {

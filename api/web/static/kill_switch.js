@@ -109,14 +109,16 @@ export function killSwitch({ onFlip } = {}) {
     const halted = status.accounts.filter((a) => a.halted);
     const every = status.all_accounts;
     element.dataset.halted = String(halted.length > 0);
+    let text;
     if (every && every.halted) {
-      state.textContent = `Halted on all accounts by ${every.actor}, ${when(every.ts)}: ${every.reason || "no reason given"}`;
+      text = `Halted on all accounts by ${every.actor}, ${when(every.ts)}: ${every.reason || "no reason given"}`;
     } else if (halted.length) {
-      state.textContent = `Halted on ${halted.map((a) => a.account).join(", ")}; the others trade.`;
+      text = `Halted on ${halted.map((a) => a.account).join(", ")}; the others trade.`;
     } else {
       const last = every ? ` (last resumed by ${every.actor}, ${when(every.ts)})` : "";
-      state.textContent = `Trading: no halt${last}.`;
+      text = `Trading: no halt${last}.`;
     }
+    if (state.textContent !== text) state.textContent = text; // a live region: only news
     perAccount.replaceChildren(
       ...status.accounts.map((a) =>
         h(

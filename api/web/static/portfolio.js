@@ -17,7 +17,8 @@ const CUT = new Set(["reconnecting", "closed"]);
 export function portfolioView(root) {
   const picker = h("select", { id: "portfolio-account" }, h("option", { value: "" }, "All accounts"));
   const pickerLabel = h("label", { className: "account-picker", hidden: true }, "Account ", picker);
-  const refreshNote = h("p", { id: "portfolio-refresh", className: "muted", role: "status" }, "Loading…");
+  // Not a live region: it changes every poll. The switch's state and its errors are.
+  const refreshNote = h("p", { id: "portfolio-refresh", className: "muted" }, "Loading…");
   const figures = {};
   const summary = h(
     "dl",
@@ -99,6 +100,7 @@ export function portfolioView(root) {
     ];
     const results = await Promise.allSettled(parts.map(([, promise]) => promise));
     if (stopped || mine !== generation) return;
+    timer = setTimeout(() => refresh(mine), POLL_MS); // first: a drawing error must not end the poll
     const [book, orderPage, fillPage, status] = results.map((r) => (r.status === "fulfilled" ? r.value : null));
     if (book) {
       held = book.positions;
@@ -117,7 +119,6 @@ export function portfolioView(root) {
     refreshNote.textContent = failed.length
       ? `Last refresh failed at ${now} (${failed.map(([name, r]) => `${name}: ${r.reason.message}`).join("; ")}); showing the last data received.`
       : `Updated ${now}; refreshed every ${POLL_MS / 1000} s.`;
-    timer = setTimeout(() => refresh(mine), POLL_MS);
   }
 
   function refreshNow() {
