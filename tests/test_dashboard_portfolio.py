@@ -139,7 +139,7 @@ def test_a_bracket_trade_shows_live_then_an_admin_halts_and_resumes_from_the_pag
         "take_profit",
     ]
     expect(rows.nth(1).locator("th")).to_have_text("↳ stop-loss")
-    expect(rows.nth(1).locator("td").nth(3)).to_have_text("250.00")
+    expect(rows.nth(1).locator(".price")).to_have_text("250.00")
     expect(view.locator("#fills tbody tr")).to_have_count(1)
     expect(view.locator("#summary-equity")).not_to_have_text("—")
     expect(view.locator("#equity-note")).to_contain_text("snapshots")

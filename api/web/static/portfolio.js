@@ -30,18 +30,19 @@ export function portfolioView(root) {
   const priceNote = h("p", { id: "positions-prices", className: "muted" });
   const positions = tableSection(
     "positions", "Positions",
-    [["Symbol"], ["Qty", 1], ["Avg price", 1], ["Price", 1], ["Value", 1], ["Unrealised P&L", 1], ["Realised P&L", 1], ["Account"]],
+    // What matters first (a phone sees the first columns; the rest scroll inside).
+    [["Symbol"], ["Qty", 1], ["Unrealised P&L", 1], ["Price", 1], ["Avg price", 1], ["Value", 1], ["Realised P&L", 1], ["Account"]],
     "No position held.",
   );
   positions.section.append(priceNote);
   const orders = tableSection(
     "open-orders", "Working orders",
-    [["Order"], ["Side"], ["Qty", 1], ["Type"], ["Limit/stop", 1], ["Filled at", 1], ["Status"], ["Account"], ["Created"]],
+    [["Order"], ["Side"], ["Qty", 1], ["Status"], ["Type"], ["Limit/stop", 1], ["Filled at", 1], ["Account"], ["Created"]],
     "No working order.",
   );
   const refused = tableSection(
     "refused", "Refused intents",
-    [["Refused"], ["Symbol"], ["Side"], ["Qty", 1], ["Check"], ["Reason"], ["Account"]],
+    [["Symbol"], ["Side"], ["Qty", 1], ["Reason"], ["Check"], ["Refused"], ["Account"]],
     "No intent refused.",
   );
   const fills = tableSection(
@@ -144,10 +145,10 @@ export function portfolioView(root) {
         { dataset: { symbol: p.symbol, account: p.account } },
         h("th", { scope: "row" }, p.symbol),
         h("td", { className: "num qty" }, quantity(p.qty)),
-        h("td", { className: "num avg" }, money(p.avg_price)),
-        h("td", { className: "num price" }, price == null ? "no price" : money(price)),
-        h("td", { className: "num value" }, price == null ? "" : money(qty * price)),
         h("td", { className: `num pnl ${tone(pnl)}` }, pnl == null ? "" : signed(pnl)),
+        h("td", { className: "num price" }, price == null ? "no price" : money(price)),
+        h("td", { className: "num avg" }, money(p.avg_price)),
+        h("td", { className: "num value" }, price == null ? "" : money(qty * price)),
         h("td", { className: `num realized ${tone(Number(p.realized_pnl))}` }, signed(p.realized_pnl)),
         h("td", {}, p.account),
       );

@@ -40,10 +40,10 @@ function orderRow(order, isLeg) {
       h("th", { scope: "row", className: isLeg ? "leg-name" : "" }, label),
       h("td", { className: `side-${order.side}` }, order.side),
       h("td", { className: "num" }, quantity(order.qty)),
-      h("td", {}, order.order_type),
-      h("td", { className: "num" }, price == null ? "" : money(price)),
-      h("td", { className: "num" }, order.avg_fill_price == null ? "" : money(order.avg_fill_price)),
       h("td", { className: `order-status order-${order.status}` }, order.status.replaceAll("_", " ")),
+      h("td", {}, order.order_type),
+      h("td", { className: "num price" }, price == null ? "" : money(price)),
+      h("td", { className: "num" }, order.avg_fill_price == null ? "" : money(order.avg_fill_price)),
       h("td", {}, order.account),
       h("td", {}, when(order.created_at)),
     ],
@@ -60,12 +60,12 @@ export function drawRefused(body, refused) {
     ...refused.map((intent) =>
       row(
         [
-          h("td", {}, when(intent.refused_at)),
           h("th", { scope: "row" }, intent.symbol),
           h("td", { className: `side-${intent.side}` }, intent.side),
           h("td", { className: "num" }, quantity(intent.qty)),
-          h("td", {}, intent.checks.join(", ") || intent.status),
           h("td", { className: "reason" }, intent.reason || ""),
+          h("td", {}, intent.checks.join(", ") || intent.status),
+          h("td", {}, when(intent.refused_at)),
           h("td", {}, intent.account),
         ],
         { dataset: { intentId: String(intent.id), symbol: intent.symbol } },
