@@ -48,10 +48,19 @@ def stored(
         yield api, {**sweep, "job_id": job_id}, single
 
 
-def test_the_list_pages_and_filters_the_stored_runs_newest_first(
+def test_stored_runs_are_listed_read_in_detail_and_refused_when_unknown_or_asked_badly(
     stored: tuple[Api, dict[str, Any], dict[str, Any]],
 ) -> None:
+    """One scenario (the two flow runs are the cost): the list, the detail, the refusals."""
     api, sweep, single = stored
+    _the_list_pages_and_filters_the_runs_newest_first(api, sweep, single)
+    _one_run_in_detail_has_its_sets_curve_and_trades_beside_buy_and_hold(api, sweep)
+    _an_unknown_run_is_a_404_and_bad_input_a_422_that_writes_nothing(api)
+
+
+def _the_list_pages_and_filters_the_runs_newest_first(
+    api: Api, sweep: dict[str, Any], single: dict[str, Any]
+) -> None:
     page = api.get("/api/backtests").json()
     assert [r["id"] for r in page["items"]] == [single["backtest_id"], sweep["backtest_id"]]
     assert page["next_offset"] is None
@@ -94,10 +103,9 @@ def test_the_list_pages_and_filters_the_stored_runs_newest_first(
     assert ids("until=2000-01-01T00:00:00Z") == []
 
 
-def test_one_run_in_detail_has_its_sets_curve_and_trades_beside_buy_and_hold(
-    stored: tuple[Api, dict[str, Any], dict[str, Any]],
+def _one_run_in_detail_has_its_sets_curve_and_trades_beside_buy_and_hold(
+    api: Api, sweep: dict[str, Any]
 ) -> None:
-    api, sweep, _ = stored
     response = api.get(f"/api/backtests/{sweep['backtest_id']}")
     assert response.status_code == 200, response.text
     run = response.json()
@@ -128,10 +136,7 @@ def test_one_run_in_detail_has_its_sets_curve_and_trades_beside_buy_and_hold(
     assert float(total) == pytest.approx(gain, abs=1.0)  # closed and open P&L: the curve's
 
 
-def test_an_unknown_run_is_a_404_and_bad_input_a_422_that_writes_nothing(
-    stored: tuple[Api, dict[str, Any], dict[str, Any]],
-) -> None:
-    api, _, _ = stored
+def _an_unknown_run_is_a_404_and_bad_input_a_422_that_writes_nothing(api: Api) -> None:
     missing = api.get("/api/backtests/987654")
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("application/problem+json")

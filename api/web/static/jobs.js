@@ -52,9 +52,13 @@ export function jobsView(root) {
   let result = null;
   let stopped = false;
   let reloading = null;
+  let again = false;
 
   async function reload() {
-    if (reloading) return reloading;
+    if (reloading) {
+      again = true; // asked while reading: read once more after, to miss nothing
+      return reloading;
+    }
     reloading = (async () => {
       try {
         const [page, runs] = await Promise.all([
@@ -65,12 +69,17 @@ export function jobsView(root) {
         jobs.clear();
         for (const job of page.items) jobs.set(job.id, job);
         note.textContent = "";
+        note.className = "muted";
         render();
       } catch (error) {
         note.textContent = `Jobs unavailable: ${error.message}`;
         note.className = "error";
       } finally {
         reloading = null;
+        if (again && !stopped) {
+          again = false;
+          reload();
+        }
       }
     })();
     return reloading;
