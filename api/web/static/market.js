@@ -18,7 +18,7 @@ export function marketView(root) {
         <thead><tr>
           <th scope="col">Symbol</th><th scope="col" class="num">Price</th>
           <th scope="col" class="num">Change</th><th scope="col" class="num">%</th>
-          <th scope="col">Trend</th>
+          <th scope="col" class="trend">Trend</th>
         </tr></thead>
         <tbody></tbody>
       </table>
