@@ -127,6 +127,7 @@ def test_a_trader_sits_the_council_from_the_page_and_approves_all_but_one(
     )
 
     expect(status).to_contain_text("completed", timeout=COUNCIL_S)
+    expect(p.locator("#council-run")).to_contain_text(": completed")  # read after the end
     expect(p.locator('#council-stages [data-stage="execution"]')).to_have_attribute(
         "data-state", "done"
     )
@@ -155,7 +156,10 @@ def test_a_trader_sits_the_council_from_the_page_and_approves_all_but_one(
     headers = {"Authorization": f"Bearer {server.trader_token}"}
     current = httpx.get(server.url + "/api/council/current", headers=headers).json()
     orders = httpx.get(server.url + "/api/orders", headers=headers).json()["items"]
-    assert {o["id"] for o in orders if o["decision_id"] in ids[1:]} == shown_orders
+    assert {o["id"] for o in orders if o["decision_id"] in ids[1:]} == shown_orders, (
+        orders,
+        p.locator("#council-decisions").inner_text(),
+    )
     assert not [o for o in orders if o["decision_id"] == ids[0]]
     link = p.get_by_role("link", name="Open the flow run in the Prefect UI")
     flow_run = current["run"]["flow_run_id"]
