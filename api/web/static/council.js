@@ -26,19 +26,23 @@ const PREFECT_UI = "http://127.0.0.1:4200";
 
 export function councilView(root) {
   let who = null;
-  let shown = null; // the last /api/council/current answer
+  let shown = null; // { current, detail }: the last /api/council/current and /{id} read
   let followed = null; // the newest council job's last update (from the feed or our start)
-  const seen = new Map(); // job id -> "status|stage" last seen, to re-read on a move only
+  const seen = new Map(); // job id -> its last status, stage and run: re-read on a move only
   let loading = null;
   let again = false;
   let stopped = false;
 
   const startNote = h("p", { id: "council-start-note", className: "muted", role: "status" });
-  const startButton = h("button", { id: "council-start-button", type: "submit", disabled: true }, "Start council");
+  const startButton = h(
+    "button",
+    { id: "council-start-button", type: "submit", disabled: true, "aria-describedby": "council-start-note" },
+    "Start council",
+  );
   const asOf = h("input", { id: "council-as-of", name: "as_of", type: "date" });
   const universe = h("input", {
     id: "council-universe", name: "universe", type: "text", placeholder: "every stored symbol",
-    autocomplete: "off", spellcheck: false,
+    autocomplete: "off",
   });
   const approval = h(
     "select",

@@ -16,7 +16,7 @@ export function decisionsPanel({ onSent }) {
   const body = h("tbody");
   const empty = h("p", { id: "council-decisions-empty", className: "muted" }, "No decision yet.");
   const note = h("input", { id: "council-approve-note", name: "note", type: "text", maxLength: 2000, autocomplete: "off" });
-  const send = h("button", { id: "council-send", type: "submit" }, "Send approval");
+  const send = h("button", { id: "council-send", type: "submit", "aria-describedby": "council-approve-answer" }, "Send approval");
   const answer = h("p", { id: "council-approve-answer", className: "muted", role: "status" });
   const form = h(
     "form",
