@@ -108,7 +108,7 @@ export function jobsView(root) {
       { dataset: { id: String(job.id), status: job.status }, "aria-selected": String(selected === job.id) },
       h("th", { scope: "row" }, name),
       h("td", {}, job.type),
-      h("td", { className: `status status-${job.status}` }, job.status,
+      h("td", { className: `job-status job-status-${job.status}` }, job.status,
         job.error ? h("span", { className: "job-error error" }, job.error) : null),
       h("td", { className: "stage" }, stage),
       h("td", {}, when(job.created_at)),
