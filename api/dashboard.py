@@ -18,10 +18,12 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.auth import Viewer
+from api.deps import SettingsDep
 from api.errors import problem_responses
+from services.prefect_api import resolve_prefect_api
 
 STATIC = Path(__file__).parent / "web" / "static"
 CHART_LIBRARY = STATIC / "vendor" / "lightweight-charts.standalone.production.mjs"
@@ -64,6 +66,11 @@ PAGE_HEADERS = {
 router = APIRouter()
 
 
+class PrefectOut(BaseModel):
+    ui_url: str | None = Field(description="The Prefect UI flow runs show in; null if none runs.")
+    source: str | None = Field(description="Why that server: PREFECT_API_URL or `aitrader up`.")
+
+
 class CallerOut(BaseModel):
     actor: str
     role: str
@@ -81,6 +88,17 @@ def who_am_i(caller: Viewer) -> CallerOut:
     """The caller as the server sees it: a token's user and role, or the anonymous local
     reader (loopback, when `API_ANONYMOUS_READ` is on)."""
     return CallerOut(actor=caller.actor, role=str(caller.role), token_id=caller.token_id)
+
+
+@router.get("/api/prefect", tags=["jobs"], responses=problem_responses(401, 403, 422))
+def prefect_ui(caller: Viewer, settings: SettingsDep) -> PrefectOut:
+    """Where the Prefect UI is, for the dashboard's links to flow runs: the configured
+    Prefect API or the one `aitrader up` serves. Null when flow runs go to a private
+    server that lives only as long as its run (nothing to link to)."""
+    found = resolve_prefect_api(settings)
+    if found is None:
+        return PrefectOut(ui_url=None, source=None)
+    return PrefectOut(ui_url=found.ui_url, source=str(found.source))
 
 
 def mount_dashboard(app: FastAPI) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import expect
+from prefect.settings import PREFECT_API_URL
 
 from api.app import create_app
 from db.engine import make_engine, make_session_factory, unit_of_work
@@ -163,7 +164,8 @@ def test_a_trader_sits_the_council_from_the_page_and_approves_all_but_one(
     assert not [o for o in orders if o["decision_id"] == ids[0]]
     link = p.get_by_role("link", name="Open the flow run in the Prefect UI")
     flow_run = current["run"]["flow_run_id"]
-    expect(link).to_have_attribute("href", f"http://127.0.0.1:4200/runs/flow-run/{flow_run}")
+    ui = str(PREFECT_API_URL.value()).removesuffix("/api")  # the harness's server
+    expect(link).to_have_attribute("href", f"{ui}/runs/flow-run/{flow_run}")
     costs = p.locator("#council-costs-table tbody tr")
     assert [costs.nth(i).get_attribute("data-stage") for i in range(costs.count())] == [
         "research",
@@ -176,6 +178,20 @@ def test_a_trader_sits_the_council_from_the_page_and_approves_all_but_one(
     p.set_viewport_size({"width": 390, "height": 844})
     assert p.evaluate("document.documentElement.scrollWidth <= innerWidth")  # no page scroll
     shoot(p, "council")
+
+    # The same orders in the Portfolio view: the entries filled (fills), their exits working.
+    p.set_viewport_size({"width": 1280, "height": 800})
+    p.get_by_role("link", name="Portfolio").click()
+    placed = {o["id"]: o for o in orders if o["id"] in shown_orders}
+    working = [i for i, o in placed.items() if o["status"] in {"new", "submitted", "accepted"}]
+    assert working, placed  # each filled entry's take-profit and stop-loss
+    for order_id in working:
+        expect(p.locator(f'#open-orders tr[data-order-id="{order_id}"]')).to_be_visible()
+    symbols = {o["symbol"] for o in placed.values() if o["status"] == "filled"}
+    assert symbols, placed
+    for symbol in symbols:
+        expect(p.locator(f'#positions tbody tr[data-symbol="{symbol}"]')).to_be_visible()
+        expect(p.locator(f'#fills tr[data-symbol="{symbol}"]').first).to_be_visible()
     unexpected = [e for e in page.own_errors() if not any(s in e for s in EXPECTED_LOADS)]
     assert unexpected == [], page.errors
     assert page.only_asked(server.url)

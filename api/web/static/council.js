@@ -20,9 +20,12 @@ const STAGES = [
 ];
 const COUNCIL_JOBS = new Set(["council", "research"]); // both sit a council run
 const CUT = new Set(["reconnecting", "closed"]);
-// The page is not told where the Prefect UI is: the link assumes the address `aitrader up`
-// serves it at (Prefect's default), and the page says so beside it.
-const PREFECT_UI = "http://127.0.0.1:4200";
+let prefectUi = null; // the server's answer to /api/prefect, asked once per page
+
+async function prefectUiUrl() {
+  if (!prefectUi) prefectUi = api("/api/prefect").catch(() => ({ ui_url: null }));
+  return (await prefectUi).ui_url;
+}
 
 export function councilView(root) {
   let who = null;
@@ -193,13 +196,21 @@ export function councilView(root) {
     item.querySelector(".stage-outcome").textContent = stage.outcome === "-" ? "" : stage.outcome;
   }
 
-  function showPrefect(flowRunId) {
+  async function showPrefect(flowRunId) {
     prefect.hidden = !flowRunId;
     if (!flowRunId) return;
+    const ui = await prefectUiUrl();
+    if (!ui) {
+      prefect.replaceChildren(
+        `Flow run ${flowRunId}: no Prefect UI to open (it ran on a private Prefect server; `,
+        h("code", {}, "aitrader up"), " serves one that keeps every run).",
+      );
+      return;
+    }
     prefect.replaceChildren(
-      h("a", { href: `${PREFECT_UI}/runs/flow-run/${encodeURIComponent(flowRunId)}`, target: "_blank", rel: "noopener" },
+      h("a", { href: `${ui}/runs/flow-run/${encodeURIComponent(flowRunId)}`, target: "_blank", rel: "noopener" },
         "Open the flow run in the Prefect UI"),
-      ` (flow run ${flowRunId}; at ${PREFECT_UI}, where \`aitrader up\` serves the UI: the page is not told the configured Prefect address)`,
+      ` (flow run ${flowRunId})`,
     );
   }
 
