@@ -29,9 +29,11 @@ README_SHOT = REPO / "docs" / "img" / "dashboard.png"
 NETWORK_ERRORS = ("Failed to load resource: net::", "WebSocket connection to")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One Chromium per test worker; each test gets its own context (cookies, storage)."""
+    """One Chromium per test module; each test gets its own context (cookies, storage).
+    Not per session: while Playwright's sync API runs, its event loop is this thread's
+    running loop, and every later test calling `asyncio.run` would fail."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package")

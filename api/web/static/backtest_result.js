@@ -1,7 +1,7 @@
 // One stored backtest (GET /api/backtests/{id}): its metrics beside buy-and-hold's, both
 // equity curves drawn (Lightweight Charts, vendored), a sweep's every parameter set, and
 // the chosen set's trades. Plain rendering of what the server stored; nothing is live.
-import { ColorType, LineSeries, createChart } from "./vendor/lightweight-charts.standalone.production.mjs";
+import { LineSeries, themedChart } from "./charts.js";
 import { h, money, row, when } from "./dom.js";
 
 const SHOWN_TRADES = 200;
@@ -109,13 +109,7 @@ function tradesSection(run) {
 }
 
 function drawEquity(holder, points) {
-  const chart = createChart(holder, {
-    autoSize: true,
-    layout: { background: { type: ColorType.Solid, color: "#161c23" }, textColor: "#d8dee6" },
-    grid: { vertLines: { color: "#263140" }, horzLines: { color: "#263140" } },
-    timeScale: { borderColor: "#263140" },
-    rightPriceScale: { borderColor: "#263140" },
-  });
+  const chart = themedChart(holder);
   const strategy = chart.addSeries(LineSeries, { color: "#4aa3ff", lineWidth: 2 });
   const benchmark = chart.addSeries(LineSeries, { color: "#8a96a3", lineWidth: 1 });
   const time = (p) => Math.floor(Date.parse(p.ts) / 1000);

@@ -1,12 +1,7 @@
 // One symbol in detail: its daily candles (stored bars) with today's live tail, the
 // pattern signals marked on them, and its order book (NBBO and depth), refreshed.
 import { api } from "./app.js";
-import {
-  CandlestickSeries,
-  ColorType,
-  createChart,
-  createSeriesMarkers,
-} from "./vendor/lightweight-charts.standalone.production.mjs";
+import { CandlestickSeries, createSeriesMarkers, themedChart } from "./charts.js";
 
 const BARS = 250; // about a year of daily bars
 const BOOK_EVERY_MS = 1000;
@@ -30,13 +25,7 @@ export function symbolDetail(root, symbol) {
   const holder = root.querySelector("#chart");
   holder.setAttribute("aria-label", `${symbol} daily candles`);
   const note = root.querySelector("#chart-note");
-  const chart = createChart(holder, {
-    autoSize: true,
-    layout: { background: { type: ColorType.Solid, color: "#161c23" }, textColor: "#d8dee6" },
-    grid: { vertLines: { color: "#263140" }, horzLines: { color: "#263140" } },
-    timeScale: { borderColor: "#263140" },
-    rightPriceScale: { borderColor: "#263140" },
-  });
+  const chart = themedChart(holder);
   const candles = chart.addSeries(CandlestickSeries, {
     upColor: "#2fbf71", downColor: "#ef5350", borderVisible: false,
     wickUpColor: "#2fbf71", wickDownColor: "#ef5350",

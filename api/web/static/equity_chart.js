@@ -5,7 +5,7 @@
 // area, the drawdown from the running peak (in %) in a pane below.
 import { api } from "./app.js";
 import { h, money } from "./dom.js";
-import { AreaSeries, ColorType, createChart } from "./vendor/lightweight-charts.standalone.production.mjs";
+import { AreaSeries, themedChart } from "./charts.js";
 
 const PAGE = 500;
 const MAX_PAGES = 20; // 10,000 snapshots: far more than a curve on a screen needs
@@ -29,13 +29,7 @@ export function equityChart() {
   let epoch = 0; // bumped by reset(): an answer for the account picked before is dropped
 
   function build() {
-    chart = createChart(holder, {
-      autoSize: true,
-      layout: { background: { type: ColorType.Solid, color: "#161c23" }, textColor: "#d8dee6" },
-      grid: { vertLines: { color: "#263140" }, horzLines: { color: "#263140" } },
-      timeScale: { borderColor: "#263140", timeVisible: true },
-      rightPriceScale: { borderColor: "#263140" },
-    });
+    chart = themedChart(holder, { timeVisible: true });
     equity = chart.addSeries(AreaSeries, {
       lineColor: "#4aa3ff", topColor: "rgba(74, 163, 255, 0.35)", bottomColor: "rgba(74, 163, 255, 0.02)",
       lineWidth: 2, title: "equity",
