@@ -14,9 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
@@ -27,6 +26,9 @@ from models.errors import NotFoundError
 from models.ops import Job
 from models.strategy import Backtest, Strategy
 from models.users import User
+
+if TYPE_CHECKING:  # the realtime app reads runs through here and never loads pandas
+    import pandas as pd
 
 
 def create_backtest(
