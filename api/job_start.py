@@ -48,6 +48,17 @@ def _record(runtime: Runtime, request: JobRequestBody, caller: Principal) -> Job
     return transaction(runtime.sessions, lambda session: _write(session, request, caller))
 
 
+def _check_parameter_sets(request: BacktestJob) -> None:
+    """Refuse a backtest whose parameters cannot run (unknown, out of range, no meaningful
+    set in a sweep) before its job exists, rather than as a job that fails."""
+    from tasks.backtest.sweep import parameter_sets  # numpy and the kernels: backtests only
+
+    try:
+        parameter_sets(request.params.strategy, request.params.params)
+    except InvalidInputError as error:
+        raise InvalidInputError("body.params.params", error.message) from error
+
+
 def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobOut:
     params = request.flow_parameters()
     field = "symbols" if isinstance(request, BacktestJob) else "universe"
@@ -57,7 +68,9 @@ def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobO
             raise InvalidInputError(
                 f"body.params.{field}", f"no daily bars for {', '.join(missing)}"
             )
-    if not isinstance(request, BacktestJob):  # the week is fixed now, and shown in the answer
+    if isinstance(request, BacktestJob):  # a parameter set that cannot run is refused now
+        _check_parameter_sets(request)
+    else:  # the week is fixed now, and shown in the answer
         asked = request.params.as_of
         params["as_of"] = council_day(session, asked, universe, "body.params.as_of").day.isoformat()
     user = ensure_user(session, caller.actor)

@@ -56,13 +56,13 @@ from tasks.backtest.engine import buy_and_hold
 from tasks.backtest.metrics import metric_text
 from tasks.backtest.panel import PricePanel
 from tasks.backtest.plot import equity_png
-from tasks.backtest.strategies import get_strategy, pointless, resolve_params
+from tasks.backtest.strategies import get_strategy
 from tasks.backtest.sweep import (
     STOP_PARAMS,
     best_row,
     chunk_size,
     chunked,
-    expand_grid,
+    parameter_sets,
     run_grid,
     score_grid,
     top_rows,
@@ -148,7 +148,7 @@ def backtest(
     settings = get_settings()
     run_logger = get_run_logger()
     spec = get_strategy(request.strategy)
-    grid = _grid(spec.name, request.params)
+    grid = parameter_sets(spec.name, request.params)
     kind = "walk_forward" if walk_forward else ("sweep" if len(grid) > 1 else "single")
     backtest_id = _open_run(request, kind, job_id)
     try:
@@ -496,31 +496,6 @@ def _fail_run(backtest_id: int, error: str) -> None:
             fail_backtest(session, backtest_id, error)
     finally:
         engine.dispose()
-
-
-def _grid(name: str, given: Mapping[str, float | list[float]]) -> list[dict[str, float]]:
-    """The parameter sets: defaults for what is not given, lists swept, every set checked;
-    sets that cannot mean anything (fast >= slow) are left out of a sweep."""
-    own = {k: v for k, v in given.items() if k not in STOP_PARAMS}
-    stops = {k: v for k, v in given.items() if k in STOP_PARAMS}
-    first = {k: (v[0] if isinstance(v, list) and v else v) for k, v in own.items()}
-    unknown = [k for k, v in first.items() if isinstance(v, list)]
-    if unknown:
-        raise InvalidInputError("params", f"{', '.join(unknown)}: an empty list of values")
-    defaults = get_strategy(name).defaults
-    grid = expand_grid({**defaults, **own, **stops})
-    if len(grid) == 1:
-        resolve_params(name, {k: v for k, v in grid[0].items() if k not in STOP_PARAMS})
-        return grid
-    kept = []
-    for params in grid:
-        own_params = {k: v for k, v in params.items() if k not in STOP_PARAMS}
-        if pointless(name, {**defaults, **own_params}) is None:
-            resolve_params(name, own_params)
-            kept.append(params)
-    if not kept:
-        raise InvalidInputError("params", f"no meaningful parameter set in the {len(grid)} given")
-    return kept
 
 
 def _span(dates: pd.DatetimeIndex, bars: tuple[int, int]) -> str:

@@ -258,6 +258,9 @@ def test_a_backtest_job_runs_the_backtest_flow_and_links_its_run(process_api: Ap
             {"config": {"sizing": {"mode": "equity_fraction", "value": 3}}},
             "body.backtest.params.config.sizing",
         ),
+        ({"params": {"fast": 10, "slow": 50, "nope": 3}}, "body.params.params"),  # unknown
+        ({"params": {"fast": 50, "slow": 10}}, "body.params.params"),  # fast >= slow
+        ({"params": {"fast": [50, 60], "slow": 10}}, "body.params.params"),  # no set means it
     ],
 )
 def test_a_bad_backtest_job_is_a_422_naming_the_field_and_writes_nothing(

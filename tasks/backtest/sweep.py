@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 
 from models.backtest import BacktestConfig, Stops
+from models.errors import InvalidInputError
 from tasks.backtest.engine import BacktestResult, run_backtest
 from tasks.backtest.panel import PricePanel
 from tasks.backtest.signals import Params, SignalFunction, Signals, signals_for_grid
+from tasks.backtest.strategies import get_strategy, pointless, resolve_params
 
 STOP_PARAMS = ("stop_loss", "take_profit", "trailing_stop")
 MAX_GRID = 1_000_000
@@ -129,3 +131,29 @@ def best_row(table: pd.DataFrame, metric: str) -> int:
 
 def _rows_from(array: np.ndarray | None, first: int) -> np.ndarray | None:
     return None if array is None else np.ascontiguousarray(array[first:])
+
+
+def parameter_sets(name: str, given: Mapping[str, float | list[float]]) -> list[dict[str, float]]:
+    """The parameter sets of a run (checked before any bar is read, and by the API before a
+    job is recorded): defaults for what is not given, lists swept, every set checked;
+    sets that cannot mean anything (fast >= slow) are left out of a sweep."""
+    own = {k: v for k, v in given.items() if k not in STOP_PARAMS}
+    stops = {k: v for k, v in given.items() if k in STOP_PARAMS}
+    first = {k: (v[0] if isinstance(v, list) and v else v) for k, v in own.items()}
+    unknown = [k for k, v in first.items() if isinstance(v, list)]
+    if unknown:
+        raise InvalidInputError("params", f"{', '.join(unknown)}: an empty list of values")
+    defaults = get_strategy(name).defaults
+    grid = expand_grid({**defaults, **own, **stops})
+    if len(grid) == 1:
+        resolve_params(name, {k: v for k, v in grid[0].items() if k not in STOP_PARAMS})
+        return grid
+    kept = []
+    for params in grid:
+        own_params = {k: v for k, v in params.items() if k not in STOP_PARAMS}
+        if pointless(name, {**defaults, **own_params}) is None:
+            resolve_params(name, own_params)
+            kept.append(params)
+    if not kept:
+        raise InvalidInputError("params", f"no meaningful parameter set in the {len(grid)} given")
+    return kept

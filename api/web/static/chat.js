@@ -2,7 +2,7 @@
 // message box whose answer streams in as the model writes it (chat_stream.js). The trades
 // an answer proposed or placed show as cards under it, and the trades waiting for approval
 // in a queue beside, both with Approve for a trader (chat_trades.js), kept current by the
-// `orders` topic (the view's own feed badge says when that feed is cut).
+// `orders` topic (the header's orders badge says when that feed is cut).
 import { api, caller, may } from "./app.js";
 import { StreamError, streamAnswer } from "./chat_stream.js";
 import { tradeDesk } from "./chat_trades.js";
@@ -37,8 +37,7 @@ export function chatView(root) {
     h(
       "section",
       { className: "chat", "aria-labelledby": "chat-title" },
-      h("div", { className: "section-head" }, h("h2", { id: "chat-title" }, "Chat"),
-        h("span", { id: "feed-orders", className: "feed", dataset: { state: "off" }, role: "status" }, "orders")),
+      h("div", { className: "section-head" }, h("h2", { id: "chat-title" }, "Chat")),
       h(
         "div",
         { className: "chat-layout" },

@@ -1,16 +1,18 @@
 // Portfolio: the accounts' value now (cash, equity, the day's P&L), the positions with their
 // P&L recomputed on every live price (SSE), the kill switch, the equity curve with its
 // drawdown, working orders with their bracket exits, refused intents and recent fills.
-// Orders and fills have no stream: the books are polled every POLL_MS, and the view says
-// when the last refresh failed. Positions come from the same poll; only their prices are live.
+// The books are read again at once when the `orders` or `fills` topic says something moved,
+// and polled every POLL_MS besides (the kill switch has no topic; a missed message is caught
+// up); the view says when the last refresh failed. Only the positions' prices stream.
 import { api, caller } from "./app.js";
 import { h, money, signed } from "./dom.js";
-import { priceFeed } from "./feeds.js";
+import { priceFeed, topicFeed } from "./feeds.js";
 import { equityChart } from "./equity_chart.js";
 import { killSwitch } from "./kill_switch.js";
 import { drawFills, drawOrders, drawRefused, quantity, tableSection } from "./portfolio_tables.js";
 
 const POLL_MS = 2000;
+const SETTLE_MS = 150; // a bracket's three orders and its fill arrive together: one re-read
 const WAIT_MS = 10000; // a request hung this long counts as failed: the poll goes on
 const CUT = new Set(["reconnecting", "closed"]);
 
@@ -206,6 +208,20 @@ export function portfolioView(root) {
       ? "Live prices are cut (reconnecting): P&L is at the last price seen."
       : "P&L moves with live prices.";
   }
+  let settle = null;
+  let reconnect = false;
+  const books = topicFeed({
+    name: "orders",
+    topics: ["orders", "fills"],
+    onMessage: () => {
+      clearTimeout(settle);
+      settle = setTimeout(refreshNow, SETTLE_MS);
+    },
+    onLive: () => {
+      if (reconnect) refreshNow(); // what moved while the feed was cut
+      reconnect = true;
+    },
+  });
   const watch = new MutationObserver(notePrices);
   if (badge) watch.observe(badge, { attributes: true, attributeFilter: ["data-state"] });
   notePrices();
@@ -216,7 +232,9 @@ export function portfolioView(root) {
     stop() {
       stopped = true;
       clearTimeout(timer);
+      clearTimeout(settle);
       feed.stop();
+      books.stop();
       watch.disconnect();
       chart.stop();
     },
