@@ -19,7 +19,7 @@ serve: $(STAMP) ## the realtime process alone
 	$(BIN)/aitrader serve --host $(HOST) --port $(PORT)
 
 test: lint ## lint, type-check, then the whole suite (SQLite and Postgres)
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 3 --dist loadgroup
 
 lint: $(STAMP) ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .

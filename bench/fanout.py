@@ -46,7 +46,9 @@ Usage: python bench/fanout.py [--sse 2000] [--ws 0] [--symbols 30] [--interval-m
 --quick: 200 clients (and at most 200 WS clients), 3 s warm-up, 8 s measured.
 --dashboards: each aitrader row is measured again, on a fresh server, with one Chromium
 per 500 clients holding the dashboard open (bench/_dashboard_browsers.py): the page's own
-SSE and WebSocket clients should not change the figures.
+SSE and WebSocket clients should not change the figures. A control row has the same
+browsers watching another server: on one machine the browsers' drawing takes CPU from
+the server and the clients, which the control separates from the page's connections.
 """
 
 from __future__ import annotations
@@ -99,11 +101,13 @@ class Phase:
     path: str
     clients: int
     browsers: int = 0  # dashboards open in Chromium beside the bench clients (--dashboards)
+    elsewhere: bool = False  # the dashboards on another server: their CPU, not their clients
 
-    def with_dashboards(self) -> Phase:
+    def with_dashboards(self, elsewhere: bool = False) -> Phase:
         browsers = math.ceil(self.clients / CLIENTS_PER_BROWSER)
-        label = f"{self.label} + {browsers} dashboard{'s' if browsers > 1 else ''}"
-        return replace(self, label=label, browsers=browsers)
+        where = " on another server" if elsewhere else ""
+        label = f"{self.label} + {browsers} dashboard{'s' if browsers > 1 else ''}{where}"
+        return replace(self, label=label, browsers=browsers, elsewhere=elsewhere)
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,11 @@ def main() -> None:
     if args.ws:
         phases.append(Phase("aitrader WS", "aitrader_app", "ws", "/ws", args.ws))
     if args.dashboards:
-        phases = [twin for phase in phases for twin in (phase, phase.with_dashboards())]
+        phases = [
+            twin
+            for phase in phases
+            for twin in (phase, phase.with_dashboards(), phase.with_dashboards(elsewhere=True))
+        ]
     phases.append(Phase("baseline sse-starlette", "baseline_app", "sse", "/prices", args.sse))
 
     rows: list[Row] = []
@@ -273,7 +281,10 @@ def _measure(
 ) -> list[Row]:
     """One server process; `--rounds` times: connect the clients, measure, disconnect."""
     rows: list[Row] = []
-    with _server(phase.factory, env, workdir) as (server, port, log_path):
+    with (
+        _server(phase.factory, env, workdir) as (server, port, log_path),
+        _other_server(phase, env, workdir) as other,
+    ):
         if phase.kind == "ws" and (status := probe_ws(port, phase.path)) is not None:
             print(f"\n{phase.label}: skipped, {phase.path} answered HTTP {status}")
             return rows
@@ -281,7 +292,8 @@ def _measure(
         rss_idle = _rss_mb(server.pid)
         for k in range(1, args.rounds + 1):
             round_ = k if args.rounds > 1 else 0
-            row = _measure_round(phase, round_, args, server.pid, port, rss_idle)
+            dashboards_at = other or port
+            row = _measure_round(phase, round_, args, server.pid, port, rss_idle, dashboards_at)
             rows.append(row)
             rss_idle = row.rss_after_mb
     log = _log_lines(log_path)
@@ -291,14 +303,20 @@ def _measure(
 
 
 def _measure_round(
-    phase: Phase, round_: int, args: argparse.Namespace, server: int, port: int, rss_idle: float
+    phase: Phase,
+    round_: int,
+    args: argparse.Namespace,
+    server: int,
+    port: int,
+    rss_idle: float,
+    dashboards_at: int,
 ) -> Row:
     load_1m = os.getloadavg()[0]
     title = f"{phase.label} (round {round_})" if round_ else phase.label
     print(f"\n{title}: {phase.clients} clients, load average {_load()}", flush=True)
     compression = None if args.ws_compression == "none" else args.ws_compression
     with (
-        _dashboards(port, phase.browsers),
+        _dashboards(dashboards_at, phase.browsers),
         _client_processes(phase, port, args.client_procs, compression) as clients,
     ):
         started = time.monotonic()
@@ -440,6 +458,15 @@ def _print_results(rows: list[Row]) -> None:
     baselines = {r.round: r for r in rows if r.server.startswith("baseline")}
     print()
     plain = {(r.server, r.round): r for r in rows}
+    for r in rows:  # the page's connections alone: the dashboards here / watching elsewhere
+        control = plain.get((f"{r.server} on another server", r.round))
+        if control is not None:
+            print(
+                f"{r.label} / {control.label}: "
+                f"lag p99 {_ratio(r.lag_ms[1], control.lag_ms[1], 'ms')}, "
+                f"fan-out p99 {_ratio(r.fanout_ms[1], control.fanout_ms[1], 'ms')}, "
+                f"server CPU {_ratio(r.server_cpu, control.server_cpu, '%')}"
+            )
     for r in rows:
         if (
             " + " not in r.server
@@ -531,24 +558,39 @@ def _server(
 
 
 @contextmanager
+def _other_server(phase: Phase, env: dict[str, str], workdir: Path) -> Iterator[int | None]:
+    """For a control row, a second app for the dashboards to watch: the browsers' CPU on the
+    machine as in the dashboards row, none of their connections on the measured server."""
+    if not phase.elsewhere:
+        yield None
+        return
+    with _server("aitrader_app", env, workdir) as (_, port, _log):
+        yield port
+
+
+@contextmanager
 def _dashboards(port: int, count: int) -> Iterator[None]:
     """`count` Chromium browsers with the dashboard open (bench/_dashboard_browsers.py),
     every feed live before the clients connect; on exit, says whether they stayed live."""
     if count == 0:
         yield
         return
+    # At nice 19: in use the browsers run on the traders' machines, not beside the server;
+    # here they share its 2 cores, and drawing 2 frames/s in 4 browsers would otherwise
+    # take CPU time from the server and the bench clients and be measured as their lag.
     browsers = subprocess.Popen(
         [sys.executable, str(BENCH / "_dashboard_browsers.py"), str(port), str(count)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: os.nice(19),
     )
     assert browsers.stdin is not None
     assert browsers.stdout is not None
     try:
         if (line := browsers.stdout.readline().strip()) != "ready":
             raise RuntimeError(f"the dashboards did not open: {line or browsers.wait()}")
-        print(f"  {count} dashboards open, their price and signal feeds live")
+        print(f"  {count} dashboards open (nice 19), their price and signal feeds live")
         yield
         browsers.stdin.close()
         print(f"  dashboards at the end: {browsers.stdout.readline().strip()} feeds live")
