@@ -461,34 +461,19 @@ def _print_results(rows: list[Row]) -> None:
     for r in rows:  # the page's connections alone: the dashboards here / watching elsewhere
         control = plain.get((f"{r.server} on another server", r.round))
         if control is not None:
-            print(
-                f"{r.label} / {control.label}: "
-                f"lag p99 {_ratio(r.lag_ms[1], control.lag_ms[1], 'ms')}, "
-                f"fan-out p99 {_ratio(r.fanout_ms[1], control.fanout_ms[1], 'ms')}, "
-                f"server CPU {_ratio(r.server_cpu, control.server_cpu, '%')}"
-            )
+            print(_compared(r, control))
     for r in rows:
         if (
             " + " not in r.server
             or (base := plain.get((r.server.split(" + ")[0], r.round))) is None
         ):
             continue
-        print(
-            f"{r.label} / {base.label}: "
-            f"lag p99 {_ratio(r.lag_ms[1], base.lag_ms[1], 'ms')}, "
-            f"fan-out p99 {_ratio(r.fanout_ms[1], base.fanout_ms[1], 'ms')}, "
-            f"server CPU {_ratio(r.server_cpu, base.server_cpu, '%')}"
-        )
+        print(_compared(r, base))
     for r in rows:
         base = baselines.get(r.round)
         if base is None or r is base:
             continue
-        print(
-            f"{r.label} / {base.label}: "
-            f"lag p99 {_ratio(r.lag_ms[1], base.lag_ms[1], 'ms')}, "
-            f"fan-out p99 {_ratio(r.fanout_ms[1], base.fanout_ms[1], 'ms')}, "
-            f"server CPU {_ratio(r.server_cpu, base.server_cpu, '%')}"
-        )
+        print(_compared(r, base))
     for r in rows:
         for line in r.errors:
             print(f"{r.label} client error: {line}")
@@ -498,6 +483,16 @@ def _print_results(rows: list[Row]) -> None:
             print(f"{r.label} server log: {line}")
         if len(r.server_log) > 10:
             print(f"{r.label} server log: ... {len(r.server_log) - 10} more lines")
+
+
+def _compared(row: Row, base: Row) -> str:
+    """`row` against `base`: lag and fan-out p99 and server CPU, each as a ratio."""
+    return (
+        f"{row.label} / {base.label}: "
+        f"lag p99 {_ratio(row.lag_ms[1], base.lag_ms[1], 'ms')}, "
+        f"fan-out p99 {_ratio(row.fanout_ms[1], base.fanout_ms[1], 'ms')}, "
+        f"server CPU {_ratio(row.server_cpu, base.server_cpu, '%')}"
+    )
 
 
 def _ratio(ours: float, base: float, unit: str) -> str:

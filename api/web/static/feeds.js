@@ -41,9 +41,7 @@ export function topicFeed({ name, topics, since, onMessage, onLive }) {
     socket.addEventListener("close", () => {
       if (stopped) return;
       feedState(name, "reconnecting");
-      const wait = SOCKET_RETRY_MS[Math.min(retry, SOCKET_RETRY_MS.length - 1)];
-      retry += 1;
-      timer = setTimeout(connect, wait);
+      timer = setTimeout(connect, backoff(SOCKET_RETRY_MS, retry++));
     });
   }
 
@@ -82,9 +80,7 @@ export function priceFeed({ onPrices, name = "prices" }) {
       if (stopped) return;
       feedState(name, "reconnecting");
       if (source.readyState === EventSource.CLOSED) {
-        const wait = STREAM_RETRY_MS[Math.min(retry, STREAM_RETRY_MS.length - 1)];
-        retry += 1;
-        timer = setTimeout(connect, wait);
+        timer = setTimeout(connect, backoff(STREAM_RETRY_MS, retry++));
       }
     });
   }
@@ -98,4 +94,9 @@ export function priceFeed({ onPrices, name = "prices" }) {
       feedState(name, "off");
     },
   };
+}
+
+/** The wait before reconnect attempt `retry` (0-based): the schedule's last value repeats. */
+function backoff(schedule, retry) {
+  return schedule[Math.min(retry, schedule.length - 1)];
 }
