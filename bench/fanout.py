@@ -102,6 +102,7 @@ class Phase:
     clients: int
     browsers: int = 0  # dashboards open in Chromium beside the bench clients (--dashboards)
     elsewhere: bool = False  # the dashboards on another server: their CPU, not their clients
+    run: int = 0  # with --repeat: which of the interleaved runs (1-based)
 
     def with_dashboards(self, elsewhere: bool = False) -> Phase:
         browsers = math.ceil(self.clients / CLIENTS_PER_BROWSER)
@@ -139,10 +140,14 @@ class Row:
     malformed: int
     errors: list[str]
     server_log: list[str]
+    run: int = 0
+    browsers: int = 0
+    browser_cpu: float = 0.0  # the dashboards' browsers (every process), % of one core
 
     @property
     def label(self) -> str:
-        return f"{self.server} (round {self.round})" if self.round else self.server
+        label = f"{self.server} (round {self.round})" if self.round else self.server
+        return f"{label} (run {self.run})" if self.run else label
 
     @property
     def rss_per_conn_kb(self) -> float:
@@ -227,6 +232,13 @@ def main() -> None:
         help="measure each aitrader row again with one browser on the dashboard per "
         f"{CLIENTS_PER_BROWSER} clients (Market and Signals views open)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="with --dashboards: run the plain, dashboards and control rows N times, "
+        "interleaved, and print the medians of their ratios",
+    )
     args = parser.parse_args()
     if args.quick:
         args.sse, args.ws = min(args.sse, 200), min(args.ws, 200)
@@ -246,9 +258,11 @@ def main() -> None:
     if args.ws:
         phases.append(Phase("aitrader WS", "aitrader_app", "ws", "/ws", args.ws))
     if args.dashboards:
+        runs = range(1, args.repeat + 1) if args.repeat > 1 else [0]
         phases = [
-            twin
+            replace(twin, run=run)
             for phase in phases
+            for run in runs
             for twin in (phase, phase.with_dashboards(), phase.with_dashboards(elsewhere=True))
         ]
     phases.append(Phase("baseline sse-starlette", "baseline_app", "sse", "/prices", args.sse))
@@ -313,10 +327,11 @@ def _measure_round(
 ) -> Row:
     load_1m = os.getloadavg()[0]
     title = f"{phase.label} (round {round_})" if round_ else phase.label
+    title = f"{title} (run {phase.run})" if phase.run else title
     print(f"\n{title}: {phase.clients} clients, load average {_load()}", flush=True)
     compression = None if args.ws_compression == "none" else args.ws_compression
     with (
-        _dashboards(dashboards_at, phase.browsers),
+        _dashboards(dashboards_at, phase.browsers) as browsers,
         _client_processes(phase, port, args.client_procs, compression) as clients,
     ):
         started = time.monotonic()
@@ -334,8 +349,10 @@ def _measure_round(
         pids = [proc.pid for proc, _ in clients if proc.pid is not None]
         time.sleep(max(0.0, window.t0 - time.time()))
         server0, clients0, wall0 = _cpu_s(server), [_cpu_s(p) for p in pids], time.time()
+        browsers0 = _tree_cpu_s(browsers) if browsers else 0.0
         time.sleep(max(0.0, window.t1 - time.time()))
         server1, clients1, wall1 = _cpu_s(server), [_cpu_s(p) for p in pids], time.time()
+        browsers1 = _tree_cpu_s(browsers) if browsers else 0.0
         rss_loaded = _rss_mb(server)
         results = [_receive(conn, RESULTS_TIMEOUT_S, Received) for _, conn in clients]
     time.sleep(3.0)  # let the server forget the disconnected clients
@@ -351,10 +368,17 @@ def _measure_round(
         client_cpu=[100 * (b - a) / wall for a, b in zip(clients0, clients1, strict=True)],
         rss=(rss_idle, rss_loaded, rss_after),
     )
+    row = replace(
+        row,
+        run=phase.run,
+        browsers=phase.browsers,
+        browser_cpu=100 * (browsers1 - browsers0) / wall,
+    )
     print(
         f"  lag p50 {row.lag_ms[0]:.0f} ms, p99 {row.lag_ms[1]:.0f} ms; fan-out p99 "
         f"{row.fanout_ms[1]:.0f} ms; server CPU {row.server_cpu:.0f} %, "
         f"clients {row.client_cpu:.0f} %, client loop lag p99 {row.loop_lag_ms[0]:.0f} ms"
+        + (f"; browsers {row.browser_cpu:.0f} %" if browsers else "")
     )
     return row
 
@@ -457,18 +481,21 @@ def _print_results(rows: list[Row]) -> None:
         )
     baselines = {r.round: r for r in rows if r.server.startswith("baseline")}
     print()
-    plain = {(r.server, r.round): r for r in rows}
+    plain = {(r.server, r.round, r.run): r for r in rows}
+    pairs: list[tuple[Row, Row]] = []
     for r in rows:  # the page's connections alone: the dashboards here / watching elsewhere
-        control = plain.get((f"{r.server} on another server", r.round))
+        control = plain.get((f"{r.server} on another server", r.round, r.run))
         if control is not None:
-            print(_compared(r, control))
+            pairs.append((r, control))
     for r in rows:
-        if (
-            " + " not in r.server
-            or (base := plain.get((r.server.split(" + ")[0], r.round))) is None
-        ):
-            continue
-        print(_compared(r, base))
+        base = plain.get((r.server.split(" + ")[0], r.round, r.run))
+        if " + " in r.server and base is not None:
+            pairs.append((r, base))
+    for row, base in pairs:
+        print(_compared(row, base))
+    if any(r.run for r in rows):
+        print()
+        print(_medians(pairs))
     for r in rows:
         base = baselines.get(r.round)
         if base is None or r is base:
@@ -492,7 +519,36 @@ def _compared(row: Row, base: Row) -> str:
         f"lag p99 {_ratio(row.lag_ms[1], base.lag_ms[1], 'ms')}, "
         f"fan-out p99 {_ratio(row.fanout_ms[1], base.fanout_ms[1], 'ms')}, "
         f"server CPU {_ratio(row.server_cpu, base.server_cpu, '%')}"
+        + (f"; the browsers took {row.browser_cpu:.0f} % of a core" if row.browsers else "")
     )
+
+
+def _medians(pairs: list[tuple[Row, Row]]) -> str:
+    """For each kind of comparison, the median over the runs of each ratio, and its range."""
+    kinds: dict[tuple[str, str], list[tuple[Row, Row]]] = {}
+    for row, base in pairs:
+        kinds.setdefault((row.server, base.server), []).append((row, base))
+    lines = []
+    for (ours, theirs), runs in kinds.items():
+        figures = []
+        for name, field in (("lag p99", 0), ("fan-out p99", 1), ("server CPU", 2)):
+            ratios = sorted(_ratio_of(row, base, field) for row, base in runs)
+            figures.append(
+                f"{name} {float(np.median(ratios)):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+            )
+        cpu = float(np.median([row.browser_cpu for row, _ in runs]))
+        lines.append(
+            f"median of {len(runs)} runs, {ours} / {theirs}: "
+            + ", ".join(figures)
+            + (f"; the browsers took {cpu:.0f} % of a core" if runs[0][0].browsers else "")
+        )
+    return "\n".join(lines)
+
+
+def _ratio_of(row: Row, base: Row, field: int) -> float:
+    """Lag p99 (0), fan-out p99 (1) or server CPU (2) of `row` over `base`'s."""
+    ours, theirs = ((r.lag_ms[1], r.fanout_ms[1], r.server_cpu)[field] for r in (row, base))
+    return ours / theirs if theirs else math.inf
 
 
 def _ratio(ours: float, base: float, unit: str) -> str:
@@ -563,12 +619,18 @@ def _other_server(phase: Phase, env: dict[str, str], workdir: Path) -> Iterator[
         yield port
 
 
+def _idle_priority() -> None:
+    """SCHED_IDLE for this process and every one it starts: run only when a core is free."""
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
 @contextmanager
-def _dashboards(port: int, count: int) -> Iterator[None]:
+def _dashboards(port: int, count: int) -> Iterator[int | None]:
     """`count` Chromium browsers with the dashboard open (bench/_dashboard_browsers.py),
-    every feed live before the clients connect; on exit, says whether they stayed live."""
+    every feed live before the clients connect; yields the pid whose process tree holds
+    them (None without browsers); on exit, says whether they stayed live."""
     if count == 0:
-        yield
+        yield None
         return
     # At nice 19: in use the browsers run on the traders' machines, not beside the server;
     # here they share its 2 cores, and drawing 2 frames/s in 4 browsers would otherwise
@@ -578,15 +640,15 @@ def _dashboards(port: int, count: int) -> Iterator[None]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: os.nice(19),
+        preexec_fn=_idle_priority,
     )
     assert browsers.stdin is not None
     assert browsers.stdout is not None
     try:
         if (line := browsers.stdout.readline().strip()) != "ready":
             raise RuntimeError(f"the dashboards did not open: {line or browsers.wait()}")
-        print(f"  {count} dashboards open (nice 19), their price and signal feeds live")
-        yield
+        print(f"  {count} dashboards open (SCHED_IDLE), their price and signal feeds live")
+        yield browsers.pid
         browsers.stdin.close()
         print(f"  dashboards at the end: {browsers.stdout.readline().strip()} feeds live")
     finally:
@@ -671,6 +733,29 @@ def _cpu_s(pid: int) -> float:
     """utime + stime of `pid` in seconds, from /proc (psutil is not a dependency)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _tree_cpu_s(root: int) -> float:
+    """utime + stime of `root` and every live process under it (Chromium's renderers, GPU
+    and network processes, Playwright's driver), in seconds."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we listed
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    total = 0.0
+    for pid in parent:
+        up = pid
+        while up > 1 and up != root:
+            up = parent.get(up, 0)
+        if up == root:
+            try:
+                total += _cpu_s(pid)
+            except OSError:
+                continue
+    return total
 
 
 def _rss_mb(pid: int) -> float:

@@ -39,6 +39,11 @@ export function signalsView(root) {
 
   for (const input of [symbolFilter, kindFilter, sideFilter]) input.addEventListener("input", applyFilters);
 
+  // Signals are queued as they come and drawn once per animation frame, so a burst costs
+  // one layout; a hidden tab keeps at most KEEP of them until it is shown again.
+  let queued = [];
+  let frame = 0;
+
   function add(signal) {
     const key = `${signal.strategy}|${signal.symbol}|${signal.kind}|${signal.ts}`;
     if (seen.has(key)) return; // a resume sends the last one again: it is recognised
@@ -50,29 +55,30 @@ export function signalsView(root) {
       option.value = option.textContent = signal.kind;
       kindFilter.append(option);
     }
-    const tr = document.createElement("tr");
-    Object.assign(tr.dataset, { symbol: signal.symbol, kind: signal.kind, side: signal.side, ts: signal.ts });
-    const cells = [
-      new Date(signal.ts).toLocaleTimeString(),
-      signal.symbol,
-      signal.kind,
-      signal.side,
-      signal.score == null ? "" : Number(signal.score).toFixed(2),
-      signal.price == null ? "" : Number(signal.price).toFixed(2),
-    ];
-    cells.forEach((text, i) => {
-      const cell = document.createElement(i === 1 ? "th" : "td");
-      if (i === 1) cell.scope = "row";
-      if (i >= 4) cell.className = "num";
-      if (i === 3) cell.className = `side-${signal.side}`;
-      cell.textContent = text;
-      tr.append(cell);
-    });
-    const after = [...body.children].find((row) => row.dataset.ts < signal.ts);
-    body.insertBefore(tr, after || null); // newest first
-    while (body.children.length > KEEP) body.lastElementChild.remove();
-    empty.hidden = true;
-    filterRow(tr);
+    queued.push({ key, signal });
+    if (queued.length > 2 * KEEP) queued = newest(queued, seen);
+    if (!frame) frame = requestAnimationFrame(draw);
+  }
+
+  function draw() {
+    frame = 0;
+    const batch = newest(queued, seen).reverse(); // oldest first: each goes on top
+    queued = [];
+    for (const { key, signal } of batch) {
+      const tr = signalRow(signal);
+      tr.signalKey = key;
+      const top = body.firstElementChild;
+      const after = !top || top.dataset.ts <= signal.ts
+        ? top // the usual case: newer than every row shown
+        : [...body.children].find((row) => row.dataset.ts < signal.ts);
+      body.insertBefore(tr, after || null); // newest first
+      filterRow(tr);
+    }
+    while (body.children.length > KEEP) {
+      seen.delete(body.lastElementChild.signalKey); // what is dropped may be shown again
+      body.lastElementChild.remove();
+    }
+    if (batch.length) empty.hidden = true;
   }
 
   function filterRow(tr) {
@@ -93,5 +99,39 @@ export function signalsView(root) {
     since: () => lastTs, // a reconnect resumes from the last signal kept
     onMessage: (_, signal) => add(signal),
   });
-  return { stop: () => feed.stop() };
+  return {
+    stop() {
+      feed.stop();
+      cancelAnimationFrame(frame);
+    },
+  };
+}
+
+/** The newest KEEP of `queued`, newest first; the keys of the others leave `seen`. */
+function newest(queued, seen) {
+  const sorted = queued.slice().sort((a, b) => (a.signal.ts < b.signal.ts ? 1 : a.signal.ts > b.signal.ts ? -1 : 0));
+  for (const { key } of sorted.slice(KEEP)) seen.delete(key);
+  return sorted.slice(0, KEEP);
+}
+
+function signalRow(signal) {
+  const tr = document.createElement("tr");
+  Object.assign(tr.dataset, { symbol: signal.symbol, kind: signal.kind, side: signal.side, ts: signal.ts });
+  const cells = [
+    new Date(signal.ts).toLocaleTimeString(),
+    signal.symbol,
+    signal.kind,
+    signal.side,
+    signal.score == null ? "" : Number(signal.score).toFixed(2),
+    signal.price == null ? "" : Number(signal.price).toFixed(2),
+  ];
+  cells.forEach((text, i) => {
+    const cell = document.createElement(i === 1 ? "th" : "td");
+    if (i === 1) cell.scope = "row";
+    if (i >= 4) cell.className = "num";
+    if (i === 3) cell.className = `side-${signal.side}`;
+    cell.textContent = text;
+    tr.append(cell);
+  });
+  return tr;
 }
