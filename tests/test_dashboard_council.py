@@ -71,7 +71,7 @@ def test_a_trader_sits_the_council_from_the_page_and_approves_all_but_one(
     start = p.get_by_role("button", name="Start council")
     expect(p.locator("#council-start-note")).to_have_text(re.compile("Sign in as a trader"))
     expect(start).to_be_disabled()  # the anonymous local reader is a viewer
-    expect(p.locator("#council-run")).to_contain_text("no council has sat yet")
+    expect(p.locator("#council-run")).to_contain_text("No council has sat yet")
 
     p.click("#sign-in")
     p.fill("#token", server.trader_token)

@@ -9,13 +9,15 @@ from typing import Annotated
 from uuid import UUID
 
 import httpx
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Query
 from sqlalchemy.orm import Session
 
 from api.after_effect import record_after_effect
 from api.auth import LLMSpender, Principal, Trader
 from api.deps import ReadSession, RuntimeDep
+from api.errors import problem_responses
 from api.job_start import start_job
+from api.pagination import Page, PageDep
 from api.runtime import Runtime
 from api.schemas.council import (
     ApprovalIn,
@@ -43,6 +45,25 @@ PAUSE_WAIT_S = 15.0
 router = APIRouter(prefix="/api/council", tags=["council"])
 
 RunId = Annotated[int, Path(ge=1, le=2**53, description="Council run id.")]
+
+
+@router.get("", responses=problem_responses(401, 403, 422))
+def council_runs(
+    session: ReadSession,
+    page: PageDep,
+    status: Annotated[RunStatus | None, Query(description="Only runs in this status.")] = None,
+) -> Page[CouncilRunOut]:
+    """Council runs newest first by creation (`since`/`until` on it); an empty page before
+    the first sitting, where `/current` answers 404."""
+    rows = q.runs(
+        session,
+        status=status,
+        since=page.since,
+        until=page.until,
+        limit=page.fetch,
+        offset=page.offset,
+    )
+    return Page.of([CouncilRunOut.model_validate(row) for row in rows], page)
 
 
 @router.get("/current")

@@ -40,6 +40,27 @@ def latest_run(session: Session) -> CouncilRun:
     return run
 
 
+def runs(
+    session: Session,
+    *,
+    status: RunStatus | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[CouncilRun]:
+    """Council runs newest first by creation (`since` inclusive, `until` exclusive)."""
+    stmt = select(CouncilRun)
+    if status is not None:
+        stmt = stmt.where(CouncilRun.status == status)
+    if since is not None:
+        stmt = stmt.where(CouncilRun.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(CouncilRun.created_at < until)
+    stmt = stmt.order_by(CouncilRun.created_at.desc(), CouncilRun.id.desc())
+    return list(session.scalars(stmt.offset(offset).limit(limit)))
+
+
 def latest_run_with_pitches(session: Session) -> CouncilRun:
     """The newest council run that wrote pitches, whatever its status."""
     run = session.scalar(

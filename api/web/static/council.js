@@ -151,10 +151,19 @@ export function councilView(root) {
   async function loadOnce() {
     let current;
     try {
+      // The list first: before the first sitting it is empty, where /current is a 404
+      // (which the browser would log as an error on every visit).
+      const newest = await api("/api/council?limit=1");
+      if (newest.items.length === 0) {
+        if (stopped) return;
+        runLine.textContent = "No council has sat yet.";
+        showStatus();
+        return;
+      }
       current = await api("/api/council/current");
     } catch (failure) {
       if (stopped) return;
-      runLine.textContent = failure.message; // "no council has sat yet: ..." and the like
+      runLine.textContent = failure.message;
       showStatus();
       return;
     }
