@@ -632,7 +632,7 @@ def _dashboards(port: int, count: int) -> Iterator[int | None]:
     if count == 0:
         yield None
         return
-    # At nice 19: in use the browsers run on the traders' machines, not beside the server;
+    # SCHED_IDLE: in use the browsers run on the traders' machines, not beside the server;
     # here they share its 2 cores, and drawing 2 frames/s in 4 browsers would otherwise
     # take CPU time from the server and the bench clients and be measured as their lag.
     browsers = subprocess.Popen(
