@@ -76,7 +76,8 @@ class BusBridge:
         that is away is left to each pump to wait for, without holding the start-up."""
         for stream, topic in STREAM_TOPICS.items():
             try:
-                position: str | None = await asyncio.wait_for(self._bus.latest_id(stream), 2.0)
+                async with asyncio.timeout(2.0):
+                    position: str | None = await self._bus.latest_id(stream)
             except (BusUnavailableError, TimeoutError):
                 position = None
             self._pumps[stream].start(self._pump(stream, topic, position))

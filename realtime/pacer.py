@@ -53,8 +53,11 @@ class ChangePacer:
         """Return when a change (or an interval without notice) may be published."""
         loop = asyncio.get_running_loop()
         trigger = None
+        # `asyncio.timeout`, not `wait_for`: on 3.11, a cancel that arrives as the event is
+        # set is swallowed by `wait_for`, and the loop calling us runs on after its stop().
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout=self.interval_s)
+            async with asyncio.timeout(self.interval_s):
+                await self._changed.wait()
             trigger = self._changed_at
         self._due = max(
             loop.time() if trigger is None else trigger, self._last_due + self.min_gap_s

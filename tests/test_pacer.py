@@ -63,3 +63,34 @@ def test_a_notice_wakes_the_waiter_without_waiting_for_the_timer() -> None:
         await asyncio.wait_for(waiter, timeout=5)
 
     asyncio.run(scenario())
+
+
+def test_a_loop_on_the_pacer_stops_when_cancelled_just_as_a_change_arrives() -> None:
+    """The hubs' loops wait on the pacer and are stopped by cancelling them. On Python 3.11,
+    `asyncio.wait_for` swallowed a cancel that landed as the awaited event was set: the loop
+    ran on and the server's stop hung (seen in CI). Cancel at each point of that hand-over."""
+
+    async def scenario() -> list[int]:
+        hung = []
+        for yields in range(8):
+            pacer = ChangePacer(interval_s=30)
+
+            async def publish_loop(pacer: ChangePacer = pacer) -> None:
+                while True:
+                    await pacer.wait()
+                    pacer.published()
+
+            task = asyncio.create_task(publish_loop())
+            await asyncio.sleep(0)  # the loop now waits for a change
+            pacer.notify()
+            for _ in range(yields):  # the change is handed over a step at a time
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=2)
+            if not done:
+                hung.append(yields)
+                task.cancel()  # a second cancel ends it, so the next case starts clean
+                await asyncio.wait({task}, timeout=2)
+        return hung
+
+    assert asyncio.run(scenario()) == []

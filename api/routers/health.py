@@ -72,7 +72,8 @@ async def _database(runtime: Runtime) -> tuple[bool, str]:
             conn.execute(text("SELECT 1"))
 
     try:
-        await asyncio.wait_for(asyncio.to_thread(ping), timeout=3.0)
+        async with asyncio.timeout(3.0):
+            await asyncio.to_thread(ping)
     except (SQLAlchemyError, TimeoutError) as exc:
         return False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return True, runtime.engine.dialect.name

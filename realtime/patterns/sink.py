@@ -172,7 +172,8 @@ class SignalSink:
         last_flush = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+                async with asyncio.timeout(self._interval):  # not wait_for: see realtime/pacer.py
+                    await self._wake.wait()
             self._wake.clear()
             await self._publish()
             now = time.monotonic()
