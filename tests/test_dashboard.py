@@ -82,6 +82,26 @@ def test_a_refused_token_is_said_in_the_sign_in_dialog_and_nothing_is_kept(
     assert all("401" in e for e in page.errors), page.errors
 
 
+def test_a_view_that_fails_to_load_says_so_and_the_others_keep_working(
+    server: str, page: Watched
+) -> None:
+    # A broken module (a bad deploy, a proxy's error page) served for one view only.
+    page.page.route(
+        "**/ui/chat.js",
+        lambda route: route.fulfill(
+            status=200, content_type="text/javascript", body="export function chatView( {"
+        ),
+    )
+    page.page.goto(server + "/#chat")
+    alert = page.page.locator("#view [role=alert]")
+    expect(alert).to_contain_text("This view could not load", timeout=10_000)
+    expect(page.page.locator('nav a[data-view="chat"]')).to_have_attribute("aria-current", "page")
+    page.page.click('nav a[data-view="market"]')
+    expect(page.page.locator("#prices tbody tr")).to_have_count(4, timeout=10_000)
+    expect(page.page.locator("#feed-prices")).to_have_attribute("data-state", "live")
+    expect(alert).to_have_count(0)
+
+
 def test_chromium_is_debians_not_a_playwright_download() -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip("no system chromium")

@@ -1,19 +1,15 @@
 // The dashboard's shell: views by URL hash, the API token of this tab, and the state of
 // each live feed shown in the header. Plain ES modules, no build step, nothing from a CDN.
-import { chatView } from "./chat.js";
-import { councilView } from "./council.js";
-import { jobsView } from "./jobs.js";
-import { marketView } from "./market.js";
-import { portfolioView } from "./portfolio.js";
-import { signalsView } from "./signals.js";
+// A view's module is imported when it is first opened: a view that fails to load (or to
+// start) says so in its place, and the header and the other views keep working.
 
 const VIEWS = {
-  market: marketView,
-  signals: signalsView,
-  council: councilView,
-  portfolio: portfolioView,
-  chat: chatView,
-  jobs: jobsView,
+  market: ["./market.js", "marketView"],
+  signals: ["./signals.js", "signalsView"],
+  council: ["./council.js", "councilView"],
+  portfolio: ["./portfolio.js", "portfolioView"],
+  chat: ["./chat.js", "chatView"],
+  jobs: ["./jobs.js", "jobsView"],
 };
 const TOKEN_KEY = "aitrader.token";
 
@@ -77,17 +73,31 @@ export function feedState(name, state) {
 }
 
 let current = null;
+let routed = 0; // which route() call is the newest: an older one's import may end later
 
-function route() {
+async function route() {
   const name = location.hash.slice(1) || "market";
-  const view = VIEWS[name] || VIEWS.market;
+  const [path, exported] = VIEWS[name] || VIEWS.market;
+  const turn = ++routed;
   if (current) current.stop();
+  current = null;
   const root = document.getElementById("view");
   root.replaceChildren();
-  current = view(root);
   for (const link of document.querySelectorAll("nav a")) {
     if (link.dataset.view === name) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
+  }
+  try {
+    const view = (await import(path))[exported];
+    if (turn !== routed) return; // another view was asked for meanwhile
+    current = view(root);
+  } catch (failure) {
+    if (turn !== routed) return;
+    const note = document.createElement("p");
+    note.className = "error";
+    note.setAttribute("role", "alert");
+    note.textContent = `This view could not load (${failure.message}). The other views still work; reload the page to try again.`;
+    root.replaceChildren(note);
   }
 }
 

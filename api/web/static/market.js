@@ -63,6 +63,9 @@ export function marketView(root) {
     }
     row.history.push(price.price);
     if (row.history.length > HISTORY) row.history.shift();
+    // Every price reaches the candle (its high and low), drawn or not: the chart draws
+    // on its own animation frame.
+    if (detail && price.symbol === selected) detail.price(price.price, price.ts);
     const earlier = pending.get(price.symbol);
     pending.set(price.symbol, { price, flash: flash || Boolean(earlier && earlier.flash) });
     if (!frame) frame = requestAnimationFrame(draw);
@@ -77,7 +80,6 @@ export function marketView(root) {
       row.pct.textContent = `${signed(price.change_pct, 2)}%`;
       row.tr.dataset.trend = price.change > 0 ? "up" : price.change < 0 ? "down" : "flat";
       drawSparkline(row.line, row.history);
-      if (detail && symbol === selected) detail.price(price.price, price.ts);
       if (flash && price.direction) flashes.flash(row.price, price.direction > 0 ? "flash-up" : "flash-down");
     }
     pending.clear();
