@@ -1,0 +1,1 @@
+"""Inference runners for the pattern engine's seam (realtime/patterns/inference.py)."""
