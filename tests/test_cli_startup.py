@@ -71,11 +71,12 @@ def test_an_unknown_command_is_refused_with_usage() -> None:
 
 def test_the_realtime_app_loads_no_library_only_some_requests_use() -> None:
     """litellm (chat), pandas (market metrics, imports), alpaca-py (its accounts and source)
-    load on first use: a server nobody chats with does not hold them (bench/cli_startup.py
-    has its idle memory)."""
+    and ONNX Runtime (a served model) load on first use: a server nobody chats with does not
+    hold them (bench/cli_startup.py has its idle memory)."""
     probe = (
         "import sys, api.app; "
-        "print(','.join(m for m in ('litellm', 'pandas', 'alpaca', 'prefect') if m in sys.modules))"
+        "print(','.join(m for m in ('litellm', 'pandas', 'alpaca', 'prefect', 'onnxruntime')"
+        " if m in sys.modules))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
