@@ -37,6 +37,7 @@ from api.routers import (
     health,
     jobs,
     market,
+    ml_models,
     pitches,
     portfolio,
     research,
@@ -53,6 +54,7 @@ from services.settings import Settings, get_settings
 
 GUARDED = (
     conversations.router,
+    ml_models.router,
     audit.router,
     jobs.router,
     backtests.router,

@@ -111,6 +111,22 @@ class RunStatus(StrEnum):
     CANCELED = "canceled"
 
 
+class ModelStatus(StrEnum):
+    """A registered model version's standing (db/queries/model_registry.py moves it).
+
+    candidate: trained and registered, serving nothing; active: the one version of its
+    name that serves; challenger: scored live beside the active one (A/B), deciding
+    nothing; retired: was active, replaced; refused: did not beat the active version
+    out of sample.
+    """
+
+    CANDIDATE = "candidate"
+    ACTIVE = "active"
+    CHALLENGER = "challenger"
+    RETIRED = "retired"
+    REFUSED = "refused"
+
+
 class BrokerKind(StrEnum):
     PAPER = "paper"
     ALPACA = "alpaca"
