@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for account in ACCOUNTS
     ]
-    print("ready", flush=True)
+    os.write(1, b"ready\n")  # one write(2), as the zygote's own lines (tests/chaos_zygote.py)
     try:
         for account, broker in zip(ACCOUNTS, brokers, strict=True):
             asyncio.run(execute_account(sessions, account, broker, decision_ids, as_of=as_of))

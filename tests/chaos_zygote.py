@@ -45,11 +45,19 @@ def serve() -> int:
         pid = os.fork()
         if pid == 0:
             _child(argv)
-        print(f"pid {pid}", flush=True)
+        say(f"pid {pid}")
         _, status = os.waitpid(pid, 0)
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        print(f"exit {pid} {code}", flush=True)
+        say(f"exit {pid} {code}")
     return 0
+
+
+def say(line: str) -> None:
+    """One line in one write(2): the child writes to the same pipe, and under
+    PYTHONUNBUFFERED `print` writes the text and its newline separately, so a child's
+    `ready` could land between them (seen in CI: `pid 1007ready`). A pipe write this short
+    is atomic."""
+    os.write(sys.stdout.fileno(), f"{line}\n".encode())
 
 
 if __name__ == "__main__":
