@@ -170,14 +170,14 @@ def test_a_hung_challenger_is_not_asked_again_until_it_returns(
     paths: tuple[Path, Path], batch: FloatArray
 ) -> None:
     reference, challenger = paths
-    race = _race(reference, challenger, timeout_s=2)
+    race = _race(reference, challenger, timeout_s=60)
     race.run(batch)
     challenger.hold.clear()  # the GPU call never comes back
     started = time.monotonic()
     for _ in range(5):
         np.testing.assert_allclose(race.run(batch), _scores(batch))
     took = time.monotonic() - started
-    assert took < 1.5  # each batch waited for the reference only, not the 2 s timeout
+    assert took < 30  # far below one 60 s timeout: no batch waited for the hung path
     # Two calls hang (the one beyond the batch is allowed); nothing piles up behind them.
     assert challenger.calls == 3
     assert race.stats()["tensorrt"].busy == 3
