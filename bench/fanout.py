@@ -240,6 +240,8 @@ def main() -> None:
         "interleaved, and print the medians of their ratios",
     )
     args = parser.parse_args()
+    if args.repeat > 1 and not args.dashboards:
+        parser.error("--repeat interleaves the --dashboards rows; add --dashboards")
     if args.quick:
         args.sse, args.ws = min(args.sse, 200), min(args.ws, 200)
         args.duration, args.warmup = 8.0, 3.0

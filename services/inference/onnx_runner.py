@@ -75,8 +75,7 @@ class OnnxRunner:
         self.reloads += 1
 
     def run(self, windows: FloatArray) -> FloatArray:
-        loaded = self._loaded
-        return self._run(loaded, windows)
+        return self._run(self._loaded, windows)  # read once: a reload mid-call changes nothing
 
     def cancel(self) -> None:
         """Stop every call in progress; each raises in its own thread."""

@@ -26,8 +26,8 @@ beside a reference path (ONNX Runtime on CPU, always there). Rules:
   slower than the reference simply never wins. A check the reference could not
   take part in (busy, failed) is made on the next batch.
 
-The runners are called on copies of the input: the batcher reuses its array as soon
-as `run` returns, while a losing runner may still be reading.
+The runners are called on one read-only copy of the input: the batcher reuses its
+array as soon as `run` returns, while a losing runner may still be reading.
 """
 
 from __future__ import annotations
@@ -134,12 +134,16 @@ class RacingRunner:
         checking = not self._verified or self._check_due or self._batches % self._check_every == 0
         rows = windows.shape[0]
         answers: dict[Side, _Answer] = {}
-        causes: dict[Side, str] = {}
+        causes: dict[Side, str] = {}  # why a side has no answer, in words
+        failed: set[Side] = set()  # busy, raised or invalid: not merely slower
         pending: dict[Future[_Answer], Side] = {}
+        shared = windows.copy()  # one copy for both paths, read-only: the caller reuses its own
+        shared.flags.writeable = False
         for side in SIDES:
-            future = self._ask(side, windows)
+            future = self._ask(side, shared)
             if future is None:
                 causes[side] = f"{self._name(side)}: still busy with an earlier batch"
+                failed.add(side)
             else:
                 pending[future] = side
         deadline = monotonic() + self._timeout_s
@@ -155,13 +159,14 @@ class RacingRunner:
                     answers[side] = future.result()
                 else:
                     causes[side] = cause
+                    failed.add(side)
         for future, side in pending.items():  # out of time, or no longer needed
             if not answers:
                 with self._lock:
                     self._paths[side].stats.timeouts += 1
                 causes[side] = f"{self._name(side)}: no answer within {self._timeout_s:g} s"
             self._drop(side, future)
-        return self._decide(answers, causes, checking)
+        return self._decide(answers, causes, failed, checking)
 
     # -- one batch ------------------------------------------------------------------------
 
@@ -176,7 +181,7 @@ class RacingRunner:
                 path.stats.busy += 1
                 return None
             path.stats.asked += 1
-        future = self._pool.submit(_timed, path.runner, windows.copy())
+        future = self._pool.submit(_timed, path.runner, windows)
         path.in_flight.append(future)
         return future
 
@@ -222,7 +227,11 @@ class RacingRunner:
         future.add_done_callback(late)
 
     def _decide(
-        self, answers: dict[Side, _Answer], causes: dict[Side, str], checking: bool
+        self,
+        answers: dict[Side, _Answer],
+        causes: dict[Side, str],
+        failed: set[Side],
+        checking: bool,
     ) -> FloatArray:
         ours, theirs = answers.get("reference"), answers.get("challenger")
         self._check_due = checking and ours is None
@@ -252,7 +261,7 @@ class RacingRunner:
         other: Side = "challenger" if winner == "reference" else "reference"
         with self._lock:
             self._paths[winner].stats.wins += 1
-            if other in causes and "no answer within" not in causes[other]:
+            if other in failed:
                 self.fallbacks += 1  # the other path failed, not merely lost the race
         return answers[winner].scores
 
