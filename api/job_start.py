@@ -24,11 +24,11 @@ from db.queries.jobs import create_job, get_job
 from db.queries.tokens import ensure_user
 from models.enums import Timeframe
 from models.errors import InvalidInputError, JobLaunchError
-from models.jobs import BacktestJob, CouncilJob, JobOut, ResearchJob
+from models.jobs import BacktestJob, CouncilJob, JobOut, ResearchJob, TrainingJob
 from models.ops import AuditEvent, Job
 from tasks.council.week import council_day
 
-JobRequestBody = CouncilJob | ResearchJob | BacktestJob
+JobRequestBody = CouncilJob | ResearchJob | BacktestJob | TrainingJob
 
 
 async def start_job(runtime: Runtime, request: JobRequestBody, caller: Principal) -> JobOut:
@@ -59,9 +59,21 @@ def _check_parameter_sets(request: BacktestJob) -> None:
         raise InvalidInputError("body.params.params", error.message) from error
 
 
+def _check_training(session: Session, request: TrainingJob) -> None:
+    """Refuse a training job that cannot run: torch absent, or no daily bars stored."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise InvalidInputError(
+            "body.type", "training needs the ml extra (pip install -e '.[ml]'): torch is absent"
+        )
+    if not request.params.symbols and not bar_coverage(session, None, Timeframe.D1):
+        raise InvalidInputError("body.params.symbols", "no daily bars stored: import some first")
+
+
 def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobOut:
     params = request.flow_parameters()
-    field = "symbols" if isinstance(request, BacktestJob) else "universe"
+    field = "universe" if isinstance(request, CouncilJob | ResearchJob) else "symbols"
     if universe := params.get(field):
         stored = {c.symbol for c in bar_coverage(session, universe, Timeframe.D1)}
         if missing := [s for s in universe if s not in stored]:
@@ -70,6 +82,8 @@ def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobO
             )
     if isinstance(request, BacktestJob):  # a parameter set that cannot run is refused now
         _check_parameter_sets(request)
+    elif isinstance(request, TrainingJob):
+        _check_training(session, request)
     else:  # the week is fixed now, and shown in the answer
         asked = request.params.as_of
         params["as_of"] = council_day(session, asked, universe, "body.params.as_of").day.isoformat()

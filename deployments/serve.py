@@ -1,6 +1,6 @@
-"""`python -m deployments.serve`: the weekly council and the daily account sync, served
-with their schedules, and the backtest flow (no schedule: started by the API's `backtest`
-jobs or the UI), no work pool.
+"""`python -m deployments.serve`: the weekly council, the daily account sync and the weekly
+training, served with their schedules, and the backtest flow (no schedule: started by the
+API's `backtest` jobs or the UI), no work pool.
 
 This is the local way to run deployments (`aitrader up` starts it beside a
 Prefect server): one long-lived process polls the Prefect API at
@@ -99,6 +99,34 @@ def backtest_deployment() -> RunnerDeployment:
     return cast("RunnerDeployment", deployment)
 
 
+TRAINING = "training"
+# Saturdays, after the week's council and the last close: training takes the cores the
+# realtime server needs on a trading day. One run at a time: two would race to promote.
+TRAINING_CRON = "0 6 * * 6"
+TRAINING_TIMEZONE = "America/New_York"
+
+
+def training_deployment() -> RunnerDeployment | None:
+    """The weekly training run as `prefect.yaml` declares it; None without the `ml` extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return None
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.training import training
+
+    deployment = training.to_deployment(
+        name=TRAINING,
+        description="Trains the forecaster and the pattern classifier; promotes only a better one.",
+        schedules=[Cron(TRAINING_CRON, timezone=TRAINING_TIMEZONE)],
+        concurrency_limit=1,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    return cast("RunnerDeployment", deployment)
+
+
 def main() -> None:
     """Serve the deployments until Ctrl-C or SIGTERM; their schedules pause on shutdown."""
     signal.signal(signal.SIGTERM, _stop_requested)  # until the runner installs its own
@@ -126,6 +154,8 @@ def _serve() -> None:
 
     runner = CtrlCRunner(pause_on_shutdown=True)
     served = [council_deployment(), sync_deployment(), backtest_deployment()]
+    if (trainer := training_deployment()) is not None:
+        served.append(trainer)
     for deployment in served:
         runner.add_deployment(deployment)
     names = ", ".join(f"{d.flow_name}/{d.name}" for d in served)

@@ -56,6 +56,11 @@ def _run(kind: JobType, params: dict[str, Any], job_id: int) -> State[Any]:
 
         state: State[Any] = backtest(**params, job_id=job_id, return_state=True)
         return state
+    if kind is JobType.TRAINING:
+        from flows.training import training
+
+        trained: State[Any] = training(**params, job_id=job_id, return_state=True)
+        return trained
     from flows.weekly_council import weekly_council
 
     async def sit() -> State[Any]:

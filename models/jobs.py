@@ -3,17 +3,17 @@
 A job is a Prefect flow run. `POST /api/jobs` takes `{type, params}`; the
 type picks the params model here (a discriminated union, so the OpenAPI page
 lists each type's parameters and a bad one is a 422 naming the field).
-Only types whose flow exists are in `JobRequest`; the others (training,
-sentiment, pattern_scan) are named in `JobType` and refused until their
-flows land, rather than accepted and never run.
+Only types whose flow exists are in `JobRequest`; the others (sentiment,
+pattern_scan) are named in `JobType` and refused until their flows land,
+rather than accepted and never run.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.backtest import BUILTIN_STRATEGIES, BacktestRequest
 from models.days import DecisionDay
@@ -133,13 +133,78 @@ class BacktestJob(BaseModel):
         return self.params.model_dump(mode="json", exclude_none=True)
 
 
-JobRequest = Annotated[CouncilJob | ResearchJob | BacktestJob, Field(discriminator="type")]
+Trainable = Literal["forecaster", "pattern_classifier"]
+TRAINABLE: tuple[Trainable, ...] = ("forecaster", "pattern_classifier")
+
+
+class TrainingParams(BaseModel):
+    """The training flow's parameters (flows/training.py `training`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[Trainable] = Field(
+        default_factory=lambda: list(TRAINABLE),
+        min_length=1,
+        max_length=2,
+        description="Which models to train, one after the other.",
+    )
+    symbols: list[Symbol] | None = Field(
+        None, min_length=1, max_length=500, description="Default: every stored symbol."
+    )
+    start: date | None = Field(None, description="First bar day; default the first stored.")
+    end: date | None = Field(
+        None, description="Last bar day (known at its close); default the last stored."
+    )
+    window: int = Field(32, ge=8, le=60, description="Bars per input window (the engine keeps 60).")
+    horizon: int = Field(5, ge=1, le=20, description="Bars ahead: forecast steps, label span.")
+    epochs: int = Field(10, ge=1, le=200)
+    folds: int = Field(3, ge=1, le=10, description="Walk-forward folds.")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    ab: bool = Field(
+        False, description="Register as the challenger, scored beside the active version."
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each model at most once")
+        return value
+
+    @model_validator(mode="after")
+    def _range(self) -> TrainingParams:
+        if self.start and self.end and self.end <= self.start:
+            raise ValueError(f"end {self.end} must be after start {self.start}")
+        return self
+
+
+class TrainingJob(BaseModel):
+    """Train the forecaster and/or the pattern classifier; needs the `ml` extra (torch)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"type": "training", "params": {"models": ["forecaster"], "epochs": 5}}]
+        },
+    )
+
+    type: Literal[JobType.TRAINING]
+    params: TrainingParams = Field(default_factory=TrainingParams)
+
+    def flow_parameters(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json", exclude_none=True)
+
+
+JobRequest = Annotated[
+    CouncilJob | ResearchJob | BacktestJob | TrainingJob, Field(discriminator="type")
+]
 
 # The Prefect deployment each type runs under when a Prefect server is configured.
 DEPLOYMENTS: dict[JobType, str] = {
     JobType.COUNCIL: "weekly-council/weekly-council",
     JobType.RESEARCH: "weekly-council/weekly-council",
     JobType.BACKTEST: "backtest/backtest",
+    JobType.TRAINING: "training/training",
 }
 
 

@@ -276,6 +276,10 @@ class Settings(BaseSettings):
     backtest_plot_dir: Path = Field(
         Path("data/backtests"), description="Where the backtest flow writes its equity PNGs."
     )
+    model_dir: Path = Field(
+        Path("data/models"),
+        description="Where training writes ONNX files and model cards (named by content hash).",
+    )
 
     @field_validator("accounts")
     @classmethod

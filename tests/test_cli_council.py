@@ -357,7 +357,7 @@ def test_up_resolves_a_relative_prefect_home_against_the_working_directory(
 def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves() -> None:
     doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
     PrefectYamlModel.model_validate(doc)  # the shape `prefect deploy` reads
-    council, sync, backtest = doc["deployments"]
+    council, sync, backtest, trainer = doc["deployments"]
     assert council["name"] == served.WEEKLY_COUNCIL == "weekly-council"
     assert council["entrypoint"] == "flows/weekly_council.py:weekly_council"
     flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / council["entrypoint"]))
@@ -404,3 +404,17 @@ def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves(
     assert not served_backtest.schedules
     assert backtest["concurrency_limit"] == served_backtest.concurrency_limit
     assert served_backtest.concurrency_limit == served.BACKTEST_CONCURRENCY
+
+    # weekly training: Saturdays, the same in both places
+    assert trainer["name"] == served.TRAINING == "training"
+    training_flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / trainer["entrypoint"]))
+    assert training_flow.name == "training"
+    served_training = served.training_deployment()
+    assert served_training is not None  # the ml extra is installed by `make install`
+    assert served_training.entrypoint == "flows.training.training"
+    (training_schedule,) = trainer["schedules"]
+    (served_training_schedule,) = served_training.schedules or []
+    assert training_schedule["cron"] == served.TRAINING_CRON
+    assert served_training_schedule.schedule.cron == training_schedule["cron"]  # type: ignore[union-attr]
+    assert served_training_schedule.schedule.timezone == training_schedule["timezone"]  # type: ignore[union-attr]
+    assert trainer["concurrency_limit"] == served_training.concurrency_limit == 1

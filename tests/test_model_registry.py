@@ -67,7 +67,8 @@ def test_a_candidate_is_promoted_only_if_it_beats_the_active_version(session: Se
     refused = registry.promote(session, "forecaster", worse.version, metric="mase")
     assert refused.status is ModelStatus.REFUSED
     assert refused.decision == (
-        "not better out of sample (lower wins): mase 1.02 against the active v1's 0.98"
+        "not better out of sample (lower wins): mase 1.02 against the active v1's 0.98 "
+        "(stored out-of-sample figures)"
     )
     tie = _register(session, mase=0.98)
     assert registry.promote(session, "forecaster", tie.version, metric="mase").status is (
@@ -79,7 +80,10 @@ def test_a_candidate_is_promoted_only_if_it_beats_the_active_version(session: Se
     promoted = registry.promote(session, "forecaster", better.version, metric="mase")
     assert promoted.status is ModelStatus.ACTIVE
     assert registry.get_version(session, "forecaster", 1).status is ModelStatus.RETIRED
-    assert first.decision == "replaced by v4: mase 0.91 against the active v1's 0.98"
+    assert (
+        first.decision
+        == "replaced by v4: mase 0.91 against the active v1's 0.98 (stored out-of-sample figures)"
+    )
     assert registry.active(session, "forecaster") is promoted
     # Higher wins for a metric not known to be lower-is-better.
     registry.promote(

@@ -5,7 +5,10 @@ This module owns a model version's standing (models/enums.py `ModelStatus`):
 * `register` adds a version as `candidate`, numbered after the name's newest.
 * `promote` makes a candidate `active` when no version of its name is, or when its
   out-of-sample `metric` beats the active version's (strictly); the old one is then
-  `retired`. Otherwise the candidate is `refused`, with the two figures in words.
+  `retired`. The two figures are the stored ones, or, better, a `Comparison` the
+  caller measured for both versions on the same held-out bars (the training flow
+  does when it can: stored figures may come from different periods). Otherwise
+  the candidate is `refused`, with the two figures in words.
   `ab=True` instead makes it the `challenger`, scored live beside the active version
   and deciding nothing, whatever its metrics.
 * One active version per name is also a partial unique index: two promotions racing
@@ -15,6 +18,7 @@ This module owns a model version's standing (models/enums.py `ModelStatus`):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +32,16 @@ from models.ml import ModelVersion
 
 # Metrics where a smaller figure is better; any other is taken as larger-is-better.
 LOWER_IS_BETTER = frozenset({"mase", "smape", "mae", "rmse", "log_loss", "brier", "ece"})
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`metric` of the candidate (`ours`) and of the active version (`theirs`), both measured
+    on the same data, which `on` names in words ("held-out bars 2019-10-01..2019-12-31")."""
+
+    ours: float
+    theirs: float
+    on: str
 
 
 def register(
@@ -95,7 +109,13 @@ def versions(session: Session, name: str | None = None) -> list[ModelVersion]:
 
 
 def promote(
-    session: Session, name: str, version: int, *, metric: str, ab: bool = False
+    session: Session,
+    name: str,
+    version: int,
+    *,
+    metric: str,
+    ab: bool = False,
+    measured: Comparison | None = None,
 ) -> ModelVersion:
     """Decide a candidate's standing (see the module's rules); returns it, decided."""
     row = get_version(session, name, version)
@@ -114,9 +134,16 @@ def promote(
     if current is None:
         return _decide(row, ModelStatus.ACTIVE, now, f"first active version ({metric} {ours:.4g})")
     theirs = _figure(current, metric)
+    basis = "stored out-of-sample figures"
+    if measured is not None:
+        if not (math.isfinite(measured.ours) and math.isfinite(measured.theirs)):
+            raise InvalidInputError("measured", f"figures must be finite, got {measured}")
+        ours, theirs, basis = measured.ours, measured.theirs, measured.on
     lower = metric in LOWER_IS_BETTER
     better = ours < theirs if lower else ours > theirs
-    comparison = f"{metric} {ours:.4g} against the active v{current.version}'s {theirs:.4g}"
+    comparison = (
+        f"{metric} {ours:.4g} against the active v{current.version}'s {theirs:.4g} ({basis})"
+    )
     if not better:
         way = "lower" if lower else "higher"
         return _decide(

@@ -1,0 +1,1 @@
+"""Training the models the realtime engine serves (flows/training.py runs these)."""
