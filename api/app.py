@@ -43,6 +43,7 @@ from api.routers import (
     research,
     signals,
     stream,
+    suggestions,
     trading,
     watchlist,
     ws,
@@ -71,6 +72,7 @@ GUARDED = (
     halts.router,
     book.router,
     signals.router,
+    suggestions.router,
 )
 
 

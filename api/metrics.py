@@ -7,6 +7,7 @@ one process, and two apps must not share (or collide on) counters.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -37,6 +38,18 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
+        self.suggestion_latency = Histogram(
+            "aitrader_suggestion_latency_seconds",
+            "From a pattern signal's tick to its suggestion's publication (live signals only)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=r,
+        )
+        self.breaker_open = Gauge(
+            "aitrader_model_breaker_open",
+            "1 while the strategy engine's models are paused after repeated failures",
+            ["component"],
+            registry=r,
+        )
 
     def watch(self, gauge: Gauge, read: Callable[[], float]) -> None:
         """Let a gauge read its value at scrape time (no bookkeeping on the hot path)."""
@@ -60,6 +73,33 @@ class Metrics:
     ) -> None:
         """A counter whose values a component keeps itself (plain ints), read at scrape time."""
         self.registry.register(_ReadCounter(name, doc, label, read))
+
+    def count_labelled(
+        self,
+        name: str,
+        doc: str,
+        labels: tuple[str, ...],
+        read: Callable[[], Mapping[Any, float]],
+    ) -> None:
+        """As `count_from`, with several labels: `read` maps label values to a count."""
+        self.registry.register(_ReadLabelledCounter(name, doc, labels, read))
+
+
+class _ReadLabelledCounter(Collector):
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        labels: tuple[str, ...],
+        read: Callable[[], Mapping[Any, float]],
+    ) -> None:
+        self._name, self._doc, self._labels, self._read = name, doc, labels, read
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self._name, self._doc, labels=list(self._labels))
+        for values, value in self._read().items():
+            family.add_metric(list(values), value)
+        yield family
 
 
 class _ReadCounter(Collector):

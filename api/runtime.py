@@ -36,6 +36,7 @@ from realtime.price_cache import PriceCache
 from realtime.sources.base import MarketDataSource
 from realtime.sources.factory import make_book_feed, make_source
 from realtime.sse_hub import SSEHub
+from realtime.strategy.engine import StrategyEngine
 from realtime.ws_hub import Topic, WSHub
 from services.bus import Bus, make_bus
 from services.settings import Settings
@@ -70,6 +71,7 @@ class Runtime:
     jobs: JobSupervisor
     patterns: PatternEngine | None = None  # PATTERN_ENGINE=false: none
     signals: SignalSink | None = None
+    strategy: StrategyEngine | None = None  # STRATEGY_ENGINE=false or no pattern engine: none
     bars: MinuteBarAggregator | None = None  # live sources only
     status_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("system-status"))
     gc_policy: GCPolicy | None = None
@@ -98,8 +100,22 @@ class Runtime:
             "pattern_ticks": self.patterns.ticks if self.patterns else 0,
             "signals": self.patterns.signals if self.patterns else 0,
             "signals_unpublished": self.signals.unpublished if self.signals else 0,
+            "suggestions": self.strategy.counters["suggestions"] if self.strategy else 0,
+            "suggestions_unwritten": self.strategy.pending if self.strategy else 0,
+            "models": self.served_models(),
             "books": len(self.books.symbols()),
         }
+
+    def served_models(self) -> dict[str, object]:
+        """Which version of each model the strategy engine serves, and why one is not."""
+        if self.strategy is None:
+            return {}
+        models = self.strategy.models
+        served: dict[str, object] = {n: f"v{s.version}" for n, s in models.active.items()}
+        served.update({f"{n}:challenger": f"v{s.version}" for n, s in models.challengers.items()})
+        served.update({f"{n}:error": why for n, why in models.load_errors.items()})
+        served["breaker"] = self.strategy.breaker.state
+        return served
 
     async def publish_status(self, every_s: float = STATUS_EVERY_S) -> None:
         while True:
@@ -150,6 +166,8 @@ class Runtime:
         await _timed("source", self.source.stop())
         if self.signals is not None:  # after the source: no tick can fire a signal past this
             await _timed("signals", self.signals.stop())
+        if self.strategy is not None:  # after the signals: their last ones are scored
+            await _timed("strategy", self.strategy.stop())
         if self.bars is not None:
             await _timed("bars", self.bars.stop())
         if self.job_poller is not None:
@@ -242,6 +260,9 @@ async def start_runtime(
             runtime.signal_counters,
         )
         await runtime.signals.start()
+        if settings.strategy_engine:
+            runtime.strategy = strategy_engine(settings, bus, runtime.patterns, sessions, metrics)
+            await runtime.strategy.start()
     metrics.watch(metrics.cache_version, lambda: cache.version)
     metrics.watch(metrics.sse_clients, lambda: runtime.hub.clients)
     metrics.watch(metrics.ws_clients, lambda: runtime.ws_hub.clients)
@@ -275,6 +296,54 @@ async def start_runtime(
         extra={"source": runtime.source.name, "symbols": len(runtime.source.symbols)},
     )
     return runtime
+
+
+def strategy_engine(
+    settings: Settings,
+    bus: Bus,
+    patterns: PatternEngine,
+    sessions: sessionmaker[Session],
+    metrics: Metrics,
+) -> StrategyEngine:
+    """The strategy engine over the pattern engine, its models read from the registry."""
+    from realtime.strategy.breaker import CircuitBreaker
+    from realtime.strategy.model_set import ModelSet
+    from realtime.strategy.scoring import Weights
+
+    models = ModelSet(
+        sessions,
+        threads=settings.inference_threads,
+        tensorrt=settings.inference_tensorrt,
+        cache_dir=settings.model_dir / "tensorrt",
+    )
+    try:
+        weights = Weights(**settings.strategy_weights)
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(f"STRATEGY_WEIGHTS: {error}") from error
+    engine = StrategyEngine(
+        bus,
+        patterns,
+        models,
+        sessions,
+        weights=weights,
+        breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s),
+        timeout_s=settings.inference_timeout_ms / 1000,
+        refresh_s=settings.model_refresh_s,
+        on_latency=metrics.suggestion_latency.observe,
+    )
+    metrics.count_from(
+        "aitrader_suggestions", "Suggestions by what happened to them", "event", engine.counters_now
+    )
+    metrics.count_labelled(
+        "aitrader_inference",
+        "Model calls per model, path and outcome (a race's wins, errors, fallbacks)",
+        ("model", "path", "outcome"),
+        models.stats,
+    )
+    metrics.watch_labelled(
+        metrics.breaker_open, lambda: {"models": 1.0 if engine.breaker.state == "open" else 0.0}
+    )
+    return engine
 
 
 def pattern_setup(settings: Settings, sessions: sessionmaker[Session]) -> tuple[PatternConfig, int]:

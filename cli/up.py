@@ -147,6 +147,7 @@ def up(
         for child in children[1:]:
             running.append(_start(child))
         _wait_until_serving(health_url(host, port), server, running)
+        _wait_until_deployed(server.api_url, served_deployments(), server, running)
         console.print(
             f"AITrader is up. Prefect UI: {server.ui_url}  "
             f"realtime API: http://{host}:{port} (docs: /docs)\n"
@@ -183,6 +184,53 @@ def health_url(host: str, port: int) -> str:
     wildcard = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}  # noqa: S104 (a lookup)
     local = wildcard.get(host, host)
     return f"http://{f'[{local}]' if ':' in local else local}:{port}/health"
+
+
+def served_deployments() -> list[str]:
+    """`flow/deployment` names `python -m deployments.serve` registers (the job types' own)."""
+    import importlib.util
+
+    names = ["weekly-council/weekly-council", "backtest/backtest"]
+    if importlib.util.find_spec("torch") is not None:  # the ml extra: training is served
+        names.append("training/training")
+    return names
+
+
+def _wait_until_deployed(
+    prefect_api: str,
+    names: Sequence[str],
+    server: LocalPrefectServer,
+    running: Sequence[tuple[Child, subprocess.Popen[bytes]]],
+    timeout_s: float = REALTIME_STARTUP_TIMEOUT_S,
+) -> None:
+    """Return once the Prefect server knows every deployment in `names`: a job started
+    before then would be refused ("no deployment") although the stack is starting fine."""
+    import httpx
+
+    began = told = time.monotonic()
+    missing = list(names)
+    with httpx.Client(timeout=2.0) as client:
+        while (ended := _exited(server, running)) is None:
+            with contextlib.suppress(httpx.HTTPError):
+                missing = [
+                    name
+                    for name in missing
+                    if client.get(f"{prefect_api}/deployments/name/{name}").status_code != 200
+                ]
+            if not missing:
+                return
+            now = time.monotonic()
+            if now - began > timeout_s:
+                raise StackError(
+                    f"the served flows did not register {', '.join(missing)} within "
+                    f"{timeout_s:.0f} s, so the stack was stopped"
+                )
+            if now - told >= NOTIFY_EVERY_S:
+                told = now
+                _say(f"still waiting for the flows to be served: {', '.join(missing)} ...")
+            time.sleep(HEALTH_POLL_S)
+    name, code = ended
+    raise StackError(f"{name} exited with code {code} before the flows were served")
 
 
 def _wait_until_serving(

@@ -26,14 +26,13 @@ import base64
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from torch import nn
 
 from db.engine import make_engine, make_read_session_factory, make_session_factory, unit_of_work
 from db.queries.bar_coverage import bar_coverage
@@ -42,18 +41,18 @@ from db.queries.model_registry import Comparison, active, promote, register
 from flows.job_hooks import JOB_HOOKS
 from models.enums import Timeframe
 from models.errors import InvalidInputError
-from models.ml import ModelVersion
-from services.inference.onnx_runner import ModelLoadError, OnnxRunner
-from services.ml.export import PARITY_TOLERANCE, ExportError, export_onnx, file_sha256, parity
-from services.ml.fit import FitConfig, History
-from services.ml.nets import Stacks
+from models.ml import ModelVersion, Stacks
 from services.ml.splits import walk_forward
 from services.ml.windows import CLASSES, Samples, data_hash, samples_from_frame
 from services.settings import get_settings
 from tasks.training.card import CardFacts, model_card
-from tasks.training.classifier import ClassifierSpec, TrainedClassifier, train_classifier
-from tasks.training.forecaster import ForecasterSpec, TrainedForecaster, train_forecaster
-from tasks.training.plots import calibration_png, learning_curve_png
+
+if TYPE_CHECKING:  # torch: imported by the flows when they run, not by whoever imports them
+    from torch import nn
+
+    from services.ml.fit import History
+    from tasks.training.classifier import ClassifierSpec, TrainedClassifier
+    from tasks.training.forecaster import ForecasterSpec, TrainedForecaster
 
 ModelKind = Literal["forecaster", "pattern_classifier"]
 METRIC: dict[str, str] = {"forecaster": "mase", "pattern_classifier": "log_loss"}
@@ -99,11 +98,15 @@ def load_bars(symbols: list[str] | None, start: date | None, end: date | None) -
 
 @task(name="fit-forecaster", cache_policy=NO_CACHE)
 def fit_forecaster(samples: Samples, spec: ForecasterSpec) -> TrainedForecaster:
+    from tasks.training.forecaster import train_forecaster
+
     return train_forecaster(samples, spec)
 
 
 @task(name="fit-classifier", cache_policy=NO_CACHE)
 def fit_classifier(samples: Samples, spec: ClassifierSpec) -> TrainedClassifier:
+    from tasks.training.classifier import train_classifier
+
     return train_classifier(samples, spec)
 
 
@@ -125,6 +128,9 @@ def train_forecaster_flow(
     job_id: int | None = None,
 ) -> dict[str, Any]:
     """N-BEATS on returns; scored by MASE against the random walk."""
+    from services.ml.fit import FitConfig
+    from tasks.training.forecaster import ForecasterSpec
+
     bars = load_bars(symbols, start, end)
     samples = _samples(bars, window, horizon)
     spec = ForecasterSpec(
@@ -186,6 +192,9 @@ def train_pattern_classifier_flow(
     job_id: int | None = None,
 ) -> dict[str, Any]:
     """A 1-D CNN: down, flat or up over `horizon` bars; scored by log loss against the prior."""
+    from services.ml.fit import FitConfig
+    from tasks.training.classifier import ClassifierSpec
+
     bars = load_bars(symbols, start, end)
     samples = _samples(bars, window, horizon)
     spec = ClassifierSpec(
@@ -278,6 +287,9 @@ def _publish(
     trained: TrainedForecaster | TrainedClassifier,
     ab: bool,
 ) -> dict[str, Any]:
+    from services.ml.export import PARITY_TOLERANCE, ExportError, export_onnx, file_sha256, parity
+    from tasks.training.classifier import TrainedClassifier
+
     log = get_run_logger()
     settings = get_settings()
     directory = settings.model_dir / name
@@ -380,6 +392,9 @@ def _measure(
     """Both versions' `metric` on the candidate's last held-out bars, when that is fair:
     the active version must never have seen them and its file must still be what it was.
     None means "compare the stored figures"; the log says why."""
+    from services.inference.onnx_runner import ModelLoadError, OnnxRunner
+    from services.ml.export import file_sha256
+
     log = get_run_logger()
     if current.data_to.date().isoformat() >= holdout_from:
         log.info(
@@ -465,6 +480,9 @@ def _artifacts(
     trained: TrainedForecaster | TrainedClassifier,
     card: str,
 ) -> None:
+    from tasks.training.classifier import TrainedClassifier
+    from tasks.training.plots import calibration_png, learning_curve_png
+
     key = name.replace("_", "-")
     table = [
         {"metric": k, "model": v, **{p.rstrip("_"): metrics.get(p + k) for p in baselines}}

@@ -16,6 +16,7 @@ ORDERS_GATEWAY = "orders:gateway"
 FILLS_GLOBAL = "fills:global"
 AUDIT_RAW_TICKS = "audit:raw_ticks"
 JOBS_UPDATES = "jobs:updates"
+SUGGESTIONS_GLOBAL = "suggestions:global"
 
 # A signal's identity: strategy name, symbol, kind, event time. Within one timeframe (the
 # engine's signals are all `tick`) this is the signals table's unique key, so a signal

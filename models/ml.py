@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedMixin, IdMixin
 from models.enums import ModelStatus
+
+Stacks = Literal["generic", "interpretable"]
+"""N-BEATS stack types (services/ml/nets.py); here so a flow's signature needs no torch."""
 
 
 class ModelVersion(IdMixin, CreatedMixin, Base):

@@ -37,6 +37,7 @@ from models.bus import (
     JOBS_UPDATES,
     ORDERS_GATEWAY,
     SIGNALS_GLOBAL,
+    SUGGESTIONS_GLOBAL,
     BusMessage,
     SignalKey,
     signal_key,
@@ -54,6 +55,7 @@ STREAM_TOPICS = {
     ORDERS_GATEWAY: Topic.ORDERS,
     FILLS_GLOBAL: Topic.FILLS,
     JOBS_UPDATES: Topic.JOB_UPDATES,
+    SUGGESTIONS_GLOBAL: Topic.SUGGESTIONS,
 }
 
 

@@ -50,6 +50,7 @@ class Topic(StrEnum):
     SYSTEM_STATUS = "system_status"
     ORDERS = "orders"
     FILLS = "fills"
+    SUGGESTIONS = "suggestions"
 
 
 SymbolFilter = frozenset[str] | None  # None: every symbol

@@ -199,6 +199,34 @@ class Settings(BaseSettings):
         500, ge=10, description="How often new signals are written to the database in a batch."
     )
 
+    # --- Strategy engine (realtime process: signals + models -> suggestions) ---------------
+    strategy_engine: bool = Field(
+        True, description="Score each pattern signal with the served models into a suggestion."
+    )
+    strategy_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="JSON object overriding the inputs' weights (signal, forecaster, "
+        "pattern_classifier, sentiment) and hold_band.",
+    )
+    inference_timeout_ms: int = Field(
+        50, ge=1, le=10_000, description="How long a batch waits for the models' answer."
+    )
+    inference_threads: int = Field(
+        1, ge=1, le=64, description="ONNX Runtime intra-op threads per served model."
+    )
+    inference_tensorrt: bool = Field(
+        False, description="Race TensorRT against ONNX Runtime (the gpu extra and a GPU)."
+    )
+    model_refresh_s: float = Field(
+        30.0, gt=0, le=3600, description="How often the served models are checked for promotion."
+    )
+    breaker_failures: int = Field(
+        5, ge=1, le=1000, description="Model failures in a row that pause the models."
+    )
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0, le=3600, description="How long paused models stay unasked."
+    )
+
     # --- Trading accounts (flows: the execution stage) ---------------------------------
     accounts: list[AccountConfig] = Field(
         default_factory=default_accounts,

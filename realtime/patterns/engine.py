@@ -189,6 +189,18 @@ class PatternEngine:
             self._names.append(symbol)
         return sid
 
+    def find(self, symbol: str) -> int | None:
+        """The row of `symbol`, or None if no tick of it was seen (nothing is registered)."""
+        return self._ids.get(symbol)
+
+    def tick_count(self, sid: int) -> int:
+        """Ticks seen for the symbol in row `sid`, all time (the ring keeps the last `ring`)."""
+        return int(self.I[sid, k.I_COUNT])
+
+    def last_ts_ns(self, sid: int) -> int:
+        """Event time (ns since the epoch) of the newest tick of the symbol in row `sid`."""
+        return int(self.I[sid, k.I_LAST_TS])
+
     def symbol_ids(self, symbols: list[str] | np.ndarray[Any, Any]) -> k.IntArray:
         return np.array([self.symbol_id(str(s)) for s in symbols], dtype=np.int64)
 

@@ -20,15 +20,14 @@ basis), whose forecasts can be read apart.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from models.ml import Stacks
+
 EPS = 1e-6
 SCALE_FLOOR = 1e-4  # a window of constant prices has std 0; its returns stay 0, not inf
-
-Stacks = Literal["generic", "interpretable"]
 
 
 def returns_and_scale(x: Tensor) -> tuple[Tensor, Tensor]:

@@ -21,9 +21,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from models.ml import Stacks
 from services.ml.fit import FitConfig, History, fit, predict
 from services.ml.metrics import forecast_report
-from services.ml.nets import NBeats, Stacks
+from services.ml.nets import NBeats
 from services.ml.splits import Split, walk_forward
 from services.ml.windows import Samples
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from io import BytesIO
+from typing import TYPE_CHECKING
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from services.ml.fit import History
 from services.ml.metrics import Calibration
+
+if TYPE_CHECKING:
+    from services.ml.fit import History  # torch: the caller has it loaded already
 
 
 def learning_curve_png(curves: Sequence[tuple[str, History]], *, title: str) -> bytes:

@@ -1,0 +1,1 @@
+"""The strategy engine: pattern signals, model scores and sentiment, joined into suggestions."""
