@@ -37,7 +37,7 @@ from prefect.cache_policies import NO_CACHE
 from db.engine import make_engine, make_read_session_factory, make_session_factory, unit_of_work
 from db.queries.bar_coverage import bar_coverage
 from db.queries.bars import bars_frame
-from db.queries.model_registry import Comparison, active, promote, register
+from db.queries.model_registry import Comparison, active, get_version, promote, register
 from flows.job_hooks import JOB_HOOKS
 from models.enums import Timeframe
 from models.errors import InvalidInputError
@@ -366,6 +366,7 @@ def _publish(
     )
     card_path = directory / f"v{version}.md"
     card_path.write_text(card)
+    _keep_card(name, version, card)
     _artifacts(name, version, metrics, baselines, folds_rows, curves, trained, card)
     log.info("%s v%s %s: %s", name, version, status, decision)
     return {
@@ -379,6 +380,17 @@ def _publish(
         "onnx_sha256": sha,
         "card_path": str(card_path.resolve()),
     }
+
+
+def _keep_card(name: str, version: int, card: str) -> None:
+    """The card goes with the version's row too: the API serves it from there, so a server
+    on another machine than the training shows it."""
+    engine = make_engine(get_settings().database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            get_version(session, name, version).card = card
+    finally:
+        engine.dispose()
 
 
 def _measure(

@@ -49,3 +49,4 @@ class ModelVersion(IdMixin, CreatedMixin, Base):
     status: Mapped[ModelStatus] = mapped_column(default=ModelStatus.CANDIDATE)
     decided_at: Mapped[datetime | None]
     decision: Mapped[str | None] = mapped_column(Text)  # why promoted, refused or retired
+    card: Mapped[str | None] = mapped_column(Text)  # the model card (markdown), once written

@@ -50,3 +50,23 @@ def test_models_are_listed_with_their_active_version_and_every_versions_standing
     assert [m["name"] for m in only] == ["classifier"]
     assert api.get("/api/models", params={"name": "x" * 101}).status_code == 422
     assert api.get("/api/models", role=None).status_code == 401
+
+
+def test_a_versions_model_card_is_served_as_markdown(api: Api) -> None:
+    with unit_of_work(api.sessions) as session:
+        for card in ("# forecaster v1: active\n\nDecision: first.\n", None):
+            row = registry.register(
+                session, name="forecaster", kind="forecaster", onnx_path="f.onnx",
+                onnx_sha256="ab" * 32, data_hash="cd" * 32, data_from=FROM, data_to=TO,
+                params={}, metrics={"mase": 0.9},
+            )  # fmt: skip
+            row.card = card
+    served = api.get("/api/models/forecaster/1/card", role=Role.VIEWER)
+    assert served.status_code == 200
+    assert served.headers["content-type"].startswith("text/markdown")
+    assert served.text.startswith("# forecaster v1: active")
+    missing = api.get("/api/models/forecaster/2/card")
+    assert missing.status_code == 404 and "no model card" in missing.json()["detail"]
+    assert api.get("/api/models/forecaster/9/card").status_code == 404
+    assert api.get("/api/models/forecaster/0/card").status_code == 422
+    assert api.get("/api/models/forecaster/1/card", role=None).status_code == 401

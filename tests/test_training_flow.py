@@ -69,6 +69,7 @@ def test_the_forecaster_is_exported_checked_registered_and_carded(ml_db: str) ->
     assert runner.run(windows).shape == (1, 3)
     card = Path(result["card_path"]).read_text()
     assert card.startswith("# forecaster v1: active")
+    assert row.card == card  # kept with the version too: the API serves it from there
     assert row.onnx_sha256 in card
     assert "## Known limits" in card
     assert re.search(r"\| mase \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", card)  # model, naive, seasonal
