@@ -55,7 +55,21 @@ def fit(
     """Train `model` in place; it ends holding the weights of its best validation epoch."""
     if len(train[0]) == 0 or len(valid[0]) == 0:
         raise ValueError(f"empty split: {len(train[0])} training, {len(valid[0])} validation")
-    torch.set_num_threads(config.threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)  # process-wide in torch: put back when done
+    try:
+        return _fit(model, loss, train, valid, config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    model: nn.Module,
+    loss: Loss,
+    train: tuple[Tensor, Tensor],
+    valid: tuple[Tensor, Tensor],
+    config: FitConfig,
+) -> History:
     generator = torch.Generator().manual_seed(config.seed)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -83,7 +97,7 @@ def fit(
         if history.valid[-1] < best:
             best, history.best_epoch = history.valid[-1], epoch
             best_state = copy.deepcopy(model.state_dict())
-        elif epoch - history.best_epoch >= config.patience:
+        elif epoch - history.best_epoch >= config.patience and epoch < config.epochs - 1:
             history.stopped_early = True
             break
     model.load_state_dict(best_state)

@@ -4,8 +4,8 @@ Labels (services/ml/windows.py `direction_labels`): the log return from the
 window's last close to the close `horizon` bars later, against `threshold`
 times the window's own volatility scaled to the horizon. Inputs are the
 window alone; the label is measured from its last close on, so the features
-hold nothing of the label (tests/test_training_tasks.py changes the future
-and checks the features are untouched).
+hold nothing of the label (tests/test_ml_windows.py changes the future and
+checks the features are untouched).
 
 Class balance: the loss weights each class by the inverse of its share in the
 fold's training labels, so a flat-heavy market does not teach "always flat".
