@@ -66,7 +66,8 @@ def test_a_versions_model_card_is_served_as_markdown(api: Api) -> None:
     assert served.headers["content-type"].startswith("text/markdown")
     assert served.text.startswith("# forecaster v1: active")
     missing = api.get("/api/models/forecaster/2/card")
-    assert missing.status_code == 404 and "no model card" in missing.json()["detail"]
+    assert missing.status_code == 404
+    assert "no model card" in missing.json()["detail"]
     assert api.get("/api/models/forecaster/9/card").status_code == 404
     assert api.get("/api/models/forecaster/0/card").status_code == 422
     assert api.get("/api/models/forecaster/1/card", role=None).status_code == 401

@@ -152,7 +152,8 @@ def test_a_signal_becomes_a_scored_suggestion_published_and_written_once(
         return first
 
     (suggestion,) = asyncio.run(run())
-    assert suggestion.direction == "buy" and suggestion.degraded is None
+    assert suggestion.direction == "buy"
+    assert suggestion.degraded is None
     shares = suggestion.contributions
     assert shares["sentiment"] is None  # no sentiment source configured
     assert all(shares[k] is not None and shares[k] > 0 for k in ("signal", "forecaster"))
@@ -164,14 +165,16 @@ def test_a_signal_becomes_a_scored_suggestion_published_and_written_once(
     assert suggestion.inputs["forecaster"]["return"] == pytest.approx(0.012, rel=1e-5)
     assert suggestion.inputs["pattern_classifier"]["probs"]["up"] == pytest.approx(0.7)
     assert suggestion.ts > suggestion.signal_ts - timedelta(seconds=60)  # as of the newest tick
-    assert suggestion.latency_ms is not None and latencies == [suggestion.latency_ms / 1000]
+    assert suggestion.latency_ms is not None
+    assert latencies == [suggestion.latency_ms / 1000]
     published = asyncio.run(bus.tail(SUGGESTIONS_GLOBAL, last_id="0-0", block_ms=0))
     assert [d.message.data["symbol"] for d in published] == ["AAPL"]
     assert published[0].message.data["direction"] == "buy"
     (row,) = _rows(sessions)
     assert (row.symbol, row.direction, row.signal_kind) == ("AAPL", "buy", "zscore_breakout")
     assert row.score == pytest.approx(suggestion.score)
-    assert engine.counters["duplicates"] == 1 and engine.counters["written"] == 1
+    assert engine.counters["duplicates"] == 1
+    assert engine.counters["written"] == 1
 
 
 def test_without_a_model_the_signal_alone_decides_and_says_so(
@@ -180,7 +183,8 @@ def test_without_a_model_the_signal_alone_decides_and_says_so(
     engine: StrategyEngine = engine_for()
     (suggestion,) = asyncio.run(engine.handle([_message(side=Side.SELL)]))
     assert suggestion.direction == "sell"
-    assert suggestion.degraded is not None and "no active model" in suggestion.degraded
+    assert suggestion.degraded is not None
+    assert "no active model" in suggestion.degraded
     assert suggestion.contributions["forecaster"] is None
     assert suggestion.contributions["signal"] == pytest.approx(suggestion.score)
     assert suggestion.horizon is None
@@ -221,16 +225,19 @@ def test_repeated_failures_open_the_breaker_and_the_engine_goes_on_without_model
     assert "device lost" in (made[0].degraded or "")
     assert "models paused after 3 failures" in (made[-1].degraded or "")
     assert all(s.direction == "buy" for s in made)  # the signal still speaks
-    assert engine.breaker.state == "open" and engine.counters["model_failures"] == 3
+    assert engine.breaker.state == "open"
+    assert engine.counters["model_failures"] == 3
     clock.now = 31.0  # the cooldown is over: one batch is let through, and fails again
     asyncio.run(batches(2))
-    assert failing.calls == 4 and engine.breaker.state == "open"
+    assert failing.calls == 4
+    assert engine.breaker.state == "open"
     clock.now = 62.0  # the model is back: the trial batch succeeds and closes the breaker
     engine.models.active["pattern_classifier"].runner = OnnxRunner(
         tmp_path / "c.onnx", name="c", window=WINDOW
     )
     (healed,) = asyncio.run(batches(1))
-    assert healed.degraded is None and engine.breaker.state == "closed"
+    assert healed.degraded is None
+    assert engine.breaker.state == "closed"
 
 
 class Hanging:
@@ -269,9 +276,8 @@ def test_a_hung_model_costs_one_thread_and_each_batch_waits_only_its_timeout(
     first, second, third = asyncio.run(run())
     assert hanging.calls == 1  # the later batches did not pile a second call on it
     assert "no answer in 50 ms" in (first.degraded or "")
-    assert "has not returned" in (second.degraded or "") and "has not returned" in (
-        third.degraded or ""
-    )
+    assert "has not returned" in (second.degraded or "")
+    assert "has not returned" in (third.degraded or "")
 
 
 def test_a_model_answering_nan_is_a_failure_not_a_score(
@@ -299,7 +305,8 @@ def test_a_promotion_is_served_by_the_same_runner_without_a_restart(
     assert before.inputs["forecaster"]["version"] == 1
     assert after.inputs["forecaster"]["version"] == 2
     assert after.inputs["forecaster"]["return"] == pytest.approx(-0.03, rel=1e-5)
-    assert after.contributions["forecaster"] is not None and after.contributions["forecaster"] < 0
+    assert after.contributions["forecaster"] is not None
+    assert after.contributions["forecaster"] < 0
     # A version whose file is gone is not served, and the one serving goes on.
     (tmp_path / "f3.onnx").write_bytes(b"not a model")
     with unit_of_work(sessions) as session:
@@ -333,7 +340,8 @@ def test_a_challenger_is_scored_beside_the_active_version_and_decides_nothing(
     engine: StrategyEngine = engine_for()
     (suggestion,) = asyncio.run(engine.handle([_message()]))
     trial = suggestion.inputs["challengers"]["pattern_classifier"]
-    assert trial["version"] == 2 and trial["probs"]["down"] == pytest.approx(0.8)
+    assert trial["version"] == 2
+    assert trial["probs"]["down"] == pytest.approx(0.8)
     assert suggestion.score == pytest.approx(alone.score)  # the active version decides
 
 
@@ -344,8 +352,10 @@ def test_signals_of_symbols_without_a_full_window_are_scored_from_the_signal(
     engine: StrategyEngine = engine_for()
     full, unseen = asyncio.run(engine.handle([_message("AAPL"), _message("ZZZZ")]))
     assert full.degraded is None
-    assert unseen.degraded is not None and "ZZZZ" not in str(full.degraded)
-    assert "ticks" in unseen.degraded and unseen.contributions["pattern_classifier"] is None
+    assert unseen.degraded is not None
+    assert "ZZZZ" not in str(full.degraded)
+    assert "ticks" in unseen.degraded
+    assert unseen.contributions["pattern_classifier"] is None
 
 
 def test_a_replayed_signal_has_no_latency(sessions: sessionmaker[Session], engine_for: Any) -> None:
@@ -366,10 +376,12 @@ def test_rows_wait_for_the_database_and_land_once(
 
     engine._sessions = down  # type: ignore[assignment]
     asyncio.run(engine.flush())
-    assert engine.pending == 2 and engine.counters["write_failed"] == 1
+    assert engine.pending == 2
+    assert engine.counters["write_failed"] == 1
     engine._sessions = real
     asyncio.run(engine.flush())
     asyncio.run(engine.flush())
-    assert engine.pending == 0 and len(_rows(sessions)) == 2
+    assert engine.pending == 0
+    assert len(_rows(sessions)) == 2
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Suggestion)) == 2
