@@ -10,6 +10,8 @@ and the request answers 503.
 from __future__ import annotations
 
 import asyncio
+from datetime import date
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,11 +26,21 @@ from db.queries.jobs import create_job, get_job
 from db.queries.tokens import ensure_user
 from models.enums import Timeframe
 from models.errors import InvalidInputError, JobLaunchError
-from models.jobs import BacktestJob, CouncilJob, JobOut, ResearchJob, TrainingJob
+from models.jobs import (
+    BacktestJob,
+    CouncilJob,
+    JobOut,
+    PatternScanJob,
+    ResearchJob,
+    SuggestionJob,
+    TrainingJob,
+)
 from models.ops import AuditEvent, Job
 from tasks.council.week import council_day
 
-JobRequestBody = CouncilJob | ResearchJob | BacktestJob | TrainingJob
+JobRequestBody = (
+    CouncilJob | ResearchJob | BacktestJob | TrainingJob | PatternScanJob | SuggestionJob
+)
 
 
 async def start_job(runtime: Runtime, request: JobRequestBody, caller: Principal) -> JobOut:
@@ -71,6 +83,20 @@ def _check_training(session: Session, request: TrainingJob) -> None:
         raise InvalidInputError("body.params.symbols", "no daily bars stored: import some first")
 
 
+def _check_stored(session: Session, params: dict[str, Any]) -> None:
+    """Refuse a scan or suggestion over days no daily bar covers, before its job exists."""
+    coverage = bar_coverage(session, params.get("symbols"), Timeframe.D1)
+    if not coverage:
+        raise InvalidInputError("body.params.symbols", "no daily bars stored: import some first")
+    first = min(c.first for c in coverage).date()
+    last = max(c.last for c in coverage).date()
+    for field in ("as_of", "end", "start"):
+        if (day := params.get(field)) is not None and not first <= date.fromisoformat(day) <= last:
+            raise InvalidInputError(
+                f"body.params.{field}", f"{day} is outside the stored daily bars ({first}..{last})"
+            )
+
+
 def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobOut:
     params = request.flow_parameters()
     field = "universe" if isinstance(request, CouncilJob | ResearchJob) else "symbols"
@@ -84,6 +110,8 @@ def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobO
         _check_parameter_sets(request)
     elif isinstance(request, TrainingJob):
         _check_training(session, request)
+    elif isinstance(request, PatternScanJob | SuggestionJob):
+        _check_stored(session, params)
     else:  # the week is fixed now, and shown in the answer
         asked = request.params.as_of
         params["as_of"] = council_day(session, asked, universe, "body.params.as_of").day.isoformat()

@@ -190,7 +190,12 @@ def served_deployments() -> list[str]:
     """`flow/deployment` names `python -m deployments.serve` registers (the job types' own)."""
     import importlib.util
 
-    names = ["weekly-council/weekly-council", "backtest/backtest"]
+    names = [
+        "weekly-council/weekly-council",
+        "backtest/backtest",
+        "pattern-scan/pattern-scan",
+        "suggestion/suggestion",
+    ]
     if importlib.util.find_spec("torch") is not None:  # the ml extra: training is served
         names.append("training/training")
     return names

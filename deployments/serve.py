@@ -127,6 +127,35 @@ def training_deployment() -> RunnerDeployment | None:
     return cast("RunnerDeployment", deployment)
 
 
+PATTERN_SCAN = "pattern-scan"
+SUGGESTION = "suggestion"
+
+
+def on_request_deployments() -> list[RunnerDeployment]:
+    """The pattern scan and the suggestion flow: run by API jobs or the UI, never scheduled;
+    as `prefect.yaml` declares them."""
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.pattern_scan import pattern_scan
+    from flows.suggestion import suggestion
+
+    made = [
+        pattern_scan.to_deployment(
+            name=PATTERN_SCAN,
+            description="Scans stored bars for the engine's patterns and what followed them.",
+            concurrency_limit=2,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        ),
+        suggestion.to_deployment(
+            name=SUGGESTION,
+            description="Suggestions as of a close, scored as the realtime engine scores them.",
+            concurrency_limit=2,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        ),
+    ]
+    return cast("list[RunnerDeployment]", made)
+
+
 def main() -> None:
     """Serve the deployments until Ctrl-C or SIGTERM; their schedules pause on shutdown."""
     signal.signal(signal.SIGTERM, _stop_requested)  # until the runner installs its own
@@ -154,6 +183,7 @@ def _serve() -> None:
 
     runner = CtrlCRunner(pause_on_shutdown=True)
     served = [council_deployment(), sync_deployment(), backtest_deployment()]
+    served += on_request_deployments()
     if (trainer := training_deployment()) is not None:
         served.append(trainer)
     for deployment in served:

@@ -23,7 +23,7 @@ from typing import Any
 from prefect.client.schemas.objects import FlowRun, State
 
 from db.engine import make_engine, make_session_factory, transaction
-from db.queries.jobs import Change, job_change
+from db.queries.jobs import Change, job_change, keep_result
 from models.jobs import JobUpdate
 from services.bus import make_bus
 from services.bus.job_updates import announce_job
@@ -52,6 +52,14 @@ async def apply_change(change: Change) -> JobUpdate | None:
         finally:
             await bus.close()
     return update
+
+
+def record_result(job_id: int | None, stage: str, result: dict[str, Any]) -> None:
+    """Keep a flow's summary in its job's result before the flow ends (no-op without a job):
+    what GET /api/jobs/{id} and the Jobs view show of a training, scan or suggestion."""
+    if job_id is None:
+        return
+    _apply(get_settings().database_url, lambda s: keep_result(s, job_id, stage, result))
 
 
 def _apply(database_url: str, change: Change) -> JobUpdate | None:

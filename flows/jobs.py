@@ -56,6 +56,16 @@ def _run(kind: JobType, params: dict[str, Any], job_id: int) -> State[Any]:
 
         state: State[Any] = backtest(**params, job_id=job_id, return_state=True)
         return state
+    if kind is JobType.PATTERN_SCAN:
+        from flows.pattern_scan import pattern_scan
+
+        scanned: State[Any] = pattern_scan(**params, job_id=job_id, return_state=True)
+        return scanned
+    if kind is JobType.SUGGESTION:
+        from flows.suggestion import suggestion
+
+        suggested: State[Any] = suggestion(**params, job_id=job_id, return_state=True)
+        return suggested
     if kind is JobType.TRAINING:
         from flows.training import training
 

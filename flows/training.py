@@ -23,23 +23,20 @@ torch is the `ml` extra: these flows import it, nothing else in the server does.
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from db.engine import make_engine, make_read_session_factory, make_session_factory, unit_of_work
-from db.queries.bar_coverage import bar_coverage
-from db.queries.bars import bars_frame
+from db.engine import make_engine, make_session_factory, unit_of_work
 from db.queries.model_registry import Comparison, active, get_version, promote, register
-from flows.job_hooks import JOB_HOOKS
-from models.enums import Timeframe
+from flows.bars import Bars, load_bars
+from flows.job_hooks import JOB_HOOKS, record_result
 from models.errors import InvalidInputError
 from models.ml import ModelVersion, Stacks
 from services.ml.splits import walk_forward
@@ -56,44 +53,6 @@ if TYPE_CHECKING:  # torch: imported by the flows when they run, not by whoever 
 
 ModelKind = Literal["forecaster", "pattern_classifier"]
 METRIC: dict[str, str] = {"forecaster": "mase", "pattern_classifier": "log_loss"}
-
-
-@dataclass(frozen=True)
-class Bars:
-    frame: pd.DataFrame
-    symbols: list[str]
-    start: date
-    end: date
-
-    def span(self) -> tuple[datetime, datetime]:
-        """The first and last bar's stamps (UTC): what the model learned from, not what was
-        asked for."""
-        stamps = pd.DatetimeIndex(self.frame["ts"])
-        stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
-        return stamps.min().to_pydatetime(), stamps.max().to_pydatetime()
-
-
-@task(name="load-training-bars", cache_policy=NO_CACHE)
-def load_bars(symbols: list[str] | None, start: date | None, end: date | None) -> Bars:
-    """Daily bars of `symbols` (default: every stored one) from `start` to `end`, as known
-    at `end`'s close; the range defaults to what is stored."""
-    engine = make_engine(get_settings().database_url)
-    try:
-        with make_read_session_factory(engine)() as session:
-            coverage = bar_coverage(session, symbols, Timeframe.D1)
-            if not coverage:
-                raise InvalidInputError("symbols", "no daily bars stored: import some first")
-            names = sorted({c.symbol for c in coverage})
-            if symbols and (missing := sorted(set(symbols) - set(names))):
-                raise InvalidInputError("symbols", f"no daily bars for {', '.join(missing)}")
-            first = start or min(c.first for c in coverage).date()
-            last = end or max(c.last for c in coverage).date()
-            if last <= first:
-                raise InvalidInputError("end", f"must be after start ({first}), got {last}")
-            frame = bars_frame(session, names, first, last)
-    finally:
-        engine.dispose()
-    return Bars(frame, names, first, last)
 
 
 @task(name="fit-forecaster", cache_policy=NO_CACHE)
@@ -267,6 +226,7 @@ def training(
     for kind in models or ["forecaster", "pattern_classifier"]:
         run = train_forecaster_flow if kind == "forecaster" else train_pattern_classifier_flow
         results[kind] = run(**common)
+    record_result(job_id, "trained", results)
     return results
 
 

@@ -177,6 +177,7 @@ class JobType(StrEnum):
     TRAINING = "training"
     SENTIMENT = "sentiment"
     PATTERN_SCAN = "pattern_scan"
+    SUGGESTION = "suggestion"
 
 
 class SizingMode(StrEnum):

@@ -3,9 +3,9 @@
 A job is a Prefect flow run. `POST /api/jobs` takes `{type, params}`; the
 type picks the params model here (a discriminated union, so the OpenAPI page
 lists each type's parameters and a bad one is a 422 naming the field).
-Only types whose flow exists are in `JobRequest`; the others (sentiment,
-pattern_scan) are named in `JobType` and refused until their flows land,
-rather than accepted and never run.
+Only types whose flow exists are in `JobRequest`; the others (sentiment) are
+named in `JobType` and refused until their flows land, rather than accepted
+and never run.
 """
 
 from __future__ import annotations
@@ -195,8 +195,77 @@ class TrainingJob(BaseModel):
         return self.params.model_dump(mode="json", exclude_none=True)
 
 
+class PatternScanParams(BaseModel):
+    """The pattern scan's parameters (flows/pattern_scan.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: list[Symbol] | None = Field(
+        None, min_length=1, max_length=500, description="Default: every stored symbol."
+    )
+    start: date | None = Field(None, description="First bar day; default the first stored.")
+    end: date | None = Field(None, description="Last bar day; default the last stored.")
+    horizon: int = Field(5, ge=1, le=60, description="Bars after a signal its return is taken.")
+    classify: bool = Field(True, description="Score each signal with the active classifier.")
+
+    @model_validator(mode="after")
+    def _range(self) -> PatternScanParams:
+        if self.start and self.end and self.end <= self.start:
+            raise ValueError(f"end {self.end} must be after start {self.start}")
+        return self
+
+
+class PatternScanJob(BaseModel):
+    """Scan stored bars for the realtime engine's patterns; report what followed each."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"type": "pattern_scan", "params": {"symbols": ["AAPL"], "horizon": 5}}]
+        },
+    )
+
+    type: Literal[JobType.PATTERN_SCAN]
+    params: PatternScanParams = Field(default_factory=PatternScanParams)
+
+    def flow_parameters(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json", exclude_none=True)
+
+
+class SuggestionParams(BaseModel):
+    """The suggestion flow's parameters (flows/suggestion.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: list[Symbol] | None = Field(
+        None, min_length=1, max_length=500, description="Default: every stored symbol."
+    )
+    as_of: date | None = Field(
+        None, description="Suggest at this day's close; default the last stored day."
+    )
+    recent_bars: int = Field(5, ge=1, le=60, description="How recent a signal still counts.")
+
+
+class SuggestionJob(BaseModel):
+    """Suggestions as of a close, scored as the realtime engine scores them; written once."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"type": "suggestion", "params": {"symbols": ["AAPL", "MSFT"]}}]
+        },
+    )
+
+    type: Literal[JobType.SUGGESTION]
+    params: SuggestionParams = Field(default_factory=SuggestionParams)
+
+    def flow_parameters(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json", exclude_none=True)
+
+
 JobRequest = Annotated[
-    CouncilJob | ResearchJob | BacktestJob | TrainingJob, Field(discriminator="type")
+    CouncilJob | ResearchJob | BacktestJob | TrainingJob | PatternScanJob | SuggestionJob,
+    Field(discriminator="type"),
 ]
 
 # The Prefect deployment each type runs under when a Prefect server is configured.
@@ -205,6 +274,8 @@ DEPLOYMENTS: dict[JobType, str] = {
     JobType.RESEARCH: "weekly-council/weekly-council",
     JobType.BACKTEST: "backtest/backtest",
     JobType.TRAINING: "training/training",
+    JobType.PATTERN_SCAN: "pattern-scan/pattern-scan",
+    JobType.SUGGESTION: "suggestion/suggestion",
 }
 
 

@@ -23,6 +23,7 @@ from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import func, select
 
+from cli import up
 from cli.up import stack_commands
 from db.engine import make_engine, make_session_factory, unit_of_work
 from db.queries import council as q
@@ -357,7 +358,7 @@ def test_up_resolves_a_relative_prefect_home_against_the_working_directory(
 def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves() -> None:
     doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
     PrefectYamlModel.model_validate(doc)  # the shape `prefect deploy` reads
-    council, sync, backtest, trainer = doc["deployments"]
+    council, sync, backtest, trainer, scan, suggest = doc["deployments"]
     assert council["name"] == served.WEEKLY_COUNCIL == "weekly-council"
     assert council["entrypoint"] == "flows/weekly_council.py:weekly_council"
     flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / council["entrypoint"]))
@@ -418,3 +419,16 @@ def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves(
     assert served_training_schedule.schedule.cron == training_schedule["cron"]  # type: ignore[union-attr]
     assert served_training_schedule.schedule.timezone == training_schedule["timezone"]  # type: ignore[union-attr]
     assert trainer["concurrency_limit"] == served_training.concurrency_limit == 1
+
+    # the pattern scan and the suggestion flow: on request only, the same in both places
+    served_scan, served_suggest = served.on_request_deployments()
+    for declared, deployment, flow_name in (
+        (scan, served_scan, "pattern-scan"),
+        (suggest, served_suggest, "suggestion"),
+    ):
+        loaded: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / declared["entrypoint"]))
+        assert loaded.name == flow_name == declared["name"] == deployment.name
+        assert declared["schedules"] == []
+        assert not deployment.schedules
+        assert declared["concurrency_limit"] == deployment.concurrency_limit
+    assert {f"{d['name']}/{d['name']}" for d in (scan, suggest)} <= set(up.served_deployments())

@@ -17,7 +17,7 @@ from models.enums import Role
 from tests.browser_support import SIZES, Watched, dashboard_settings
 from tests.live_server import serve_in_thread
 
-VIEWS = ["market", "signals", "council", "portfolio", "chat", "jobs"]
+VIEWS = ["market", "signals", "suggestions", "council", "portfolio", "chat", "jobs", "models"]
 
 # Controls that are shown but have no name (text, aria-label, a <label>, title): each one a
 # description of the element. Runs in the page (CDP evaluation, which the CSP allows).

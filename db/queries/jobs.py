@@ -105,6 +105,18 @@ def record_stage(session: Session, job_id: int, stage: str, **facts: Any) -> Job
     return _update(session, job, facts)
 
 
+def keep_result(
+    session: Session, job_id: int, stage: str, result: dict[str, Any]
+) -> JobUpdate | None:
+    """Keep a flow's summary (any JSON: tables, lists) in the running job's result at
+    `stage`; announced without it (an update carries flat facts). None if finished."""
+    job = _locked(session, job_id)
+    if job is None or job.status in FINISHED:
+        return None
+    job.result = {**_settled(job.result), **result, "stage": stage}
+    return _update(session, job)
+
+
 TRANSIENT = ("waiting_for",)
 """Facts of a stage that stop being true when the next stage (or the end) is reached."""
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,13 +49,7 @@ from realtime.background import BackgroundTask
 from realtime.patterns.engine import PatternEngine, ns_to_datetime
 from realtime.strategy.breaker import CircuitBreaker
 from realtime.strategy.model_set import FloatArray, ModelSet, Served
-from realtime.strategy.scoring import (
-    Weights,
-    classifier_value,
-    combine,
-    forecast_value,
-    signal_value,
-)
+from realtime.strategy.scoring import Weights, combine, read_answer, signal_value
 from services.bus import Bus, BusUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -302,11 +295,15 @@ class StrategyEngine:
         if answers is not None and windows is not None and row is not None:
             as_of = (batch.as_of or {}).get(signal.symbol, signal.ts)
             for name, (served, scores) in answers.active.items():
-                value, said = _read(name, served, scores[row], windows[row])
+                value, said = read_answer(
+                    name, served.version, served.window, served.horizon, scores[row], windows[row]
+                )
                 values[name], inputs[name] = value, said
                 horizon = horizon or served.horizon
             trials = {
-                name: _read(name, served, scores[row], windows[row])[1]
+                name: read_answer(
+                    name, served.version, served.window, served.horizon, scores[row], windows[row]
+                )[1]
                 for name, (served, scores) in answers.challengers.items()
             }
             trials.update({n: {"error": e} for n, e in answers.challenger_errors.items()})
@@ -418,21 +415,7 @@ def _run(served: Served, windows: FloatArray) -> FloatArray:
     return scores
 
 
-def _read(
-    name: str, served: Served, scores: FloatArray, window: FloatArray
+def _answer(
+    name: str, served: Served, scores: FloatArray, ticks: FloatArray
 ) -> tuple[float, dict[str, Any]]:
-    """One model's vote in [-1, 1] for one symbol, and what it said, for the record."""
-    if name == "forecaster":
-        prices = np.maximum(window[-served.window :, 0], 1e-12)
-        returns = np.diff(np.log(prices))
-        sigma = float(returns.std()) if returns.size > 1 else 0.0
-        ahead = float(scores.sum())
-        value = forecast_value(ahead, sigma, served.horizon)
-        return value, {"version": served.version, "return": ahead, "value": value}
-    p_down, p_flat, p_up = (float(x) for x in scores[:3])
-    value = classifier_value(p_down, p_up)
-    return value, {
-        "version": served.version,
-        "probs": {"down": p_down, "flat": p_flat, "up": p_up},
-        "value": value if math.isfinite(value) else None,
-    }
+    return read_answer(name, served.version, served.window, served.horizon, scores, ticks)

@@ -24,6 +24,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from models.enums import Side
 from realtime.patterns.config import SignalKind
@@ -102,3 +105,32 @@ def combine(values: Mapping[str, float | None], weights: Weights) -> Scored:
     elif score < -weights.hold_band:
         direction = "sell"
     return Scored(direction, score, abs(score), contributions)
+
+
+def read_answer(
+    name: str,
+    version: int,
+    window: int,
+    horizon: int,
+    scores: np.ndarray[Any, Any],
+    ticks: np.ndarray[Any, Any],
+) -> tuple[float, dict[str, Any]]:
+    """One model's vote in [-1, 1] for one symbol, and what it said, for the record.
+
+    `scores` is the model's row for the symbol; `ticks` its (price, size) window,
+    whose last `window` prices give the volatility a forecast is measured in.
+    """
+    if name == "forecaster":
+        prices = np.maximum(ticks[-window:, 0], 1e-12)
+        returns = np.diff(np.log(prices))
+        sigma = float(returns.std()) if returns.size > 1 else 0.0
+        ahead = float(np.sum(scores))
+        value = forecast_value(ahead, sigma, horizon)
+        return value, {"version": version, "return": ahead, "value": value}
+    p_down, p_flat, p_up = (float(x) for x in scores[:3])
+    value = classifier_value(p_down, p_up)
+    return value, {
+        "version": version,
+        "probs": {"down": p_down, "flat": p_flat, "up": p_up},
+        "value": value,
+    }

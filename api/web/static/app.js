@@ -6,10 +6,12 @@
 const VIEWS = {
   market: ["./market.js", "marketView"],
   signals: ["./signals.js", "signalsView"],
+  suggestions: ["./suggestions.js", "suggestionsView"],
   council: ["./council.js", "councilView"],
   portfolio: ["./portfolio.js", "portfolioView"],
   chat: ["./chat.js", "chatView"],
   jobs: ["./jobs.js", "jobsView"],
+  models: ["./models.js", "modelsView"],
 };
 const TOKEN_KEY = "aitrader.token";
 
