@@ -1,19 +1,21 @@
 """The dashboard's Models and Suggestions views in a real browser (tests/browser_support.py),
 against the realtime app on a real uvicorn server and both databases.
 
-Models: versions registered and decided through the registry show which one serves, a
-challenger, a refused one with the decision's words, the figures beside their baselines
-and each version's card (a version without one says why). Suggestions: the stored ones
-first, then one published on the app's bus arrives without a reload; a partial one says
-why on its row, the same suggestion stored and live is drawn once, and the symbol filter
-narrows the list. The app's bus is a private Redis here: the test publishes on the very
-stream the strategy engine writes to, from its own client, as another process would.
+Models: versions registered and decided through the registry (read again when a training
+job ends) show which one serves, a challenger, a refused one with the decision's words,
+the figures beside their baselines and each version's card (a version without one says
+why). Suggestions: the stored ones first, then one published on the app's bus arrives
+without a reload; a partial one says why on its row, the same suggestion stored and live
+is drawn once, a `suggestion` job's past close appears when the job ends, and the filters
+narrow the list. The app's bus is a private Redis here: the test publishes on the very
+streams the strategy engine and the flows write to, from its own client, as another
+process would.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,8 +30,12 @@ from db.engine import make_engine, make_session_factory, unit_of_work
 from db.queries import model_registry as registry
 from db.queries.suggestions import insert_suggestions
 from models.bus import SUGGESTIONS_GLOBAL, BusMessage
+from models.enums import JobType, RunStatus
+from models.jobs import JobUpdate
+from models.ops import Job
 from models.suggestions import SuggestionOut
 from realtime.strategy.engine import MESSAGE_TYPE
+from services.bus.job_updates import announce_job
 from services.bus.redis_streams import RedisStreamsBus
 from tests.browser_support import SIZES, Watched, dashboard_settings, shoot
 from tests.live_server import serve_in_thread
@@ -61,15 +67,18 @@ CARD = """# forecaster v1: active
 @pytest.fixture
 def server(migrated_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     monkeypatch.chdir(tmp_path)
-    with serve_in_thread(create_app(dashboard_settings(migrated_db_url))) as url:
+    settings = dashboard_settings(migrated_db_url, job_poll_interval_ms=100)
+    with serve_in_thread(create_app(settings)) as url:
         yield url
 
 
-def _register_models(db_url: str) -> None:
-    """forecaster: v1 active (with a card), v2 challenger, v3 refused (no card); the
-    pattern classifier: one candidate, so no version of it serves."""
+def _train_models(db_url: str) -> None:
+    """What a `training` job leaves: forecaster v1 active (with a card), v2 challenger, v3
+    refused (no card); the pattern classifier one candidate, so no version of it serves;
+    and the job, completed."""
     engine = make_engine(db_url)
     with unit_of_work(make_session_factory(engine)) as session:
+        session.add(Job(type=JobType.TRAINING, params={}, status=RunStatus.COMPLETED))
         for mase in (0.91, 0.95, 1.2):
             row = registry.register(
                 session, name="forecaster", kind="forecaster", onnx_path="f.onnx",
@@ -100,8 +109,9 @@ def test_models_show_the_serving_version_its_challenger_a_refusal_and_the_cards(
     expect(empty).to_contain_text("No model yet: start a training job from Jobs", timeout=10_000)
     expect(empty.get_by_role("link", name="Jobs")).to_have_attribute("href", "#jobs")
 
-    _register_models(migrated_db_url)
-    view.reload()  # the registry is read each time the view is opened
+    # A training job ends: the view reads the registry again by itself (`job_updates`).
+    expect(view.locator("#feed-jobs")).to_have_attribute("data-state", "live")
+    _train_models(migrated_db_url)
     forecaster = view.locator('.model[data-model="forecaster"]')
     expect(forecaster.locator(".active-version")).to_have_text("v1", timeout=10_000)
     expect(forecaster.locator(".challengers")).to_contain_text("v2")
@@ -121,7 +131,7 @@ def test_models_show_the_serving_version_its_challenger_a_refusal_and_the_cards(
     expect(mase).to_have_attribute("data-beats", "true")
     expect(refused.locator('li[data-metric="mase"]')).to_have_attribute("data-beats", "false")
     expect(forecaster.locator('tr[data-version="1"] .data-range')).to_have_text(
-        "2015-01-02 – 2019-12-31"
+        "2015-01-02 .. 2019-12-31"
     )
     classifier = view.locator('.model[data-model="pattern_classifier"]')
     expect(classifier.locator(".no-active")).to_contain_text("No active version")
@@ -187,20 +197,34 @@ class Live:
     def publish(self, *suggestions: dict[str, Any]) -> None:
         """Each on the app's bus (`suggestions:global`), as the strategy engine publishes it."""
 
-        async def publish() -> None:
+        async def publish(bus: RedisStreamsBus) -> None:
+            for suggestion in suggestions:
+                data = SuggestionOut.model_validate(suggestion).model_dump(
+                    mode="json", exclude={"id"}
+                )
+                await bus.publish(SUGGESTIONS_GLOBAL, BusMessage(type=MESSAGE_TYPE, data=data))
+
+        self._on_bus(publish)
+
+    def announce(self, update: JobUpdate) -> None:
+        """A job's move on the app's bus (`jobs:updates`), as a flow announces it."""
+
+        async def announce(bus: RedisStreamsBus) -> None:
+            await announce_job(bus, update)
+
+        self._on_bus(announce)
+
+    def _on_bus(self, use: Callable[[RedisStreamsBus], Awaitable[None]]) -> None:
+        async def run() -> None:
             bus = RedisStreamsBus(self.redis_url)
             try:
-                for suggestion in suggestions:
-                    data = SuggestionOut.model_validate(suggestion).model_dump(
-                        mode="json", exclude={"id"}
-                    )
-                    await bus.publish(SUGGESTIONS_GLOBAL, BusMessage(type=MESSAGE_TYPE, data=data))
+                await use(bus)
             finally:
                 await bus.close()
 
         # Playwright's sync API keeps an event loop on this thread: run beside it.
         with ThreadPoolExecutor(1) as thread:
-            thread.submit(asyncio.run, publish()).result()
+            thread.submit(asyncio.run, run()).result()
 
 
 @pytest.fixture
@@ -214,6 +238,15 @@ def live(
     settings = dashboard_settings(migrated_db_url, redis_url=redis_server.url)
     with serve_in_thread(create_app(settings)) as url:
         yield Live(url, redis_server.url, migrated_db_url)
+
+
+def _from_a_job(symbol: str, close: datetime, job_id: int) -> dict[str, Any]:
+    """What a `suggestion` job writes for a past close with no pattern signal and no model."""
+    why = "no pattern signal in the recent bars; no active model (a `training` job makes one)"
+    made = _suggestion(symbol, close, "hold", degraded=why)
+    made["inputs"] = {"source": {"job_id": job_id, "as_of": close.isoformat()}, "sentiment": None}
+    made["contributions"] = dict.fromkeys(made["contributions"])
+    return made | {"signal_kind": "none", "signal_ts": close, "score": 0.0, "confidence": 0.0}
 
 
 def _suggestion(
@@ -295,6 +328,17 @@ def test_suggestions_show_stored_then_live_once_each_with_a_partial_ones_reason(
     expect(view.locator('#suggestions tr[data-symbol="AAA"]')).to_have_count(1)
     shoot(view, "suggestions")
     assert _sideways(view) == {}
+
+    # A `suggestion` job writes a past close's suggestion without publishing it: its end,
+    # announced on the bus, has the list read again, and the old row goes in its place.
+    # DDD, live first, is stored meanwhile (as the engine writes it): still drawn once.
+    live.store(ddd, _from_a_job("EEE", now - timedelta(days=3), job_id=7))
+    live.announce(JobUpdate(id=7, type=JobType.SUGGESTION, status=RunStatus.COMPLETED))
+    expect(rows).to_have_count(5, timeout=5_000)
+    expect(rows.last).to_have_attribute("data-symbol", "EEE")
+    expect(rows.last.locator(".kind")).to_contain_text("no signal")
+    expect(rows.last.locator(".kind .source")).to_have_text("job #7")
+    expect(rows.last.locator(".degraded-reason")).to_contain_text("no pattern signal")
 
     # The filters: by symbol (typed, any case), then by direction.
     view.fill("#suggestion-symbol", "aa")

@@ -2,9 +2,11 @@
 // serves and its challengers, then every version with its standing, the bars it was
 // trained on, its out-of-sample metrics beside the baselines it had to beat, and the
 // decision on it in words. A version opens its model card (markdown, drawn by
-// markdown.js as text only). Read again each time the view is opened.
+// markdown.js as text only). Read when the view opens, and again when a `training` job
+// ends (`job_updates`), since that is what registers and decides versions.
 import { api, session } from "./app.js";
 import { h } from "./dom.js";
+import { topicFeed } from "./feeds.js";
 import { markdown } from "./markdown.js";
 
 /**
@@ -36,6 +38,7 @@ export function modelsView(root) {
     ),
   );
   let stopped = false;
+  let drawn = null; // the registry as last drawn (JSON): the same answer again redraws nothing
   const cards = new Map(); // holder element -> the version whose card it shows
 
   async function load() {
@@ -43,6 +46,11 @@ export function modelsView(root) {
       const models = await api("/api/models");
       if (stopped) return;
       note.textContent = "";
+      note.className = "muted";
+      const text = JSON.stringify(models);
+      if (text === drawn) return; // an open card stays open
+      drawn = text;
+      cards.clear();
       if (!models.length) {
         list.replaceChildren(h(
           "p",
@@ -60,6 +68,15 @@ export function modelsView(root) {
       note.className = "error";
     }
   }
+
+  const feed = topicFeed({
+    name: "jobs",
+    topics: ["job_updates"],
+    onMessage: (_, job) => {
+      if (job.type === "training" && job.status === "completed") load();
+    },
+    onLive: () => load(), // a training that ended while the feed was cut
+  });
 
   function modelSection(model, index) {
     const id = `model-${index}`;
@@ -112,8 +129,8 @@ export function modelsView(root) {
       { dataset: { version: String(version.version), status: version.status } },
       h("th", { scope: "row" }, `v${version.version}`),
       h("td", {}, h("span", { className: `model-status status-${version.status}` }, version.status)),
-      h("td", { className: "data-range" }, `${day(version.data_from)} – ${day(version.data_to)}`),
-      h("td", { className: "metrics" }, metricList(version)),
+      h("td", { className: "data-range" }, `${day(version.data_from)} .. ${day(version.data_to)}`),
+      h("td", { className: "metrics" }, metricList(name, version)),
       h(
         "td",
         { className: "decision" },
@@ -163,6 +180,7 @@ export function modelsView(root) {
   return {
     stop() {
       stopped = true;
+      feed.stop();
     },
   };
 }
@@ -180,9 +198,9 @@ async function fetchCard(name, version) {
 
 /** The key figures of a version beside their baselines; a figure that beats every baseline
  * given is marked as such, in words for a screen reader. */
-function metricList(version) {
+function metricList(name, version) {
   const metrics = version.metrics || {};
-  const wanted = (KEY_METRICS[version.kind] || []).filter((m) => isNumber(metrics[m.key]));
+  const wanted = (KEY_METRICS[version.kind] || KEY_METRICS[name] || []).filter((m) => isNumber(metrics[m.key]));
   if (!wanted.length) {
     const all = Object.entries(metrics).filter(([, value]) => isNumber(value));
     if (!all.length) return h("span", { className: "muted" }, "none recorded");

@@ -3,7 +3,9 @@
 // the list is read again on each (re)connect, so nothing made while the feed was cut is
 // missed. One suggestion per signal (symbol, kind, signal time): the same one stored and
 // live is drawn once. A suggestion made from fewer inputs than configured says why on its
-// row, so a signals-only view is never taken for the whole one.
+// row, so a signals-only view is never taken for the whole one. A `suggestion` job writes
+// its suggestions (a past close) without publishing them: its end, on `job_updates`, has
+// the list read again.
 import { api } from "./app.js";
 import { h } from "./dom.js";
 import { topicFeed } from "./feeds.js";
@@ -66,7 +68,7 @@ export function suggestionsView(root) {
   let newestTs = null; // the newest `ts` kept (its text, as the API wrote it)
   let stopped = false;
   let loading = null;
-  let again = false;
+  let again = null; // a read asked for while one ran: { since } (all, if any asked for all)
   let loadedOnce = false;
 
   for (const input of [symbolFilter, directionFilter]) input.addEventListener("input", applyFilters);
@@ -124,16 +126,16 @@ export function suggestionsView(root) {
     for (const tr of body.children) filterRow(tr);
   }
 
-  /** The stored suggestions: the newest KEEP, or those since the newest kept (inclusive). */
-  async function load() {
+  /** The stored suggestions: the newest KEEP, or (`since`) those as of the newest kept on. */
+  async function load({ since = true } = {}) {
     if (loading) {
-      again = true; // asked while reading: read once more after, to miss nothing
+      again = { since: (again ? again.since : true) && since }; // read once more after
       return loading;
     }
     loading = (async () => {
       try {
         const query = new URLSearchParams({ limit: String(KEEP) });
-        if (newestTs) query.set("since", newestTs);
+        if (since && newestTs) query.set("since", newestTs);
         const stored = await api(`/api/suggestions?${query}`);
         if (stopped) return;
         for (const suggestion of stored) add(suggestion);
@@ -147,10 +149,9 @@ export function suggestionsView(root) {
         empty.hidden = true;
       } finally {
         loading = null;
-        if (again && !stopped) {
-          again = false;
-          load();
-        }
+        const next = again;
+        again = null;
+        if (next && !stopped) load(next);
       }
     })();
     return loading;
@@ -158,8 +159,12 @@ export function suggestionsView(root) {
 
   const feed = topicFeed({
     name: "suggestions",
-    topics: ["suggestions"],
-    onMessage: (_, suggestion) => add(suggestion),
+    topics: ["suggestions", "job_updates"],
+    onMessage: (topic, data) => {
+      if (topic === "suggestions") add(data);
+      // A job's suggestions are as of a past close: older than the newest kept, so all.
+      else if (data.type === "suggestion" && data.status === "completed") load({ since: false });
+    },
     onLive: () => load(), // what was made while the feed was cut (or before it was up)
   });
   load();
@@ -196,7 +201,7 @@ function suggestionRow(s, at) {
       dataset: { symbol: s.symbol, direction, at: String(at), degraded: String(degraded) },
       className: degraded ? "degraded" : "",
     },
-    h("td", { className: "time" }, h("time", { dateTime: s.ts, title: time.toLocaleString() }, time.toLocaleTimeString())),
+    h("td", { className: "time" }, h("time", { dateTime: s.ts, title: time.toLocaleString() }, stamp(time))),
     h("th", { scope: "row" }, s.symbol),
     h(
       "td",
@@ -207,7 +212,7 @@ function suggestionRow(s, at) {
       degraded ? reason(s.degraded) : null, // beside the direction: in view on a phone too
     ),
     h("td", { className: "num confidence" }, fixed(s.confidence)),
-    h("td", { className: "kind" }, s.signal_kind),
+    h("td", { className: "kind" }, signalText(s)),
     h("td", { className: "inputs" }, contributions(s.contributions || {})),
     h("td", { className: "models" }, versions(s.inputs || {})),
   );
@@ -238,6 +243,23 @@ function contributions(parts) {
       );
     }),
   );
+}
+
+/** The signal behind it; a job's suggestion says which job and which close. */
+function signalText(s) {
+  const source = s.inputs && s.inputs.source;
+  return [
+    s.signal_kind === "none" ? h("span", { className: "muted" }, "no signal") : s.signal_kind,
+    source && source.job_id != null
+      ? h("span", { className: "source muted" }, `job #${source.job_id}`)
+      : null,
+  ];
+}
+
+/** The time of day for today's suggestions, the date too for older ones (a job's past close). */
+function stamp(time) {
+  const today = new Date().toDateString() === time.toDateString();
+  return today ? time.toLocaleTimeString() : time.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
 }
 
 function reason(text) {
