@@ -61,6 +61,8 @@ def test_a_versions_model_card_is_served_as_markdown(api: Api) -> None:
                 params={}, metrics={"mase": 0.9},
             )  # fmt: skip
             row.card = card
+    listed = api.get("/api/models").json()[0]["versions"]
+    assert [(v["version"], v["has_card"]) for v in listed] == [(2, False), (1, True)]
     served = api.get("/api/models/forecaster/1/card", role=Role.VIEWER)
     assert served.status_code == 200
     assert served.headers["content-type"].startswith("text/markdown")

@@ -29,7 +29,12 @@ def read_models(
     version's metrics and standing, newest first. Empty before the first training run."""
     out = []
     for model, rows in groupby(versions(session, name), key=lambda row: row.name):
-        listed = [ModelVersionOut.model_validate(row) for row in rows]
+        listed = [
+            ModelVersionOut.model_validate(row).model_copy(
+                update={"has_card": row.card is not None}
+            )
+            for row in rows
+        ]
         out.append(
             ModelOut(
                 name=model,

@@ -26,6 +26,9 @@ class ModelVersionOut(BaseModel):
     decision: str | None = Field(description="Why it was promoted, refused or retired.")
     decided_at: datetime | None
     created_at: datetime
+    has_card: bool = Field(
+        False, description="GET /api/models/{name}/{version}/card answers with its card."
+    )
 
 
 class ModelOut(BaseModel):

@@ -137,7 +137,8 @@ export function modelsView(root) {
         version.decision || h("span", { className: "muted" }, "not decided yet"),
         version.decided_at ? h("span", { className: "decided muted" }, day(version.decided_at)) : null,
       ),
-      h("td", {}, button),
+      // A version registered before cards were kept has none: say so, ask nothing.
+      h("td", {}, version.has_card ? button : h("span", { className: "muted no-card" }, "no card")),
     );
   }
 

@@ -48,7 +48,7 @@ export function signalsView(root) {
     const key = `${signal.strategy}|${signal.symbol}|${signal.kind}|${signal.ts}`;
     if (seen.has(key)) return; // a resume sends the last one again: it is recognised
     seen.add(key);
-    if (signal.ts > lastTs) lastTs = signal.ts;
+    if (!lastTs || at(signal.ts) > at(lastTs)) lastTs = signal.ts;
     if (!kinds.has(signal.kind)) {
       kinds.add(signal.kind);
       const option = document.createElement("option");
@@ -68,9 +68,9 @@ export function signalsView(root) {
       const tr = signalRow(signal);
       tr.signalKey = key;
       const top = body.firstElementChild;
-      const after = !top || top.dataset.ts <= signal.ts
+      const after = !top || at(top.dataset.ts) <= at(signal.ts)
         ? top // the usual case: newer than every row shown
-        : [...body.children].find((row) => row.dataset.ts < signal.ts);
+        : [...body.children].find((row) => at(row.dataset.ts) < at(signal.ts));
       body.insertBefore(tr, after || null); // newest first
       filterRow(tr);
     }
@@ -107,9 +107,13 @@ export function signalsView(root) {
   };
 }
 
+/** An ISO time as a number: the feed writes `+00:00` and the API `Z`, and as text
+ * `...:00Z` sorts after `...:00.5Z`. */
+const at = (ts) => Date.parse(ts);
+
 /** The newest KEEP of `queued`, newest first; the keys of the others leave `seen`. */
 function newest(queued, seen) {
-  const sorted = queued.slice().sort((a, b) => (a.signal.ts < b.signal.ts ? 1 : a.signal.ts > b.signal.ts ? -1 : 0));
+  const sorted = queued.slice().sort((a, b) => at(b.signal.ts) - at(a.signal.ts));
   for (const { key } of sorted.slice(KEEP)) seen.delete(key);
   return sorted.slice(0, KEEP);
 }
