@@ -115,6 +115,8 @@ class Runtime:
         served.update({f"{n}:challenger": f"v{s.version}" for n, s in models.challengers.items()})
         served.update({f"{n}:error": why for n, why in models.load_errors.items()})
         served["breaker"] = self.strategy.breaker.state
+        if self.settings.inference_tensorrt:  # asked for: say whether it races, or why not
+            served["tensorrt"] = models.tensorrt_absent or "racing ONNX Runtime"
         return served
 
     async def publish_status(self, every_s: float = STATUS_EVERY_S) -> None:

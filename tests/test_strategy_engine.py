@@ -385,3 +385,30 @@ def test_rows_wait_for_the_database_and_land_once(
     assert len(_rows(sessions)) == 2
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Suggestion)) == 2
+
+
+def test_a_raced_models_paths_are_counted_for_metrics(
+    sessions: sessionmaker[Session], engine_for: Any, tmp_path: Path
+) -> None:
+    from services.inference.racing import RacingRunner
+
+    _register(sessions, tmp_path / "c.onnx", "pattern_classifier", UP)
+    engine: StrategyEngine = engine_for()
+    served = engine.models.active["pattern_classifier"]
+    fast = OnnxRunner(tmp_path / "c.onnx", name="fast", window=WINDOW)
+    race = RacingRunner(served.runner, fast, timeout_s=5.0)
+    served.runner = race
+    try:
+        for _ in range(3):
+            (made,) = asyncio.run(engine.handle([_message()]))
+            assert made.degraded is None
+        stats = engine.models.stats()
+    finally:
+        race.close()
+    paths = ("onnxruntime", "fast")  # the runners' names
+    assert {p: stats[("pattern_classifier", p, "asked")] for p in paths} == dict.fromkeys(
+        paths, 3.0
+    )
+    wins = sum(stats[("pattern_classifier", p, "wins")] for p in paths)
+    assert wins == 3.0
+    assert stats[("pattern_classifier", "race", "fallbacks")] == 0.0

@@ -87,8 +87,9 @@ class ModelSet:
         return changes
 
     def stats(self) -> dict[tuple[str, str, str], float]:
-        """(model, path, outcome) -> count, for /metrics: a race's per-path counters, or the
-        single ONNX Runtime path's calls and errors."""
+        """(model, path, outcome) -> count, for /metrics: a race's per-path counters (paths
+        named `onnxruntime` and `tensorrt`), or the single ONNX Runtime path's calls and
+        errors."""
         out: dict[tuple[str, str, str], float] = {}
         for role, served in [("active", s) for s in self.active.values()] + [
             ("challenger", s) for s in self.challengers.values()
@@ -162,8 +163,12 @@ class ModelSet:
             current.runner.load(path, str(row.version))  # the swap drops no batch
             runner: ServedRunner = current.runner
         else:
-            runner = OnnxRunner(
-                path, name=row.name, window=window, version=str(row.version), threads=self.threads
+            runner = OnnxRunner(  # named for its path: /metrics labels a race's paths by name
+                path,
+                name="onnxruntime",
+                window=window,
+                version=str(row.version),
+                threads=self.threads,
             )
             if race and self.tensorrt:
                 runner = self._race(runner, path, row)
@@ -178,7 +183,7 @@ class ModelSet:
             return reference
         challenger = TensorRtRunner(
             path,
-            name=f"{row.name}-trt",
+            name="tensorrt",
             window=reference.window,
             version=str(row.version),
             cache_dir=self.cache_dir,
