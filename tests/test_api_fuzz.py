@@ -37,10 +37,11 @@ def live_api(
 ) -> Iterator[tuple[str, str]]:
     from prefect.settings import PREFECT_API_URL
 
-    from tests.test_api_jobs import deploy_backtest, deploy_council
+    from tests.test_api_jobs import deploy_backtest, deploy_council, deploy_model_jobs
 
     asyncio.run(deploy_council())  # jobs become scheduled flow runs; no worker runs them
     asyncio.run(deploy_backtest())
+    asyncio.run(deploy_model_jobs())
     monkeypatch.chdir(tmp_path)
     engine = make_engine(api_db_url)
     with unit_of_work(make_session_factory(engine)) as session:

@@ -90,6 +90,24 @@ async def deploy_backtest() -> None:
     await _load_from_checkout(await applied)
 
 
+async def deploy_model_jobs() -> None:
+    """The training, pattern-scan and suggestion deployments, as `deployments.serve` names
+    them (models/jobs.py `DEPLOYMENTS`)."""
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.pattern_scan import pattern_scan
+    from flows.suggestion import suggestion
+    from flows.training import training
+
+    for flow, name in ((training, "training"), (pattern_scan, "pattern-scan"),
+                       (suggestion, "suggestion")):  # fmt: skip
+        deployment = flow.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH)
+        assert inspect.isawaitable(deployment)
+        applied = (await deployment).apply()
+        assert inspect.isawaitable(applied)
+        await _load_from_checkout(await applied)
+
+
 async def _load_from_checkout(deployment_id: Any) -> None:
     """Give the deployment the pull step `prefect deploy` records from prefect.yaml
     (`pull: null`): run in this checkout. Without one, `prefect flow-run execute` copies the

@@ -68,6 +68,24 @@ def _walk(page: Page, server: str) -> list[str]:
     return problems
 
 
+def _walk_model_jobs(page: Page, server: str) -> list[str]:
+    """The Jobs view's model job form shows each kind's own fields: each kind at each size."""
+    problems: list[str] = []
+    page.goto(f"{server}/#jobs")
+    form = page.locator("#model-job-form")
+    expect(form).to_be_visible(timeout=10_000)
+    for kind in ("Pattern scan", "Suggestion", "Training"):
+        form.get_by_role("radio", name=kind).check()
+        for size, (width, height) in SIZES.items():
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(100)
+            if (extra := page.evaluate(OVERFLOW)) > 0:
+                problems.append(f"jobs ({kind}) at {size}: the page scrolls {extra} px sideways")
+            problems += [f"jobs ({kind}) at {size}: no name: {el}" for el in page.evaluate(UNNAMED)]
+            problems += [f"jobs ({kind}): Tab skips {el}" for el in page.evaluate(UNREACHABLE)]
+    return problems
+
+
 def test_every_view_fits_a_phone_and_a_desktop_and_is_named_for_the_keyboard(
     server: str, page: Watched, trader_token: str
 ) -> None:
@@ -76,6 +94,7 @@ def test_every_view_fits_a_phone_and_a_desktop_and_is_named_for_the_keyboard(
     page.page.reload()
     expect(page.page.locator("#who")).to_have_text("layout-trader (trader)", timeout=10_000)
     assert _walk(page.page, server) == []  # a trader sees the forms and buttons too
+    assert _walk_model_jobs(page.page, server) == []
     # No council has sat on this database: the view says so in words, and asks nothing
     # that the browser would log as a failed request.
     assert page.own_errors() == []

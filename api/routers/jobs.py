@@ -50,6 +50,21 @@ async def create_job(
                         },
                     },
                 },
+                "training": {
+                    "summary": "Train the forecaster on three symbols; promoted only if better",
+                    "value": {
+                        "type": "training",
+                        "params": {"models": ["forecaster"], "symbols": ["AAPL", "MSFT", "XOM"]},
+                    },
+                },
+                "pattern_scan": {
+                    "summary": "Which patterns fired in 2019, and what followed",
+                    "value": {"type": "pattern_scan", "params": {"start": "2019-01-01"}},
+                },
+                "suggestion": {
+                    "summary": "Suggestions as of the last stored close",
+                    "value": {"type": "suggestion", "params": {"symbols": ["AAPL", "MSFT"]}},
+                },
             },
         ),
     ],
@@ -57,8 +72,8 @@ async def create_job(
     runtime: RuntimeDep,
 ) -> JobOut:
     """Start a job's flow run. Accepted means started (or queued for a free worker), not
-    done: follow it on `job_updates` or `GET /api/jobs/{id}`. Types whose flow does not
-    exist yet (training, sentiment, pattern_scan) are refused with 422."""
+    done: follow it on `job_updates` or `GET /api/jobs/{id}`. A `sentiment` job, whose
+    flow does not exist yet, is refused with 422; `training` needs the ml extra (torch)."""
     return await start_job(runtime, body, caller)
 
 

@@ -53,7 +53,10 @@ def read_models(
 @router.get(
     "/{name}/{version}/card",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/markdown": {}}}, **problem_responses(401, 403, 404, 422)},
+    responses={
+        200: {"content": {"text/markdown": {"schema": {"type": "string"}}}},
+        **problem_responses(401, 403, 404, 422),
+    },
 )
 def read_card(
     session: ReadSession,

@@ -25,7 +25,8 @@ export const session = {
   },
 };
 
-/** A JSON request to our own API, with this tab's token; throws with the server's detail. */
+/** A JSON request to our own API, with this tab's token; throws with the server's detail,
+ * the error's `problem` being the answer's body (a 422's `errors` name each bad field). */
 export async function api(path, options = {}) {
   const headers = { Accept: "application/json", ...(options.headers || {}) };
   if (session.token) headers.Authorization = `Bearer ${session.token}`;
@@ -33,7 +34,9 @@ export async function api(path, options = {}) {
   const body = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
     const detail = body && (body.detail || body.title);
-    throw new Error(typeof detail === "string" ? detail : `${response.status} ${response.statusText}`);
+    const failure = new Error(typeof detail === "string" ? detail : `${response.status} ${response.statusText}`);
+    failure.problem = body;
+    throw failure;
   }
   return body;
 }

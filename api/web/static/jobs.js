@@ -1,12 +1,15 @@
 // Jobs: every job with its type, status, stage, times and who asked, kept live by the
 // WebSocket topic `job_updates` (the list is read again on each (re)connect, so nothing
-// missed while cut stays missing); a form to start a backtest or a sweep (trader role);
-// a finished backtest opened shows its result (backtest_result.js).
+// missed while cut stays missing); forms to start a backtest or a sweep, and a training,
+// pattern scan or suggestion (trader role); a finished job opened shows its result
+// (backtest_result.js, model_job_result.js).
 import { api, caller, may } from "./app.js";
 import { backtestForm } from "./backtest_form.js";
 import { backtestResult } from "./backtest_result.js";
 import { h, when } from "./dom.js";
 import { topicFeed } from "./feeds.js";
+import { modelJobForm } from "./model_job_form.js";
+import { MODEL_JOBS, modelJobResult, opensModelJob } from "./model_job_result.js";
 
 const KEEP = 50;
 const FINISHED = new Set(["completed", "failed", "canceled"]);
@@ -15,8 +18,9 @@ export function jobsView(root) {
   const body = h("tbody");
   const empty = h("p", { id: "jobs-empty", className: "muted" }, "Loading jobs…");
   const note = h("p", { id: "jobs-note", className: "muted", role: "status" });
-  const formHolder = h("div", { className: "jobs-form" });
-  const resultHolder = h("div", { id: "backtest-result", className: "jobs-result" });
+  const backtestHolder = h("div");
+  const modelHolder = h("div");
+  const resultHolder = h("div", { id: "job-result", className: "jobs-result" });
   root.replaceChildren(
     h(
       "section",
@@ -40,7 +44,7 @@ export function jobsView(root) {
         ),
         empty,
       ),
-      formHolder,
+      h("div", { className: "jobs-form" }, backtestHolder, modelHolder),
       resultHolder,
     ),
   );
@@ -94,15 +98,15 @@ export function jobsView(root) {
   }
 
   function jobRow(job) {
-    const openable = job.type === "backtest" && job.status === "completed";
+    const openable = (job.type === "backtest" && job.status === "completed") || opensModelJob(job);
     const label = `#${job.id}`;
     const name = openable
       ? h("button", {
-        type: "button", className: "pick", "aria-label": `Show backtest job ${job.id}'s result`,
+        type: "button", className: "pick", "aria-label": `Show ${job.type.replaceAll("_", " ")} job ${job.id}'s result`,
         "aria-pressed": String(selected === job.id), onclick: () => select(job.id),
       }, label)
       : label;
-    const stage = stages.get(job.id) || (FINISHED.has(job.status) ? "" : "—");
+    const stage = stages.get(job.id) || job.result?.stage || (FINISHED.has(job.status) ? "" : "—");
     return h(
       "tr",
       { dataset: { id: String(job.id), status: job.status }, "aria-selected": String(selected === job.id) },
@@ -122,17 +126,27 @@ export function jobsView(root) {
     render();
     if (result) result.stop();
     result = null;
-    resultHolder.replaceChildren(h("p", { className: "muted" }, "Loading the backtest…"));
+    resultHolder.replaceChildren(h("p", { className: "muted" }, `Loading job #${jobId}'s result…`));
     try {
-      const runs = await api(`/api/backtests?job=${jobId}&limit=1`);
-      if (!runs.items.length) throw new Error(`job ${jobId} stored no backtest`);
-      const run = await api(`/api/backtests/${runs.items[0].id}`);
+      const draw = MODEL_JOBS.has(jobs.get(jobId)?.type) ? await readModelJob(jobId) : await readBacktest(jobId);
       if (stopped || selected !== jobId) return;
-      result = backtestResult(resultHolder, run);
+      result = draw(resultHolder);
       resultHolder.scrollIntoView({ block: "start" });
     } catch (error) {
-      resultHolder.replaceChildren(h("p", { className: "error", role: "alert" }, `Backtest unavailable: ${error.message}`));
+      resultHolder.replaceChildren(h("p", { className: "error", role: "alert" }, `Result unavailable: ${error.message}`));
     }
+  }
+
+  async function readBacktest(jobId) {
+    const runs = await api(`/api/backtests?job=${jobId}&limit=1`);
+    if (!runs.items.length) throw new Error(`job ${jobId} stored no backtest`);
+    const run = await api(`/api/backtests/${runs.items[0].id}`);
+    return (root) => backtestResult(root, run);
+  }
+
+  async function readModelJob(jobId) {
+    const job = await api(`/api/jobs/${jobId}`);
+    return (root) => modelJobResult(root, job);
   }
 
   /** A `job_updates` message: the row moves at once; a job not listed yet is read in. */
@@ -154,11 +168,12 @@ export function jobsView(root) {
     onMessage: (_, data) => update(data),
     onLive: () => reload(), // what happened while the feed was cut
   });
-  const form = backtestForm(formHolder, { onStarted: (job) => {
+  const onStarted = (job) => {
     jobs.set(job.id, job);
     render();
-  } });
-  caller().then((who) => form.allow(may(who, "trader")));
+  };
+  const forms = [backtestForm(backtestHolder, { onStarted }), modelJobForm(modelHolder, { onStarted })];
+  caller().then((who) => forms.forEach((form) => form.allow(may(who, "trader"))));
   reload();
 
   return {
