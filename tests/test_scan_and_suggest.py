@@ -3,7 +3,6 @@ compute from stored bars (point in time), what they write, and what the API refu
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from models.ml import ModelVersion
 from models.ops import Job
 from models.suggestions import Suggestion
 from services.settings import get_settings
-from tests.api_support import Api, api_settings, running_api
+from tests.api_support import Api
 from tests.onnx_models import constant_model
 
 SYMBOLS = ["AAPL", "MSFT", "XOM", "JPM"]
@@ -123,77 +122,7 @@ def test_suggestions_as_of_a_close_are_scored_and_written_once(
             assert row.degraded is None
 
 
-# --- over the API --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def process_api(
-    api_db_url: str, prefect_harness: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Api]:
-    monkeypatch.chdir(tmp_path)
-    settings = api_settings(api_db_url, jobs_log_dir=tmp_path / "jobs", log_level="WARNING")
-    with running_api(settings) as api:
-        yield api
-
-
-def _ended(api: Api, job_id: int, timeout_s: float = 180.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        response = api.get(f"/api/jobs/{job_id}")
-        if response.status_code == 200 and response.json()["status"] not in {
-            "pending",
-            "running",
-        }:
-            body: dict[str, Any] = response.json()
-            return body
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not end in {timeout_s} s")
-
-
-def test_training_scan_and_suggestion_jobs_run_over_the_api(process_api: Api) -> None:
-    training = process_api.post(
-        "/api/jobs",
-        json={
-            "type": "training",
-            "params": {
-                "models": ["pattern_classifier"],
-                "symbols": SYMBOLS[:3],
-                "window": 16,
-                "horizon": 3,
-                "epochs": 1,
-                "folds": 1,
-            },
-        },
-    )
-    assert training.status_code == 202, training.text
-    done = _ended(process_api, training.json()["id"])
-    assert done["status"] == "completed", done
-    trained = done["result"]["pattern_classifier"]
-    assert trained["status"] == "active" and trained["version"] == 1  # noqa: PT018
-    models = process_api.get("/api/models").json()
-    assert [(m["name"], m["active_version"]) for m in models] == [("pattern_classifier", 1)]
-    card = process_api.get("/api/models/pattern_classifier/1/card")
-    assert card.status_code == 200
-    assert "# pattern_classifier v1: active" in card.text
-
-    scan = process_api.post("/api/jobs", json={"type": "pattern_scan", "params": {
-        "symbols": SYMBOLS[:2], "start": "2019-01-01"}})  # fmt: skip
-    assert scan.status_code == 202, scan.text
-    scanned = _ended(process_api, scan.json()["id"])
-    assert scanned["status"] == "completed", scanned
-    assert scanned["result"]["classifier_version"] == 1
-    assert scanned["result"]["signals"] > 0
-
-    suggest = process_api.post(
-        "/api/jobs", json={"type": "suggestion", "params": {"symbols": SYMBOLS[:2]}}
-    )
-    assert suggest.status_code == 202, suggest.text
-    suggested = _ended(process_api, suggest.json()["id"])
-    assert suggested["status"] == "completed", suggested
-    listed = process_api.get("/api/suggestions", params={"symbol": "AAPL"}).json()
-    assert len(listed) == 1
-    assert listed[0]["inputs"]["pattern_classifier"]["version"] == 1
-    assert listed[0]["inputs"]["source"]["job_id"] == suggest.json()["id"]
+# --- over the API: the jobs themselves run in tests/test_dashboard_model_jobs.py ----------
 
 
 @pytest.mark.parametrize(
