@@ -18,6 +18,10 @@ event time of the wall clock, and a 1 % chance per tick of a 0.6 % jump (so
 breakouts fire). Latency is the engine's own measure (`latency_ms`): from the
 signal's tick (its event time) to its suggestion's publication.
 
+The collector is handled as the realtime process handles it (realtime/gc_policy.py:
+start-up objects frozen, no full collection mid-stream); `--no-gc-policy` leaves
+CPython's defaults, whose full collections stall the loop 100-300 ms.
+
 Rows, interleaved round by round in the same run: **models** (both networks
 served) and **signals only** (the same engine with no model served: the
 baseline, everything but inference). The ratio is models / signals only.
@@ -46,6 +50,7 @@ from db.engine import make_engine, make_session_factory, unit_of_work
 from db.migrate import upgrade
 from db.queries import model_registry as registry
 from db.queries.signals import ensure_strategy
+from realtime.gc_policy import GCPolicy
 from realtime.patterns.config import PatternConfig
 from realtime.patterns.engine import PatternEngine, datetime_to_ns
 from realtime.patterns.sink import SignalSink
@@ -141,6 +146,9 @@ async def _run(args: argparse.Namespace) -> dict[str, list[float]]:
     await strategy.start()
     ticks = Ticks(args.symbols)
     served = dict(strategy.models.active)
+    policy = GCPolicy(full_every_s=60.0)
+    if not args.no_gc_policy:  # as the realtime process does after start-up (gc_policy.py)
+        policy.apply()
     await _drive(ticks, patterns, sink, WINDOW / args.rate + 1.0, args.rate)  # fill the windows
     out: dict[str, list[float]] = {"models": [], "signals only": []}
     counts: dict[str, int] = {"models": 0, "signals only": 0}
@@ -153,6 +161,7 @@ async def _run(args: argparse.Namespace) -> dict[str, list[float]]:
             await asyncio.sleep(0.2)
             out[mode] += latencies
     strategy.models.active = dict(served)
+    policy.restore()
     await strategy.stop()
     await sink.stop()
     await bus.close()
@@ -170,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--redis", default=None, help="a Redis URL: the bus between them")
     parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument(
+        "--no-gc-policy",
+        action="store_true",
+        help="leave CPython's collector alone (the realtime process freezes start-up objects "
+        "and schedules full collections): shows the 100-300 ms stalls it avoids",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.symbols, args.seconds, args.rounds = 50, 2.0, 1
@@ -180,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# signal to suggestion: {args.symbols} symbols x {args.rate:g} ticks/s, "
         f"{args.rounds} rounds x {args.seconds:g} s per mode, bus "
-        f"{'redis' if args.redis else 'in-process'}; {platform.processor() or platform.machine()}, "
+        f"{'redis' if args.redis else 'in-process'}, GC policy "
+        f"{'off' if args.no_gc_policy else 'on'}; {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}"
     )
     print(f"# signals fired: models {fired_models:.0f}, signals only {fired_plain:.0f}; "
