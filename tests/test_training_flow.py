@@ -73,6 +73,8 @@ def test_the_forecaster_is_exported_checked_registered_and_carded(ml_db: str) ->
     assert row.onnx_sha256 in card
     assert "## Known limits" in card
     assert re.search(r"\| mase \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", card)  # model, naive, seasonal
+    verdict = "Beats" if row.metrics["mase"] < row.metrics["naive_mase"] else "Does not beat"
+    assert f"**{verdict} the random walk** out of sample" in card
 
 
 def test_the_classifier_reports_balance_and_calibration(ml_db: str) -> None:

@@ -68,6 +68,7 @@ def model_card(facts: CardFacts) -> str:
         "",
         "## Out of sample (walk-forward, weighted by test size)",
         "",
+        *_verdict(facts.metrics),
         _metrics_table(facts.metrics, facts.baselines),
         "",
         "## Folds",
@@ -78,6 +79,31 @@ def model_card(facts: CardFacts) -> str:
         lines += ["", facts.extra]
     lines += ["", "## Known limits", ""] + [f"* {limit}" for limit in KNOWN_LIMITS]
     return "\n".join(lines) + "\n"
+
+
+def _verdict(metrics: Mapping[str, float]) -> list[str]:
+    """One plain sentence on whether the model beat its simplest baseline, before the table."""
+    if "mase" in metrics and "naive_mase" in metrics:
+        ours, naive = metrics["mase"], metrics["naive_mase"]
+        if ours < naive:
+            return [
+                f"**Beats the random walk** out of sample: MASE {ours:.4g} against {naive:.4g}.",
+                "",
+            ]
+        return [
+            f"**Does not beat the random walk** out of sample: MASE {ours:.4g} against "
+            f"{naive:.4g}. Its forecasts add nothing a zero-return guess does not; weigh "
+            "them accordingly.",
+            "",
+        ]
+    if "log_loss" in metrics and "prior_log_loss" in metrics:
+        ours, prior = metrics["log_loss"], metrics["prior_log_loss"]
+        word = "Beats" if ours < prior else "Does not beat"
+        return [
+            f"**{word} the class prior** out of sample: log loss {ours:.4g} against {prior:.4g}.",
+            "",
+        ]
+    return []
 
 
 def _metrics_table(metrics: Mapping[str, float], baselines: Sequence[str]) -> str:
