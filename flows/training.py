@@ -39,10 +39,10 @@ from flows.bars import Bars, load_bars
 from flows.job_hooks import JOB_HOOKS, record_result
 from models.errors import InvalidInputError
 from models.ml import ModelVersion, Stacks
-from services.ml.splits import walk_forward
 from services.ml.windows import CLASSES, Samples, data_hash, samples_from_frame
 from services.settings import get_settings
 from tasks.training.card import CardFacts, model_card
+from tasks.training.walk import WalkForwardSpec, folds_of
 
 if TYPE_CHECKING:  # torch: imported by the flows when they run, not by whoever imports them
     from torch import nn
@@ -87,7 +87,7 @@ def train_forecaster_flow(
     job_id: int | None = None,
 ) -> dict[str, Any]:
     """N-BEATS on returns; scored by MASE against the random walk."""
-    from services.ml.fit import FitConfig
+    from services.ml.fit_config import FitConfig
     from tasks.training.forecaster import ForecasterSpec
 
     bars = load_bars(symbols, start, end)
@@ -151,7 +151,7 @@ def train_pattern_classifier_flow(
     job_id: int | None = None,
 ) -> dict[str, Any]:
     """A 1-D CNN: down, flat or up over `horizon` bars; scored by log loss against the prior."""
-    from services.ml.fit import FitConfig
+    from services.ml.fit_config import FitConfig
     from tasks.training.classifier import ClassifierSpec
 
     bars = load_bars(symbols, start, end)
@@ -400,24 +400,17 @@ def _samples(bars: Bars, window: int, horizon: int) -> Samples:
         raise InvalidInputError("symbols", str(error)) from error
 
 
-def _check_splits(samples: Samples, spec: ForecasterSpec | ClassifierSpec) -> None:
+def _check_splits(samples: Samples, spec: WalkForwardSpec) -> None:
     """Refuse, before any training, a range too short for the walk-forward asked for."""
     try:
-        walk_forward(
-            len(samples.dates),
-            folds=spec.folds,
-            test_size=spec.test_bars,
-            valid_size=spec.valid_bars,
-            purge=spec.horizon,
-            min_train=spec.min_train_bars,
-        )
+        folds_of(samples, spec)
     except ValueError as error:
         raise InvalidInputError(
             "start", f"{len(samples.dates)} bar days are too few for this walk-forward: {error}"
         ) from error
 
 
-def _spec_params(spec: ForecasterSpec | ClassifierSpec) -> dict[str, Any]:
+def _spec_params(spec: WalkForwardSpec) -> dict[str, Any]:
     out = asdict(spec)
     fit = out.pop("fit")
     out.update({"epochs": fit["epochs"], "seed": fit["seed"], "lr": fit["lr"]})

@@ -17,6 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from services.ml.fit_config import FitConfig
+
+__all__ = ["FitConfig", "History", "evaluate", "fit", "predict"]
+
 Loss = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
@@ -32,17 +36,6 @@ class History:
     @property
     def best_valid(self) -> float:
         return self.valid[self.best_epoch] if self.valid else math.nan
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 3  # epochs without a better validation loss before stopping
-    seed: int = 0
-    threads: int = 1
 
 
 def fit(

@@ -16,7 +16,7 @@ calibration table and ECE are measured on the test bars after it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,26 +24,19 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from services.ml.fit import FitConfig, History, fit, predict
+from services.ml.fit import History, fit, predict
 from services.ml.metrics import Calibration, calibration, class_balance, classifier_report
 from services.ml.nets import PatternCnn
-from services.ml.splits import walk_forward
 from services.ml.windows import CLASSES, Samples, direction_labels
+from tasks.training.walk import WalkForwardSpec, folds_of, part
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 41))
 
 
 @dataclass(frozen=True)
-class ClassifierSpec:
-    window: int = 32
-    horizon: int = 5
+class ClassifierSpec(WalkForwardSpec):
     threshold: float = 0.5
     channels: int = 16
-    folds: int = 3
-    test_bars: int = 63
-    valid_bars: int = 63
-    min_train_bars: int = 250
-    fit: FitConfig = field(default_factory=FitConfig)
 
 
 @dataclass(frozen=True)
@@ -82,14 +75,7 @@ def train_classifier(samples: Samples, spec: ClassifierSpec) -> TrainedClassifie
             f"ahead; the spec wants {spec.window} and {spec.horizon}"
         )
     labels = direction_labels(samples, threshold=spec.threshold)
-    splits = walk_forward(
-        len(samples.dates),
-        folds=spec.folds,
-        test_size=spec.test_bars,
-        valid_size=spec.valid_bars,
-        purge=spec.horizon,
-        min_train=spec.min_train_bars,
-    )
+    splits = folds_of(samples, spec)
     k = len(CLASSES)
     folds: list[ClassifierFold] = []
     all_probs, all_labels = [], []
@@ -97,9 +83,9 @@ def train_classifier(samples: Samples, spec: ClassifierSpec) -> TrainedClassifie
     test_x = np.empty((0, spec.window, 2), dtype=np.float32)
     test_y = np.empty(0, dtype=np.int64)
     for number, split in enumerate(splits):
-        train_x, train_y = _part(samples, labels, split.train)
-        valid_x, valid_y = _part(samples, labels, split.valid)
-        test_x, test_y = _part(samples, labels, split.test)
+        train_x, train_y = part(samples, labels, split.train)
+        valid_x, valid_y = part(samples, labels, split.valid)
+        test_x, test_y = part(samples, labels, split.test)
         if min(len(train_x), len(valid_x), len(test_x)) == 0:
             raise ValueError(
                 f"fold {number} has an empty split: {len(train_x)}, {len(valid_x)}, {len(test_x)}"
@@ -160,14 +146,6 @@ def fit_temperature(model: PatternCnn, x: np.ndarray[Any, Any], y: np.ndarray[An
     best = float(TEMPERATURES[int(np.argmin(losses))])
     model.temperature.fill_(best)
     return best
-
-
-def _part(
-    samples: Samples, labels: np.ndarray[Any, Any], span: slice
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    start, stop, _ = span.indices(len(samples.dates))
-    mask = (samples.end >= start) & (samples.end < stop)
-    return samples.x[mask], labels[mask]
 
 
 def _tensors(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,7 @@ weighted by test size. Daily stock returns are close to a random walk, so
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,26 +22,19 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from models.ml import Stacks
-from services.ml.fit import FitConfig, History, fit, predict
+from services.ml.fit import History, fit, predict
 from services.ml.metrics import forecast_report
 from services.ml.nets import NBeats
-from services.ml.splits import Split, walk_forward
 from services.ml.windows import Samples
+from tasks.training.walk import WalkForwardSpec, folds_of, part
 
 
 @dataclass(frozen=True)
-class ForecasterSpec:
-    window: int = 32
-    horizon: int = 5
+class ForecasterSpec(WalkForwardSpec):
     stacks: tuple[Stacks, ...] = ("generic", "interpretable")
     blocks: int = 3
     hidden: int = 64
     season: int = 5  # the seasonal naive's period, in bars (a trading week of daily bars)
-    folds: int = 3
-    test_bars: int = 63
-    valid_bars: int = 63
-    min_train_bars: int = 250
-    fit: FitConfig = field(default_factory=FitConfig)
 
 
 @dataclass(frozen=True)
@@ -86,17 +79,6 @@ def loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return functional.huber_loss(forecast, y / scale, delta=1.0)
 
 
-def splits_for(samples: Samples, spec: ForecasterSpec) -> list[Split]:
-    return walk_forward(
-        len(samples.dates),
-        folds=spec.folds,
-        test_size=spec.test_bars,
-        valid_size=spec.valid_bars,
-        purge=spec.horizon,
-        min_train=spec.min_train_bars,
-    )
-
-
 def train_forecaster(samples: Samples, spec: ForecasterSpec) -> TrainedForecaster:
     targets = samples.forward_returns()
     if targets.shape[1] != spec.horizon or samples.x.shape[1] != spec.window:
@@ -109,8 +91,8 @@ def train_forecaster(samples: Samples, spec: ForecasterSpec) -> TrainedForecaste
     test_x = np.empty((0, spec.window, 2), dtype=np.float32)
     test_y = np.empty((0, spec.horizon))
     insample = np.zeros(1)
-    for number, split in enumerate(splits_for(samples, spec)):
-        parts = [_part(samples, targets, s) for s in (split.train, split.valid, split.test)]
+    for number, split in enumerate(folds_of(samples, spec)):
+        parts = [part(samples, targets, s) for s in (split.train, split.valid, split.test)]
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = parts
         if min(len(train_x), len(valid_x), len(test_x)) == 0:
             raise ValueError(f"fold {number} has an empty split: {[len(p[0]) for p in parts]}")
@@ -165,14 +147,6 @@ def pooled(reports: list[FoldReport]) -> dict[str, float]:
     out["beats_naive"] = float(out["mase"] < out["naive_mase"])
     out["test_samples"] = float(weights.sum())
     return out
-
-
-def _part(
-    samples: Samples, targets: np.ndarray[Any, Any], span: slice
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    start, stop, _ = span.indices(len(samples.dates))
-    mask = (samples.end >= start) & (samples.end < stop)
-    return samples.x[mask], targets[mask]
 
 
 def _window_returns(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
