@@ -34,6 +34,7 @@ import asyncio
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -166,6 +167,7 @@ async def _run(args: argparse.Namespace) -> dict[str, list[float]]:
     await sink.stop()
     await bus.close()
     engine.dispose()
+    shutil.rmtree(directory, ignore_errors=True)
     out["_fired"] = [float(counts["models"]), float(counts["signals only"])]
     out["_failures"] = [float(strategy.counters["model_failures"])]
     return out

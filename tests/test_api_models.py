@@ -44,7 +44,9 @@ def test_models_are_listed_with_their_active_version_and_every_versions_standing
         (1, "active"),
     ]
     assert forecaster["versions"][2]["metrics"] == {"mase": 0.98, "naive_mase": 1.0}
-    assert forecaster["versions"][2]["decision"] == "first active version (mase 0.98)"
+    assert forecaster["versions"][2]["decision"] == (
+        "first active version (mase 0.98; beats the random walk's 1)"
+    )
     assert forecaster["versions"][2]["data_from"] == "2015-01-02T00:00:00Z"
     only = api.get("/api/models", params={"name": "classifier"}).json()
     assert [m["name"] for m in only] == ["classifier"]

@@ -61,7 +61,7 @@ def test_a_candidate_is_promoted_only_if_it_beats_the_active_version(session: Se
         session, "forecaster", _register(session, mase=0.98).version, metric="mase"
     )
     assert first.status is ModelStatus.ACTIVE
-    assert first.decision == "first active version (mase 0.98)"
+    assert first.decision == "first active version (mase 0.98)"  # no baseline stored
 
     worse = _register(session, mase=1.02)
     refused = registry.promote(session, "forecaster", worse.version, metric="mase")
@@ -122,3 +122,15 @@ def test_the_database_holds_one_active_version_per_name(session: Session) -> Non
     second.status = ModelStatus.ACTIVE  # a second active forecaster, written around us
     with pytest.raises(IntegrityError), session.begin_nested():
         session.flush()
+
+
+def test_a_first_version_says_whether_it_beats_its_baseline(session: Session) -> None:
+    weak = _register(session, mase=1.02, naive_mase=1.0)
+    decided = registry.promote(session, "forecaster", weak.version, metric="mase")
+    assert decided.status is ModelStatus.ACTIVE  # served: there is nothing better to serve
+    assert decided.decision == "first active version (mase 1.02; does not beat the random walk's 1)"
+    clf = _register(session, "pattern_classifier", log_loss=1.05, prior_log_loss=1.09)
+    decided = registry.promote(session, "pattern_classifier", clf.version, metric="log_loss")
+    assert decided.decision == (
+        "first active version (log_loss 1.05; beats the class prior's 1.09)"
+    )

@@ -132,7 +132,8 @@ def promote(
         )
     current = active(session, name)
     if current is None:
-        return _decide(row, ModelStatus.ACTIVE, now, f"first active version ({metric} {ours:.4g})")
+        why = f"first active version ({metric} {ours:.4g}{_against_baseline(row, metric, ours)})"
+        return _decide(row, ModelStatus.ACTIVE, now, why)
     theirs = _figure(current, metric)
     basis = "stored out-of-sample figures"
     if measured is not None:
@@ -152,6 +153,19 @@ def promote(
     _decide(current, ModelStatus.RETIRED, now, f"replaced by v{row.version}: {comparison}")
     session.flush()  # the old one leaves `active` before the new one enters it (the index)
     return _decide(row, ModelStatus.ACTIVE, now, f"better out of sample: {comparison}")
+
+
+def _against_baseline(row: ModelVersion, metric: str, ours: float) -> str:
+    """`; beats ...` or `; does not beat ...` the naive or prior baseline stored beside the
+    metric, if one is: a first version is served either way, and says which it is."""
+    for prefix, name in (("naive_", "the random walk"), ("prior_", "the class prior")):
+        value = row.metrics.get(prefix + metric)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            lower = metric in LOWER_IS_BETTER
+            better = ours < value if lower else ours > value
+            verb = "beats" if better else "does not beat"
+            return f"; {verb} {name}'s {value:.4g}"
+    return ""
 
 
 def _figure(row: ModelVersion, metric: str) -> float:
