@@ -15,6 +15,7 @@ from rich.table import Table
 from cli.context import console, open_context, run_command
 from cli.lazy import QuickHelpGroup
 from models.enums import ConflictRule, Timeframe
+from services.vendors.news_file import NEWS_SUFFIXES
 from services.vendors.paths import BAR_SUFFIXES, require_file
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     rich_markup_mode=None,  # plain help: see cli/__init__.py
     cls=QuickHelpGroup,
-    help="Market data: import, instruments, list.",
+    help="Market data: import, instruments, news, list.",
     no_args_is_help=True,
 )
 
@@ -97,6 +98,39 @@ def instruments_cmd(
         f"instruments from {path}: {counts.created} created, {counts.updated} updated, "
         f"{counts.unchanged} unchanged"
     )
+
+
+@app.command("news")
+@run_command
+def news_cmd(
+    path: Path = typer.Argument(..., help="JSONL or CSV (optionally .gz) of news items."),
+    source: str = typer.Option("file", help="Source name of items that do not name one."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and report; write nothing."),
+) -> None:
+    """Import a news archive; items are validated, stored once, refusals listed with reasons.
+
+    An item is known from its received_at, or from published_at when the archive has no
+    received_at (the stored row says which). Symbols must be instruments already.
+    """
+    require_file(path, NEWS_SUFFIXES, kinds=".jsonl, .ndjson or .csv, each optionally .gz")
+    from tasks.import_news import import_news_file
+
+    ctx = open_context()
+    ctx.require_schema()
+    with ctx.transaction() as session:
+        report = import_news_file(session, path, source=source, dry_run=dry_run)
+    written = f"{report.new} new (dry run: none written)" if dry_run else f"{report.inserted} new"
+    console.print(
+        f"news from {path}: {report.read} read, {written}, "
+        f"{report.unchanged} unchanged, {report.rejected} rejected"
+        + (f"; {report.from_published} known from published_at" if report.from_published else ""),
+        soft_wrap=True,  # one line per fact: scripts grep it
+        highlight=False,
+    )
+    for reason in report.reasons:
+        console.print(f"  rejected {reason}", highlight=False, soft_wrap=True)
+    if report.rejected > len(report.reasons):
+        console.print(f"  ... and {report.rejected - len(report.reasons)} more", highlight=False)
 
 
 @app.command("list")

@@ -18,7 +18,7 @@ from cli.lazy import LazyCommand, LazyGroup
 class Commands(LazyGroup):
     lazy = {
         "db": LazyCommand("cli.database", "app", "Database schema: upgrade, current, check."),
-        "data": LazyCommand("cli.data", "app", "Market data: import, instruments, list."),
+        "data": LazyCommand("cli.data", "app", "Market data: import, instruments, news, list."),
         "council": LazyCommand(
             "cli.council", "app", "The weekly council: run, replay, approve, show, audit, roster."
         ),

@@ -1,6 +1,17 @@
 """Every table on one metadata: importing this registers them all on `Base.metadata`."""
 
-from models import backtest, council, market, ml, ops, strategy, suggestions, trading, users
+from models import (
+    backtest,
+    council,
+    market,
+    ml,
+    news,
+    ops,
+    strategy,
+    suggestions,
+    trading,
+    users,
+)
 from models.base import Base
 
 __all__ = [
@@ -9,6 +20,7 @@ __all__ = [
     "council",
     "market",
     "ml",
+    "news",
     "ops",
     "strategy",
     "suggestions",

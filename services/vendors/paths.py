@@ -15,14 +15,16 @@ from models.errors import DataFileError
 BAR_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz", ".txt", ".txt.gz")
 
 
-def require_file(path: Path, suffixes: tuple[str, ...] | None = None) -> Path:
+def require_file(
+    path: Path, suffixes: tuple[str, ...] | None = None, kinds: str = ".csv, .csv.gz or .parquet"
+) -> Path:
     """`path` if it is a readable file (of one of `suffixes`), else DataFileError saying why."""
     if not path.exists():
         raise DataFileError(f"{path}: no such file")
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory, not a file")
     if suffixes is not None and not path.name.lower().endswith(suffixes):
-        raise DataFileError(f"{path}: unsupported file type (use .csv, .csv.gz or .parquet)")
+        raise DataFileError(f"{path}: unsupported file type (use {kinds})")
     try:
         with path.open("rb"):
             pass
