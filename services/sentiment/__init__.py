@@ -1,0 +1,1 @@
+"""Scoring news for sentiment: a transformers model when one is configured, a lexicon otherwise."""
