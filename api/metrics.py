@@ -72,26 +72,28 @@ class Metrics:
         self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, float]]
     ) -> None:
         """A counter whose values a component keeps itself (plain ints), read at scrape time."""
-        self.registry.register(_ReadCounter(name, doc, label, read))
+        self.count_labelled(
+            name, doc, (label,), lambda: {(key,): value for key, value in read().items()}
+        )
 
     def count_labelled(
         self,
         name: str,
         doc: str,
         labels: tuple[str, ...],
-        read: Callable[[], Mapping[Any, float]],
+        read: Callable[[], Mapping[Any, float]],  # label values (a tuple) -> count
     ) -> None:
         """As `count_from`, with several labels: `read` maps label values to a count."""
-        self.registry.register(_ReadLabelledCounter(name, doc, labels, read))
+        self.registry.register(_ReadCounter(name, doc, labels, read))
 
 
-class _ReadLabelledCounter(Collector):
+class _ReadCounter(Collector):
     def __init__(
         self,
         name: str,
         doc: str,
         labels: tuple[str, ...],
-        read: Callable[[], Mapping[Any, float]],
+        read: Callable[[], Mapping[Any, float]],  # label values (a tuple) -> count
     ) -> None:
         self._name, self._doc, self._labels, self._read = name, doc, labels, read
 
@@ -99,17 +101,4 @@ class _ReadLabelledCounter(Collector):
         family = CounterMetricFamily(self._name, self._doc, labels=list(self._labels))
         for values, value in self._read().items():
             family.add_metric(list(values), value)
-        yield family
-
-
-class _ReadCounter(Collector):
-    def __init__(
-        self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, float]]
-    ) -> None:
-        self._name, self._doc, self._label, self._read = name, doc, label, read
-
-    def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(self._name, self._doc, labels=[self._label])
-        for value_label, value in self._read().items():
-            family.add_metric([value_label], value)
         yield family
