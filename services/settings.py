@@ -45,6 +45,16 @@ class AlpacaFeed(StrEnum):
     SIP = "sip"  # paid, all exchanges
 
 
+class SentimentRuntime(StrEnum):
+    ONNX = "onnx"
+    TRANSFORMERS = "transformers"
+
+
+class NewsSource(StrEnum):
+    NONE = "none"
+    ALPACA = "alpaca"
+
+
 class MarketDataSourceKind(StrEnum):
     SIMULATOR = "simulator"
     REPLAY = "replay"
@@ -225,6 +235,38 @@ class Settings(BaseSettings):
     )
     breaker_cooldown_s: float = Field(
         30.0, gt=0, le=3600, description="How long paused models stay unasked."
+    )
+
+    # --- News and sentiment (flows/sentiment.py, realtime news source) -------------------
+    sentiment_model_dir: Path | None = Field(
+        None,
+        description="Local directory of a text-classification model (FinBERT-tone or any "
+        "compatible classifier); unset, missing or broken: the lexicon scorer.",
+    )
+    sentiment_runtime: SentimentRuntime = Field(
+        SentimentRuntime.ONNX,
+        description="onnx: export the model once and score with ONNX Runtime (parity "
+        "checked); transformers: the transformers pipeline itself.",
+    )
+    sentiment_batch: int = Field(32, ge=1, le=1024, description="Headlines scored per batch.")
+    sentiment_half_life_h: float = Field(
+        24.0, gt=0, le=24 * 90, description="Hours after which an item weighs half as much."
+    )
+    sentiment_window_h: float = Field(
+        168.0, gt=0, le=24 * 365, description="Hours of news a symbol's sentiment reads."
+    )
+    sentiment_change_h: float = Field(
+        24.0, gt=0, le=24 * 90, description="`change` is against the sentiment this long before."
+    )
+    news_source: NewsSource = Field(
+        NewsSource.NONE,
+        description="none, or alpaca: the realtime process stores Alpaca's live news stream.",
+    )
+    alpaca_news_stream_url: str | None = Field(
+        None, description="Full news stream URL (…/v1beta1/news); unset: Alpaca's."
+    )
+    alpaca_data_url: str | None = Field(
+        None, description="Alpaca market-data REST base URL (historical news); unset: Alpaca's."
     )
 
     # --- Trading accounts (flows: the execution stage) ---------------------------------

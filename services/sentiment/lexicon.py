@@ -10,9 +10,10 @@ tested, and every score says which scorer made it (`name`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
+
+from services.sentiment.scorer import Scored
 
 # Valence on VADER's scale (about -4..4). Words VADER lacks or reads the social-media way.
 FINANCE: dict[str, float] = {
@@ -52,15 +53,6 @@ FINANCE: dict[str, float] = {
     "record": 1.0,
     "buyback": 1.2,
 }
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One text's sentiment: `score` in [-1, 1], `label` positive/negative/neutral."""
-
-    score: float
-    label: str
-    scorer: str
 
 
 class LexiconScorer:
