@@ -41,6 +41,7 @@ from api.routers import (
     pitches,
     portfolio,
     research,
+    sentiment,
     signals,
     stream,
     suggestions,
@@ -73,6 +74,7 @@ GUARDED = (
     book.router,
     signals.router,
     suggestions.router,
+    sentiment.router,
 )
 
 

@@ -33,10 +33,11 @@ from realtime.patterns.config import PatternConfig
 from realtime.patterns.engine import PatternEngine, datetime_to_ns, warm_up
 from realtime.patterns.sink import SignalSink
 from realtime.price_cache import PriceCache
+from realtime.sentiment_feed import SentimentFeed
 from realtime.sources.base import MarketDataSource
 from realtime.sources.factory import make_book_feed, make_source
 from realtime.sse_hub import SSEHub
-from realtime.strategy.engine import StrategyEngine
+from realtime.strategy.engine import SentimentLookup, StrategyEngine
 from realtime.ws_hub import Topic, WSHub
 from services.bus import Bus, make_bus
 from services.settings import Settings
@@ -73,6 +74,8 @@ class Runtime:
     signals: SignalSink | None = None
     strategy: StrategyEngine | None = None  # STRATEGY_ENGINE=false or no pattern engine: none
     bars: MinuteBarAggregator | None = None  # live sources only
+    sentiment: SentimentFeed | None = None
+    news: Any = None  # the live news stream (NEWS_SOURCE=alpaca), started and stopped here
     status_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("system-status"))
     gc_policy: GCPolicy | None = None
     gc_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("gc-policy"))
@@ -174,6 +177,10 @@ class Runtime:
             await _timed("bars", self.bars.stop())
         if self.job_poller is not None:
             await _timed("job_poller", self.job_poller.stop())
+        if self.sentiment is not None:
+            await _timed("sentiment", self.sentiment.stop())
+        if self.news is not None:
+            await _timed("news", self.news.stop())
         await _timed("bridge", self.bridge.stop())
         await _timed("sse_hub", self.hub.stop())
         await _timed("ws_hub", self.ws_hub.stop())
@@ -244,6 +251,13 @@ async def start_runtime(
         "event",
         runtime.books.counters,
     )
+    runtime.sentiment = SentimentFeed(
+        read_sessions,
+        ws_hub,
+        window_h=settings.sentiment_window_h,
+        interval_s=settings.job_poll_interval_ms / 1000,
+    )
+    await runtime.sentiment.start()
     if settings.pattern_engine:
         config, strategy_id = await asyncio.to_thread(pattern_setup, settings, sessions)
         await asyncio.to_thread(warm_up, config)  # compile (or load) the kernels before ticks flow
@@ -263,7 +277,9 @@ async def start_runtime(
         )
         await runtime.signals.start()
         if settings.strategy_engine:
-            runtime.strategy = strategy_engine(settings, bus, runtime.patterns, sessions, metrics)
+            runtime.strategy = strategy_engine(
+                settings, bus, runtime.patterns, sessions, metrics, runtime.sentiment.lookup
+            )
             await runtime.strategy.start()
     metrics.watch(metrics.cache_version, lambda: cache.version)
     metrics.watch(metrics.sse_clients, lambda: runtime.hub.clients)
@@ -306,6 +322,7 @@ def strategy_engine(
     patterns: PatternEngine,
     sessions: sessionmaker[Session],
     metrics: Metrics,
+    sentiment: SentimentLookup | None = None,
 ) -> StrategyEngine:
     """The strategy engine over the pattern engine, its models read from the registry."""
     from realtime.strategy.breaker import CircuitBreaker
@@ -332,6 +349,7 @@ def strategy_engine(
         timeout_s=settings.inference_timeout_ms / 1000,
         refresh_s=settings.model_refresh_s,
         on_latency=metrics.suggestion_latency.observe,
+        sentiment=sentiment,
     )
     metrics.count_from(
         "aitrader_suggestions", "Suggestions by what happened to them", "event", engine.counters_now

@@ -195,6 +195,7 @@ def served_deployments() -> list[str]:
         "backtest/backtest",
         "pattern-scan/pattern-scan",
         "suggestion/suggestion",
+        "sentiment-analysis/sentiment-analysis",
     ]
     if importlib.util.find_spec("torch") is not None:  # the ml extra: training is served
         names.append("training/training")

@@ -1,6 +1,7 @@
-"""`python -m deployments.serve`: the weekly council, the daily account sync and the weekly
-training, served with their schedules, and the backtest flow (no schedule: started by the
-API's `backtest` jobs or the UI), no work pool.
+"""`python -m deployments.serve`: the weekly council, the daily account sync, the quarter-
+hourly sentiment analysis and the weekly training, served with their schedules, and the
+backtest, pattern scan and suggestion flows (no schedule: started by API jobs or the UI),
+no work pool.
 
 This is the local way to run deployments (`aitrader up` starts it beside a
 Prefect server): one long-lived process polls the Prefect API at
@@ -156,6 +157,31 @@ def on_request_deployments() -> list[RunnerDeployment]:
     return cast("list[RunnerDeployment]", made)
 
 
+SENTIMENT = "sentiment-analysis"
+# Every quarter hour on weekdays from 09:00 to 16:45 New York: the session, and the news
+# around its open and close. One run at a time: two would score the same items twice.
+SENTIMENT_CRON = "*/15 9-16 * * 1-5"
+SENTIMENT_TIMEZONE = "America/New_York"
+
+
+def sentiment_deployment() -> RunnerDeployment:
+    """The sentiment analysis as `prefect.yaml` declares it: live runs on its schedule,
+    backfills by API jobs or the UI."""
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.sentiment import sentiment_analysis
+
+    deployment = sentiment_analysis.to_deployment(
+        name=SENTIMENT,
+        description="Scores new news items and stores each symbol's sentiment.",
+        schedules=[Cron(SENTIMENT_CRON, timezone=SENTIMENT_TIMEZONE)],
+        concurrency_limit=1,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    return cast("RunnerDeployment", deployment)
+
+
 def main() -> None:
     """Serve the deployments until Ctrl-C or SIGTERM; their schedules pause on shutdown."""
     signal.signal(signal.SIGTERM, _stop_requested)  # until the runner installs its own
@@ -183,6 +209,7 @@ def _serve() -> None:
 
     runner = CtrlCRunner(pause_on_shutdown=True)
     served = [council_deployment(), sync_deployment(), backtest_deployment()]
+    served.append(sentiment_deployment())
     served += on_request_deployments()
     if (trainer := training_deployment()) is not None:
         served.append(trainer)

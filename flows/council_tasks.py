@@ -58,6 +58,7 @@ from tasks.council.stages import (
 )
 from tasks.council.validation import ChairRules, PitchRules
 from tasks.market_snapshot import build_snapshot
+from tasks.sentiment import sentiment_params
 
 
 class CouncilRun:
@@ -114,14 +115,22 @@ class CouncilRun:
 
 @task(name="market-snapshot", cache_policy=NO_CACHE)
 async def snapshot_task(run: CouncilRun, universe: list[str], as_of: datetime) -> MarketSnapshot:
+    params = sentiment_params(run.settings)
     with read_sessions_of(run.sessions)() as session:  # slow reads hold no write lock
-        snapshot = build_snapshot(session, universe, as_of)
+        snapshot = build_snapshot(session, universe, as_of, sentiment=params)
 
     def keep_hash(session: Session) -> None:
         q.get_run(session, run.run_id).data_hash = snapshot.data_hash
 
     await asyncio.to_thread(transaction, run.sessions, keep_hash)
-    await run.progress("snapshot", symbols=len(snapshot.symbols), data_hash=snapshot.data_hash)
+    news = snapshot.news_sentiment
+    await run.progress(
+        "snapshot",
+        symbols=len(snapshot.symbols),
+        data_hash=snapshot.data_hash,
+        news_items=news.items if news else 0,
+        sentiment_hash=news.sentiment_hash if news else None,
+    )
     return snapshot
 
 

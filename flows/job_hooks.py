@@ -23,7 +23,7 @@ from typing import Any
 from prefect.client.schemas.objects import FlowRun, State
 
 from db.engine import make_engine, make_session_factory, transaction
-from db.queries.jobs import Change, job_change, keep_result
+from db.queries.jobs import Change, job_change, keep_result, record_stage
 from models.jobs import JobUpdate
 from services.bus import make_bus
 from services.bus.job_updates import announce_job
@@ -46,11 +46,7 @@ async def apply_change(change: Change) -> JobUpdate | None:
     settings = get_settings()
     update = await asyncio.to_thread(_apply, settings.database_url, change)
     if update is not None and settings.redis_url:
-        bus = make_bus(settings.redis_url)
-        try:
-            await announce_job(bus, update)
-        finally:
-            await bus.close()
+        await _announce(settings.redis_url, update)
     return update
 
 
@@ -60,6 +56,25 @@ def record_result(job_id: int | None, stage: str, result: dict[str, Any]) -> Non
     if job_id is None:
         return
     _apply(get_settings().database_url, lambda s: keep_result(s, job_id, stage, result))
+
+
+def record_progress(job_id: int | None, stage: str, **facts: Any) -> None:
+    """The running job is at `stage` with `facts` (done, total...): kept in its result and
+    announced (no-op without a job). From a sync flow's task, where no event loop runs."""
+    if job_id is None:
+        return
+    settings = get_settings()
+    update = _apply(settings.database_url, lambda s: record_stage(s, job_id, stage, **facts))
+    if update is not None and settings.redis_url:
+        asyncio.run(_announce(settings.redis_url, update))
+
+
+async def _announce(redis_url: str, update: JobUpdate) -> None:
+    bus = make_bus(redis_url)
+    try:
+        await announce_job(bus, update)
+    finally:
+        await bus.close()
 
 
 def _apply(database_url: str, change: Change) -> JobUpdate | None:

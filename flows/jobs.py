@@ -66,6 +66,11 @@ def _run(kind: JobType, params: dict[str, Any], job_id: int) -> State[Any]:
 
         suggested: State[Any] = suggestion(**params, job_id=job_id, return_state=True)
         return suggested
+    if kind is JobType.SENTIMENT:
+        from flows.sentiment import sentiment_analysis
+
+        felt: State[Any] = sentiment_analysis(**params, job_id=job_id, return_state=True)
+        return felt
     if kind is JobType.TRAINING:
         from flows.training import training
 

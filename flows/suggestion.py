@@ -6,6 +6,8 @@ For each symbol, from its daily bars known at `as_of`'s close:
   signal within `recent_bars` of `as_of` is the signal input (none: the models
   and sentiment speak alone, and `degraded` says so);
 * the active models score the window that ends at `as_of`;
+* the symbol's news sentiment at that close (items known by then) is the
+  sentiment input, when it has any scored news;
 * the inputs are combined exactly as the realtime engine combines them
   (realtime/strategy/scoring.py) and written to the suggestions table, one per
   symbol and day (a rerun for the same day adds nothing).
@@ -16,7 +18,7 @@ Point in time: nothing after `as_of`'s close is read (`bars_frame`).
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from db.engine import make_engine, make_session_factory, unit_of_work
+from db.engine import make_engine, make_read_session_factory, make_session_factory, unit_of_work
 from db.queries.suggestions import insert_suggestions
 from flows.bars import Bars, load_bars
 from flows.job_hooks import JOB_HOOKS, record_result
@@ -32,8 +34,9 @@ from flows.model_runners import ActiveModel, active_models
 from models.suggestions import SuggestionOut
 from realtime.patterns.config import PatternConfig
 from realtime.strategy.scoring import Weights, combine, read_answer, signal_value
-from services.settings import get_settings
+from services.settings import Settings, get_settings
 from tasks.pattern_scan import Found, scan_bars
+from tasks.sentiment import sentiment_as_of, sentiment_params
 
 NO_SIGNAL = "none"
 
@@ -49,6 +52,7 @@ def score_symbols(bars: Bars, recent_bars: int, job_id: int | None) -> list[Sugg
     stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps
     settings = get_settings()
     weights = Weights(**settings.strategy_weights)
+    moods = _sentiment_at_closes(close, stamps, settings)
     out = []
     for j, symbol in enumerate(str(s) for s in close.columns):
         known = np.flatnonzero(np.isfinite(close.iloc[:, j].to_numpy()))
@@ -69,9 +73,32 @@ def score_symbols(bars: Bars, recent_bars: int, job_id: int | None) -> list[Sugg
         )
         out.append(
             _suggest(symbol, stamps[last], recent[-1] if recent else None, ticks, models,
-                     weights, job_id)
+                     weights, job_id, moods.get(symbol))
         )  # fmt: skip
     return out
+
+
+def _sentiment_at_closes(
+    close: pd.DataFrame, stamps: pd.DatetimeIndex, settings: Settings
+) -> dict[str, float]:
+    """Each symbol's news sentiment at its last bar's close (items known by then only)."""
+    last: dict[datetime, list[str]] = {}
+    for j, symbol in enumerate(str(s) for s in close.columns):
+        known = np.flatnonzero(np.isfinite(close.iloc[:, j].to_numpy()))
+        if known.size:
+            end = stamps[int(known[-1])].to_pydatetime() + timedelta(days=1)  # a daily bar
+            last.setdefault(end, []).append(symbol)
+    params = sentiment_params(settings)
+    moods: dict[str, float] = {}
+    engine = make_engine(settings.database_url)
+    try:
+        with make_read_session_factory(engine)() as session:
+            for end, symbols in last.items():
+                report = sentiment_as_of(session, symbols, end, params)
+                moods.update({f.symbol: f.score for f in report.symbols if f.score is not None})
+    finally:
+        engine.dispose()
+    return moods
 
 
 def _suggest(
@@ -82,9 +109,13 @@ def _suggest(
     models: dict[str, ActiveModel],
     weights: Weights,
     job_id: int | None,
+    sentiment: float | None = None,
 ) -> SuggestionOut:
-    values: dict[str, float | None] = {"sentiment": None}
-    inputs: dict[str, Any] = {"source": {"job_id": job_id, "as_of": as_of.isoformat()}}
+    values: dict[str, float | None] = {"sentiment": sentiment}
+    inputs: dict[str, Any] = {
+        "source": {"job_id": job_id, "as_of": as_of.isoformat()},
+        "sentiment": sentiment,
+    }
     missing = []
     if signal is not None:
         values["signal"] = signal_value(signal.kind, signal.side, signal.score)

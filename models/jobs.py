@@ -3,9 +3,7 @@
 A job is a Prefect flow run. `POST /api/jobs` takes `{type, params}`; the
 type picks the params model here (a discriminated union, so the OpenAPI page
 lists each type's parameters and a bad one is a 422 naming the field).
-Only types whose flow exists are in `JobRequest`; the others (sentiment) are
-named in `JobType` and refused until their flows land, rather than accepted
-and never run.
+Every type in `JobType` has its body here and its flow in flows/.
 """
 
 from __future__ import annotations
@@ -263,8 +261,67 @@ class SuggestionJob(BaseModel):
         return self.params.model_dump(mode="json", exclude_none=True)
 
 
+class SentimentJobParams(BaseModel):
+    """The sentiment analysis's parameters (flows/sentiment.py): live, or a backfill."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: list[Symbol] | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="Store these symbols' sentiment; default every symbol with news.",
+    )
+    start: date | None = Field(
+        None,
+        ge=date(1970, 1, 2),
+        le=date(2999, 12, 30),
+        description="Backfill from this day; unset: one live run as of now.",
+    )
+    end: date | None = Field(
+        None, le=date(2999, 12, 30), description="Backfill to this day; default today."
+    )
+    step_hours: float = Field(
+        24.0, ge=0.25, le=24 * 7, description="A backfill's stored figure every this many hours."
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> SentimentJobParams:
+        if self.end is not None and self.start is None:
+            raise ValueError("end needs start: a backfill runs from start to end")
+        if self.start and self.end and self.end < self.start:
+            raise ValueError(f"end {self.end} must not be before start {self.start}")
+        return self
+
+
+class SentimentJob(BaseModel):
+    """Score new news and store symbol sentiment; with `start`, backfill a date range."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"type": "sentiment", "params": {}},
+                {"type": "sentiment", "params": {"start": "2024-01-02", "end": "2024-01-31"}},
+            ]
+        },
+    )
+
+    type: Literal[JobType.SENTIMENT]
+    params: SentimentJobParams = Field(default_factory=SentimentJobParams)
+
+    def flow_parameters(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json", exclude_none=True)
+
+
 JobRequest = Annotated[
-    CouncilJob | ResearchJob | BacktestJob | TrainingJob | PatternScanJob | SuggestionJob,
+    CouncilJob
+    | ResearchJob
+    | BacktestJob
+    | TrainingJob
+    | PatternScanJob
+    | SuggestionJob
+    | SentimentJob,
     Field(discriminator="type"),
 ]
 
@@ -276,6 +333,7 @@ DEPLOYMENTS: dict[JobType, str] = {
     JobType.TRAINING: "training/training",
     JobType.PATTERN_SCAN: "pattern-scan/pattern-scan",
     JobType.SUGGESTION: "suggestion/suggestion",
+    JobType.SENTIMENT: "sentiment-analysis/sentiment-analysis",
 }
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from models.market import Symbol
 
@@ -62,6 +63,36 @@ class Correlation(BaseModel):
     matrix: list[list[float | None]]
 
 
+class SymbolNews(BaseModel):
+    """One symbol's news sentiment in a snapshot (services/sentiment/aggregate.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    score: float = Field(description="-1..1, recent items weighing more (half-life).")
+    count: int
+    dispersion: float
+    change: float | None
+    first_known_at: datetime
+    last_known_at: datetime
+
+
+class NewsSentiment(BaseModel):
+    """What the news said of the snapshot's symbols, from items known by its `as_of` only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    summary: str = Field(description="The figures below in one sentence: how many, from when.")
+    scorer: str = Field(description="Whose scores: a model (dir@hash) or the lexicon.")
+    items: int = Field(description="Distinct news items counted, over the whole universe.")
+    first_known_at: datetime = Field(description="The oldest item counted: from when.")
+    last_known_at: datetime
+    half_life_h: float
+    window_h: float
+    symbols: list[SymbolNews] = Field(description="The symbols with news; the others had none.")
+    sentiment_hash: str = Field(description="sha256 of every symbol's figures as of as_of.")
+
+
 class MarketSnapshot(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -74,6 +105,18 @@ class MarketSnapshot(BaseModel):
     correlation: Correlation
     bars_used: int
     data_hash: str = Field(description="sha256 of the exact bars used (symbol, ts, OHLCV).")
+    news_sentiment: NewsSentiment | None = Field(
+        None, description="None when no scored news was known at as_of (then not serialised)."
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_news(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No news, no key: a snapshot, and so a council prompt and its cache key, stays
+        byte for byte what it was before news existed."""
+        data: dict[str, Any] = handler(self)
+        if data.get("news_sentiment", 0) is None:
+            del data["news_sentiment"]
+        return data
 
 
 class PeriodReturn(BaseModel):

@@ -158,7 +158,8 @@ class JobPoller:
         self._interval = interval_s
         self._task = BackgroundTask("job-poller")
         self._after_id = 0
-        self._watching: dict[int, tuple[str, str | None]] = {}  # unfinished job -> (status, stage)
+        # unfinished job -> (status, stage, steps done): a change of any is announced
+        self._watching: dict[int, tuple[str, str | None, int | None]] = {}
         self.polls = 0
 
     @property
@@ -195,8 +196,13 @@ class JobPoller:
         with self._sessions() as session:
             for job in jobs_to_watch(session, self._after_id, self._watching):
                 self._after_id = max(self._after_id, job.id)
-                stage = (job.result or {}).get("stage")
-                seen = (job.status, stage if isinstance(stage, str) else None)
+                result = job.result or {}
+                stage, done = result.get("stage"), result.get("done")
+                seen = (
+                    job.status,
+                    stage if isinstance(stage, str) else None,
+                    done if isinstance(done, int) else None,  # a backfill's steps
+                )
                 if self._watching.get(job.id) == seen:
                     continue
                 changes.append({"event": "job.updated", **job_update(job).message_data()})

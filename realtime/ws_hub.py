@@ -51,6 +51,7 @@ class Topic(StrEnum):
     ORDERS = "orders"
     FILLS = "fills"
     SUGGESTIONS = "suggestions"
+    SENTIMENT = "sentiment"
 
 
 SymbolFilter = frozenset[str] | None  # None: every symbol

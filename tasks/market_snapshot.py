@@ -25,6 +25,10 @@ What a reader of the snapshot should know:
   the window (and 3), else None; a flat series has no correlation (None).
 * Rounding: ratios are rounded to 6 decimals (-0.0 becomes 0.0); `close` is
   the stored price (8 decimals) as a float.
+* News: `news_sentiment` is the universe's sentiment from the news items
+  known by `as_of` (tasks/sentiment.py), with how many items and from when,
+  and its own hash; None, and absent from the JSON, when no scored item was
+  known then.
 * `data_hash`: sha256 of UTF-8 text, a header line `aitrader-bars/v1 1d`, then
   one line per bar, sorted by (symbol, ts):
   `symbol,ts,open,high,low,close,volume` with ts as ISO 8601 UTC with
@@ -53,7 +57,16 @@ from db.queries.bars import bars_as_of, knowledge_cutoff
 from db.queries.instruments import sectors_of
 from models.enums import Timeframe
 from models.market import BarOut, Symbol
-from models.snapshot import Correlation, MarketSnapshot, SectorMetrics, SymbolMetrics
+from models.sentiment import SentimentParams
+from models.snapshot import (
+    Correlation,
+    MarketSnapshot,
+    NewsSentiment,
+    SectorMetrics,
+    SymbolMetrics,
+    SymbolNews,
+)
+from tasks.sentiment import sentiment_as_of, sentiment_hash
 
 Floats = npt.NDArray[np.float64]
 
@@ -80,6 +93,7 @@ def build_snapshot(
     lookback_bars: int = 60,
     corr_window: int = 20,
     timeframe: Timeframe = Timeframe.D1,
+    sentiment: SentimentParams | None = None,
 ) -> MarketSnapshot:
     """The snapshot of `universe` from the last `lookback_bars` bars known at `as_of`.
 
@@ -108,8 +122,9 @@ def build_snapshot(
     columns = _metric_columns(table.closes)
     columns["dollar_volume_20d"] = table.dollar_volumes[:, -LIQUIDITY_BARS:].mean(axis=1)
     present = set(table.symbols)
+    instant = cutoff + timeframe.duration  # the instant itself: cutoff is one bar before it
     return MarketSnapshot(
-        as_of=cutoff + timeframe.duration,  # the instant itself: cutoff is one bar before it
+        as_of=instant,
         knowledge_cutoff=cutoff,
         universe=symbols,
         missing=[s for s in symbols if s not in present],
@@ -118,6 +133,47 @@ def build_snapshot(
         correlation=_correlation(table, corr_window),
         bars_used=len(bars),
         data_hash=data_hash(bars, timeframe),
+        news_sentiment=news_sentiment(session, symbols, instant, sentiment or SentimentParams()),
+    )
+
+
+def news_sentiment(
+    session: Session, symbols: Sequence[str], as_of: datetime, params: SentimentParams
+) -> NewsSentiment | None:
+    """The universe's news sentiment from items known by `as_of`; None without scored news."""
+    report = sentiment_as_of(session, symbols, as_of, params)
+    with_news = [s for s in report.symbols if s.count]
+    if report.scorer is None or not with_news:
+        return None
+    rows = [
+        SymbolNews(
+            symbol=s.symbol,
+            score=s.score or 0.0,
+            count=s.count,
+            dispersion=s.dispersion or 0.0,
+            change=s.change,
+            first_known_at=s.first_known_at or as_of,
+            last_known_at=s.last_known_at or as_of,
+        )
+        for s in with_news
+    ]
+    first = min(r.first_known_at for r in rows)
+    last = max(r.last_known_at for r in rows)
+    return NewsSentiment(
+        summary=(
+            f"{report.items} news items on {len(rows)} of the {len(symbols)} symbols, known "
+            f"from {_iso(first)} to {_iso(last)} (nothing after {_iso(as_of)}), scored by "
+            f"{report.scorer}: score -1..1, an item's weight halving every "
+            f"{report.half_life_h:g} h"
+        ),
+        scorer=report.scorer,
+        items=report.items,
+        first_known_at=first,
+        last_known_at=last,
+        half_life_h=report.half_life_h,
+        window_h=report.window_h,
+        symbols=rows,
+        sentiment_hash=sentiment_hash(report),
     )
 
 

@@ -358,7 +358,7 @@ def test_up_resolves_a_relative_prefect_home_against_the_working_directory(
 def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves() -> None:
     doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
     PrefectYamlModel.model_validate(doc)  # the shape `prefect deploy` reads
-    council, sync, backtest, trainer, scan, suggest = doc["deployments"]
+    council, sync, backtest, trainer, scan, suggest, sentiment = doc["deployments"]
     assert council["name"] == served.WEEKLY_COUNCIL == "weekly-council"
     assert council["entrypoint"] == "flows/weekly_council.py:weekly_council"
     flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / council["entrypoint"]))
@@ -432,3 +432,18 @@ def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves(
         assert not deployment.schedules
         assert declared["concurrency_limit"] == deployment.concurrency_limit
     assert {f"{d['name']}/{d['name']}" for d in (scan, suggest)} <= set(up.served_deployments())
+
+    # sentiment: every quarter hour in New York market hours, the same in both places
+    assert sentiment["name"] == served.SENTIMENT == "sentiment-analysis"
+    sentiment_flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / sentiment["entrypoint"]))
+    assert sentiment_flow.name == "sentiment-analysis"
+    served_sentiment = served.sentiment_deployment()
+    assert served_sentiment.entrypoint == "flows.sentiment.sentiment_analysis"
+    (sentiment_schedule,) = sentiment["schedules"]
+    (served_sentiment_schedule,) = served_sentiment.schedules or []
+    assert sentiment_schedule["cron"] == served.SENTIMENT_CRON == "*/15 9-16 * * 1-5"
+    assert sentiment_schedule["timezone"] == served.SENTIMENT_TIMEZONE == "America/New_York"
+    assert served_sentiment_schedule.schedule.cron == sentiment_schedule["cron"]  # type: ignore[union-attr]
+    assert served_sentiment_schedule.schedule.timezone == sentiment_schedule["timezone"]  # type: ignore[union-attr]
+    assert sentiment["concurrency_limit"] == served_sentiment.concurrency_limit == 1
+    assert "sentiment-analysis/sentiment-analysis" in up.served_deployments()

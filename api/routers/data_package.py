@@ -19,13 +19,13 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import ReadSession
+from api.deps import ReadSession, SettingsDep
 from api.schemas.research import ReportOut
 from db.queries import council as q
 from db.queries.research import latest_run_with_research
 from models.enums import RunStatus
 from models.errors import NotFoundError
-from models.snapshot import SectorMetrics, SymbolMetrics
+from models.snapshot import NewsSentiment, SectorMetrics, SymbolMetrics
 
 router = APIRouter(prefix="/api/data-package", tags=["data-package"])
 
@@ -46,16 +46,21 @@ class DataPackageOut(BaseModel):
     symbols: list[SymbolMetrics]
     sectors: list[SectorMetrics]
     research: list[ReportOut] = Field(description="The run's research notes, as written.")
-    sentiment: None = Field(None, description="Always null for now: no sentiment is scored yet.")
+    sentiment: NewsSentiment | None = Field(
+        None,
+        description="The news sentiment the run's members saw, rebuilt from the items known "
+        "at its as_of (null: no scored news then).",
+    )
 
 
 @router.get("/latest")
-def latest_data_package(session: ReadSession) -> DataPackageOut:
+def latest_data_package(session: ReadSession, settings: SettingsDep) -> DataPackageOut:
     """The newest completed council run's data package (the run `GET /api/research/latest`
     shows): its snapshot rebuilt point in time from the stored bars (per-symbol metrics and
     sector aggregates, no correlation matrix), whether the rebuilt data hash equals the one
-    the run recorded, and its research notes. `sentiment` is null until news sentiment is
-    scored. 404 before any run has research, or for a run that recorded no universe."""
+    the run recorded, its research notes, and the news sentiment known at its as_of (null
+    without scored news). 404 before any run has research, or for a run that recorded no
+    universe."""
     run = latest_run_with_research(session, completed=True)
     universe = (run.params or {}).get("universe")
     if not universe:
@@ -63,8 +68,9 @@ def latest_data_package(session: ReadSession) -> DataPackageOut:
             f"council run {run.id} recorded no universe: its data package cannot be rebuilt"
         )
     from tasks.market_snapshot import build_snapshot  # numpy and pandas: on first use
+    from tasks.sentiment import sentiment_params
 
-    snapshot = build_snapshot(session, universe, run.as_of)
+    snapshot = build_snapshot(session, universe, run.as_of, sentiment=sentiment_params(settings))
     return DataPackageOut(
         council_run_id=run.id,
         as_of=run.as_of,
@@ -79,4 +85,5 @@ def latest_data_package(session: ReadSession) -> DataPackageOut:
         symbols=snapshot.symbols,
         sectors=snapshot.sectors,
         research=[ReportOut.model_validate(r) for r in q.research_rows(session, run.id)],
+        sentiment=snapshot.news_sentiment,
     )

@@ -72,8 +72,9 @@ async def create_job(
     runtime: RuntimeDep,
 ) -> JobOut:
     """Start a job's flow run. Accepted means started (or queued for a free worker), not
-    done: follow it on `job_updates` or `GET /api/jobs/{id}`. A `sentiment` job, whose
-    flow does not exist yet, is refused with 422; `training` needs the ml extra (torch)."""
+    done: follow it on `job_updates` or `GET /api/jobs/{id}`. A `sentiment` job without
+    `start` scores new news as of now; with `start` (and `end`) it backfills, its progress
+    in `result.done`/`result.total`. `training` needs the ml extra (torch)."""
     return await start_job(runtime, body, caller)
 
 

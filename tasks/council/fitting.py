@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
-from models.snapshot import Correlation, MarketSnapshot
+from models.snapshot import Correlation, MarketSnapshot, NewsSentiment
 
 Message = dict[str, Any]
 
@@ -72,5 +72,16 @@ def snapshot_of(
             "missing": [],
             "symbols": rows,
             "correlation": cut,
+            "news_sentiment": _news_of(snapshot.news_sentiment, wanted),
         }
     )
+
+
+def _news_of(news: NewsSentiment | None, symbols: Collection[str]) -> NewsSentiment | None:
+    """The news rows of `symbols`; `items` and the hash stay the universe's (what the run saw)."""
+    if news is None:
+        return None
+    rows = [r for r in news.symbols if r.symbol in symbols]
+    if not rows:
+        return None
+    return news.model_copy(update={"symbols": rows})
