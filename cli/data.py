@@ -1,4 +1,4 @@
-"""`aitrader data ...`: import bar and instrument files, list what is stored.
+"""`aitrader data ...`: import bars, instruments and news (files, Alpaca), list what is stored.
 
 Heavy imports (rich.progress too) are inside the functions: `aitrader data --help`
 must answer in 0.5 s.
@@ -6,6 +6,7 @@ must answer in 0.5 s.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from rich.table import Table
 from cli.context import console, open_context, run_command
 from cli.lazy import QuickHelpGroup
 from models.enums import ConflictRule, Timeframe
+from models.errors import InvalidInputError
 from services.vendors.news_file import NEWS_SUFFIXES
 from services.vendors.paths import BAR_SUFFIXES, require_file
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from models.market import ImportReport
+    from tasks.import_news import NewsImportReport
 
 app = typer.Typer(
     rich_markup_mode=None,  # plain help: see cli/__init__.py
@@ -119,18 +122,50 @@ def news_cmd(
     ctx.require_schema()
     with ctx.transaction() as session:
         report = import_news_file(session, path, source=source, dry_run=dry_run)
-    written = f"{report.new} new (dry run: none written)" if dry_run else f"{report.inserted} new"
-    console.print(
-        f"news from {path}: {report.read} read, {written}, "
-        f"{report.unchanged} unchanged, {report.rejected} rejected"
-        + (f"; {report.from_published} known from published_at" if report.from_published else ""),
-        soft_wrap=True,  # one line per fact: scripts grep it
-        highlight=False,
-    )
-    for reason in report.reasons:
-        console.print(f"  rejected {reason}", highlight=False, soft_wrap=True)
-    if report.rejected > len(report.reasons):
-        console.print(f"  ... and {report.rejected - len(report.reasons)} more", highlight=False)
+    _print_news_report(report, dry_run=dry_run)
+
+
+@app.command("news-alpaca")
+@run_command
+def news_alpaca_cmd(
+    start: str = typer.Option(
+        ..., metavar="DATE", help="First day (2024-01-01) or moment (ISO 8601; UTC if naive)."
+    ),
+    end: str = typer.Option(
+        ..., metavar="DATE", help="Last day, included whole, or moment (ISO 8601)."
+    ),
+    symbols: str | None = typer.Option(
+        None, help="Only news naming these, comma-separated (AAPL,MSFT); default: all."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and report; write nothing."),
+) -> None:
+    """Import Alpaca's news archive (ALPACA_API_KEY, ALPACA_SECRET_KEY; ALPACA_DATA_URL).
+
+    The same rules as a file: items are validated, stored once, refusals listed with
+    Alpaca's id and the reason (an item naming a symbol that is not an instrument is
+    refused whole). Items are known from their published time: an archive cannot say
+    when it would have reached us.
+    """
+    first, last = _moment(start, "--start"), _moment(end, "--end", end_of_day=True)
+    if last < first:
+        raise InvalidInputError("--end", f"{end} is before --start {start}")
+    from services.vendors.alpaca_news import fetch_news
+    from tasks.import_news import import_news_rows
+
+    ctx = open_context()
+    ctx.require_schema()
+    wanted = [s for s in (symbols or "").split(",") if s.strip()]
+    rows = fetch_news(ctx.settings, first, last, wanted or None)  # before the transaction
+    origin = f"alpaca {start}..{end}" + (f" ({','.join(wanted).upper()})" if wanted else "")
+    with ctx.transaction() as session:
+        report = import_news_rows(
+            session,
+            ((int(row["source_id"]), row) for row in rows),  # Alpaca's ids name the items
+            origin,
+            dry_run=dry_run,
+            unit="alpaca id",
+        )
+    _print_news_report(report, dry_run=dry_run)
 
 
 @app.command("list")
@@ -180,6 +215,35 @@ def print_report(report: ImportReport, *, dry_run: bool = False) -> None:
         f"updated, {report.instruments_created:,} instruments created); "
         f"{report.unchanged:,} bars unchanged"
     )
+
+
+def _print_news_report(report: NewsImportReport, *, dry_run: bool) -> None:
+    written = f"{report.new} new (dry run: none written)" if dry_run else f"{report.inserted} new"
+    console.print(
+        f"news from {report.path}: {report.read} read, {written}, "
+        f"{report.unchanged} unchanged, {report.rejected} rejected"
+        + (f"; {report.from_published} known from published_at" if report.from_published else ""),
+        soft_wrap=True,  # one line per fact: scripts grep it
+        highlight=False,
+    )
+    for reason in report.reasons:
+        console.print(f"  rejected {reason}", highlight=False, soft_wrap=True)
+    if report.rejected > len(report.reasons):
+        console.print(f"  ... and {report.rejected - len(report.reasons)} more", highlight=False)
+
+
+def _moment(text: str, option: str, *, end_of_day: bool = False) -> datetime:
+    """A day (its start, or with `end_of_day` its last microsecond) or an ISO 8601 moment,
+    aware UTC; a moment without an offset is UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a date (2024-01-31) or ISO 8601 time", param_hint=option
+        ) from None
+    if len(text.strip()) == 10 and end_of_day:  # a bare day: all of it
+        value = datetime.combine(value.date(), time.max)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _progress() -> Progress:

@@ -1,6 +1,9 @@
-"""Import a news archive: validate every item, store the new ones once, report the rest.
+"""Import news: validate every item, store the new ones once, report the rest.
 
-Rules, each a rejection with its line and reason (nothing is guessed):
+One path for every source (`import_news_rows`): a news archive file, Alpaca's
+historical news (services/vendors/alpaca_news.py) and Alpaca's live stream
+(realtime/news_stream.py, which is handed this function: realtime does not import
+tasks). Rules, each a rejection with its line (or id) and reason (nothing is guessed):
 
 * a line that is not an item (bad JSON), a missing or malformed field, a time
   without an offset, `received_at` before `published_at`;
@@ -22,8 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -49,11 +54,12 @@ class NewsImportReport:
     rejected: int = 0
     from_published: int = 0  # stored items known from published_at (no received_at)
     reasons: list[str] = field(default_factory=list)
+    unit: str = "line"  # what names a row in `reasons`: a file's line, Alpaca's id
 
     def reject(self, line: int, why: str) -> None:
         self.rejected += 1
         if len(self.reasons) < MAX_REASONS:
-            self.reasons.append(f"line {line}: {why}")
+            self.reasons.append(f"{self.unit} {line}: {why}")
 
 
 def content_hash(record: NewsRecord) -> str:
@@ -72,9 +78,29 @@ def import_news_file(
     session: Session, path: Path, *, source: str = "file", dry_run: bool = False
 ) -> NewsImportReport:
     """Validate `path` and store its new items in the caller's transaction."""
-    report = NewsImportReport(str(path))
+    return import_news_rows(
+        session, read_news_file(path, source=source), str(path), dry_run=dry_run
+    )
+
+
+def import_news_rows(
+    session: Session,
+    rows: Iterable[tuple[int, dict[str, Any] | str]],
+    origin: str,
+    *,
+    dry_run: bool = False,
+    unit: str = "line",
+) -> NewsImportReport:
+    """Validate `rows` and store their new items in the caller's transaction.
+
+    The one path every source of news takes (a file, Alpaca's archive, Alpaca's live
+    stream), so each obeys the rules above. A row is `(n, fields)`, or `(n, reason)` for
+    one that could not be read at all; `n` names it in the reasons as `{unit} {n}` (a
+    file's line, Alpaca's id).
+    """
+    report = NewsImportReport(origin, unit=unit)
     valid: dict[tuple[str, str], tuple[int, NewsRecord, str]] = {}
-    for line, row in read_news_file(path, source=source):
+    for line, row in rows:
         report.read += 1
         if isinstance(row, str):
             report.reject(line, row)
@@ -88,7 +114,7 @@ def import_news_file(
         if key in valid:
             first_line, _, first_digest = valid[key]
             if first_digest != digest:
-                report.reject(line, f"{key[0]}/{key[1]} differs from line {first_line}")
+                report.reject(line, f"{key[0]}/{key[1]} differs from {unit} {first_line}")
             continue  # the same item again: one item
         valid[key] = (line, record, digest)
     known = _instruments(session, {s for _, r, _ in valid.values() for s in r.symbols})

@@ -1,4 +1,5 @@
-"""A loopback fake of Alpaca's Trading REST API (v2), for testing the order path.
+"""A loopback fake of Alpaca's Trading REST API (v2), for testing the order path, and of
+its market-data news endpoint (v1beta1), for testing the news import.
 
 alpaca-py's real `TradingClient(..., url_override=server.base_url)` talks to it
 over HTTP, so request encoding, response parsing and error raising under test
@@ -16,7 +17,13 @@ The subset served, in Alpaca's JSON shapes:
   (without `nested`, legs are listed as orders of their own);
 * `DELETE /v2/orders/{order_id}` -> 204 (a bracket's legs go with it), 422 if the
   order is already filled/canceled, 404 if unknown;
-* `GET /v2/account`, `GET /v2/positions`, `GET /v2/clock`.
+* `GET /v2/account`, `GET /v2/positions`, `GET /v2/clock`;
+* `GET /v1beta1/news?start=&end=&symbols=A,B&sort=asc|desc&limit=&page_token=`
+  (what alpaca-py's `NewsClient` asks): the items `set_news(...)` gave, created in
+  [start, end] and naming any of `symbols`, sorted by `created_at` (then id), at most
+  `min(limit, news_page_size)` a page (Alpaca: limit 1..50, default 10), with an
+  opaque `next_page_token` while more are left; alpaca-py follows the pages itself,
+  so a small `news_page_size` makes a test cross pages.
 
 The test scripts behaviours per route: `enqueue(..., on="POST /v2/orders")` (the
 default route) queues answers for the next requests to that route; an empty
@@ -54,17 +61,19 @@ alpaca-py 0.44 facts (pinned by tests/test_fake_alpaca_rest.py):
   the only off switch is `client._retry = 0`.
 
 Not here: replace (PATCH), cancel-all, trailing stops, OCO/OTO classes, crypto,
-time-in-force expiry, buying-power checks (script a `Reject(403, ...)`), paging.
+time-in-force expiry, buying-power checks (script a `Reject(403, ...)`), paging of
+orders; news `include_content` (items carry `content` always) and images.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -82,6 +91,7 @@ from tests.live_server import serve_in_thread
 _POLL_S = 0.02
 
 SUBMIT = "POST /v2/orders"
+NEWS = "GET /v1beta1/news"
 ROUTES = (
     SUBMIT,
     "GET /v2/orders",
@@ -91,6 +101,7 @@ ROUTES = (
     "GET /v2/account",
     "GET /v2/positions",
     "GET /v2/clock",
+    NEWS,
 )
 
 # Alpaca's error codes for the answers the fake gives by itself.
@@ -220,6 +231,7 @@ class FakeAlpacaRest:
 
     cash: Decimal = Decimal(100_000)
     market_open: bool = True
+    news_page_size: int = 50  # Alpaca's largest page; smaller makes alpaca-py follow pages
     base_url: str = ""  # no /v2: alpaca-py appends it; set by `fake_alpaca_rest()`
     _queues: defaultdict[str, deque[Behaviour]] = field(
         default_factory=lambda: defaultdict(deque), init=False, repr=False
@@ -229,6 +241,7 @@ class FakeAlpacaRest:
     _by_client_id: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _positions: dict[str, _Position] = field(default_factory=dict, init=False, repr=False)
     _prices: dict[str, Decimal] = field(default_factory=dict, init=False, repr=False)
+    _news: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     _closing: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _account_id: str = field(default_factory=lambda: str(uuid.uuid4()), init=False, repr=False)
@@ -252,6 +265,8 @@ class FakeAlpacaRest:
             self._prices.clear()
             self.cash = Decimal(cash)
             self.market_open = True
+            self._news.clear()
+            self.news_page_size = 50
 
     @property
     def pending(self) -> int:
@@ -285,6 +300,16 @@ class FakeAlpacaRest:
     def set_price(self, symbol: str, price: Decimal | float | str) -> None:
         with self._lock:
             self._prices[symbol] = Decimal(str(price))
+
+    def set_news(self, *items: Mapping[str, Any]) -> None:
+        """The news archive `GET /v1beta1/news` serves, replacing any before.
+
+        Each item needs `id`, `headline`, `symbols` and `created_at` (a datetime or
+        Alpaca's text); the rest of Alpaca's fields default (`updated_at` to
+        `created_at`, `source` "benzinga", `summary`/`author`/`content` "", `url` None).
+        """
+        with self._lock:
+            self._news = [_news_json(item) for item in items]
 
     def fill(
         self,
@@ -369,6 +394,7 @@ class FakeAlpacaRest:
             "GET /v2/account": self._account,
             "GET /v2/positions": self._list_positions,
             "GET /v2/clock": self._clock,
+            NEWS: self._list_news,
         }
         # The literal `orders:by_client_order_id` goes before `orders/{order_id}` (no clash anyway).
         for route in sorted(ROUTES, key=lambda r: "{" in r):
@@ -669,6 +695,29 @@ class FakeAlpacaRest:
             }
         )
 
+    def _list_news(self, request: Request, body: dict[str, Any] | None) -> Response:
+        q = request.query_params
+        start, end = _query_time(q.get("start"), "start"), _query_time(q.get("end"), "end")
+        symbols = {s for s in q.get("symbols", "").split(",") if s} or None
+        limit = int(q.get("limit") or 10)
+        if not 1 <= limit <= 50:
+            raise AlpacaFakeError(422, "limit must be between 1 and 50", _UNPROCESSABLE)
+        offset = _page_offset(q.get("page_token"))
+        items = [
+            n
+            for n in self._news
+            if (start is None or _parse_ts(n["created_at"]) >= start)
+            and (end is None or _parse_ts(n["created_at"]) <= end)
+            and (symbols is None or symbols & set(n["symbols"]))
+        ]
+        items.sort(
+            key=lambda n: (_parse_ts(n["created_at"]), n["id"]),
+            reverse=q.get("sort", "desc").lower() == "desc",
+        )
+        upto = offset + min(limit, self.news_page_size)
+        token = _page_token(upto) if upto < len(items) else None
+        return JSONResponse({"news": items[offset:upto], "next_page_token": token})
+
     def _order_json(self, order: _Order, *, nested: bool) -> dict[str, Any]:
         legs = [self._order_json(self._orders[i], nested=False) for i in order.legs]
         return {
@@ -735,6 +784,57 @@ def _now() -> datetime:
 
 def _ts(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def _news_json(item: Mapping[str, Any]) -> dict[str, Any]:
+    created = item["created_at"]
+    out: dict[str, Any] = {
+        "source": "benzinga",
+        "summary": "",
+        "author": "",
+        "content": "",
+        "url": None,
+        "images": [],
+        **item,
+        "id": int(item["id"]),
+        "symbols": list(item["symbols"]),
+    }
+    out.setdefault("updated_at", created)
+    for name in ("created_at", "updated_at"):
+        if isinstance(out[name], datetime):
+            out[name] = _ts(out[name].astimezone(UTC))
+    return out
+
+
+def _parse_ts(text: str) -> datetime:
+    """Alpaca's RFC 3339 (`Z` or an offset), or a bare date: midnight UTC."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _query_time(text: str | None, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return _parse_ts(text)
+    except ValueError:
+        raise AlpacaFakeError(400, f"invalid {name}: {text}", 40010000) from None
+
+
+def _page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"news:{offset}".encode()).decode()
+
+
+def _page_offset(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        kind, offset = base64.urlsafe_b64decode(token.encode()).decode().split(":")
+        if kind != "news":
+            raise ValueError(kind)
+        return int(offset)
+    except ValueError:
+        raise AlpacaFakeError(400, "invalid page token", 40010000) from None
 
 
 def _asset_id(symbol: str) -> str:

@@ -1,9 +1,10 @@
 """A test double of Alpaca's market-data WebSocket server, at the network edge.
 
-The real alpaca-py `StockDataStream` connects to it on 127.0.0.1, so the code
-under test is the code that talks to Alpaca. It speaks the subset of the v2
-stock stream that a trade subscriber uses, in msgpack (what alpaca-py sends
-and asks for with `Content-Type: application/msgpack`):
+The real alpaca-py `StockDataStream` (or `NewsDataStream`, at `news_url`)
+connects to it on 127.0.0.1, so the code under test is the code that talks to
+Alpaca. It speaks the subset of the v2 stock stream that a trade subscriber uses,
+and of the v1beta1 news stream, in msgpack (what alpaca-py sends and asks for
+with `Content-Type: application/msgpack`):
 
 * on connect: `[{"T": "success", "msg": "connected"}]`;
 * `{"action": "auth", "key", "secret"}` -> `[{"T": "success", "msg": "authenticated"}]`,
@@ -12,7 +13,14 @@ and asks for with `Content-Type: application/msgpack`):
 * `subscribe` / `unsubscribe` -> the full `{"T": "subscription", ...}` state
   (trades imply corrections and cancelErrors, as on Alpaca), 401 before auth;
 * trades `{"T": "t", "S", "i", "x", "p", "s", "c", "t", "z"}` with `t` a msgpack
-  Timestamp (extension type -1), which alpaca-py turns into an aware UTC datetime.
+  Timestamp (extension type -1), which alpaca-py turns into an aware UTC datetime;
+* news: `subscribe` with `news` (`["*"]` for all) -> `{"T": "subscription", "news": [...]}`;
+  items `{"T": "n", "id", "headline", "summary", "author", "content", "url", "symbols",
+  "source", "created_at", "updated_at"}`, the times msgpack Timestamps.
+
+Alpaca has one connection limit per endpoint; this fake has one per server (a
+second authenticated connection gets 406), so a test that streams trades and news
+at once runs two servers.
 
 Not here: quotes and bars data, JSON-encoded sessions, the 10 s auth timeout.
 The server runs on its own event loop in a daemon thread; the public methods
@@ -23,9 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -41,6 +49,7 @@ _CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses",
 class _Session:
     authenticated: bool = False
     trades: set[str] = field(default_factory=set)
+    news: set[str] = field(default_factory=set)
 
 
 class FakeAlpacaStream:
@@ -67,6 +76,10 @@ class FakeAlpacaStream:
         return f"ws://127.0.0.1:{self.port}/v2/iex"
 
     @property
+    def news_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1beta1/news"
+
+    @property
     def open_connections(self) -> int:
         with self._lock:
             return len(self._sessions)
@@ -76,6 +89,12 @@ class FakeAlpacaStream:
         """Trade symbols of every authenticated connection, together."""
         with self._lock:
             return frozenset(s for session in self._sessions.values() for s in session.trades)
+
+    @property
+    def subscribed_news(self) -> frozenset[str]:
+        """News symbols (`*`: all) of every authenticated connection, together."""
+        with self._lock:
+            return frozenset(s for session in self._sessions.values() for s in session.news)
 
     def start(self) -> Self:
         ready = threading.Event()
@@ -110,6 +129,12 @@ class FakeAlpacaStream:
     def push_trade(self, symbol: str, price: float, size: float, ts: datetime) -> int:
         """Send a trade to every connection subscribed to `symbol`; return how many got it."""
         return self._call(self._broadcast_trade(symbol, price, size, ts))
+
+    def push_news(self, item: Mapping[str, Any]) -> int:
+        """Send a news item to every connection subscribed to `*` or one of its symbols;
+        return how many got it. `item` needs `id`, `headline`, `symbols` and `created_at`
+        (a datetime); the rest defaults (`updated_at` to `created_at`, texts to "")."""
+        return self._call(self._broadcast_news(item))
 
     def drop_connections(self) -> int:
         """Abort every connection's TCP transport (no close frame), like a network drop."""
@@ -162,6 +187,8 @@ class FakeAlpacaStream:
             return _error(400, "invalid syntax")
         if not session.authenticated:
             return _error(401, "not authenticated")
+        if "news" in message:
+            return self._subscribe_news(session, action, set(message["news"]))
         with self._lock:
             symbols = set(message.get("trades", []))
             if action == "subscribe":
@@ -173,6 +200,16 @@ class FakeAlpacaStream:
         trades = sorted(session.trades)
         reply: dict[str, Any] = {"T": "subscription", **{c: [] for c in _CHANNELS}}
         return reply | {"trades": trades, "corrections": trades, "cancelErrors": trades}
+
+    def _subscribe_news(self, session: _Session, action: str, symbols: set[str]) -> dict[str, Any]:
+        with self._lock:
+            if action == "subscribe":
+                self.subscribe_requests += 1
+                session.news |= symbols
+            else:
+                self.unsubscribe_requests += 1
+                session.news -= symbols
+            return {"T": "subscription", "news": sorted(session.news)}
 
     def _authenticate(self, session: _Session, message: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -209,6 +246,33 @@ class FakeAlpacaStream:
                 delivered += 1
             except ConnectionClosed:
                 pass  # dropped meanwhile: like Alpaca, nothing is buffered for a reconnect
+        return delivered
+
+    async def _broadcast_news(self, item: Mapping[str, Any]) -> int:
+        created = item["created_at"]
+        news = {
+            "T": "n",
+            "summary": "",
+            "author": "",
+            "content": "",
+            "url": None,
+            "source": "benzinga",
+            **item,
+            "symbols": list(item["symbols"]),
+        }
+        news.setdefault("updated_at", created)
+        for name in ("created_at", "updated_at"):
+            news[name] = msgpack.Timestamp.from_datetime(news[name].astimezone(UTC))
+        wanted = {"*", *news["symbols"]}
+        with self._lock:
+            targets = [ws for ws, s in self._sessions.items() if wanted & s.news]
+        delivered = 0
+        for ws in targets:
+            try:
+                await ws.send(_pack(news))
+                delivered += 1
+            except ConnectionClosed:
+                pass  # dropped meanwhile: nothing is buffered for a reconnect
         return delivered
 
 
