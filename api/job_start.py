@@ -22,6 +22,7 @@ from api.runtime import Runtime
 from db.engine import transaction
 from db.queries.audit import record_event
 from db.queries.bar_coverage import bar_coverage
+from db.queries.instruments import instrument_exists
 from db.queries.jobs import create_job, get_job
 from db.queries.tokens import ensure_user
 from models.enums import Timeframe
@@ -32,6 +33,7 @@ from models.jobs import (
     JobOut,
     PatternScanJob,
     ResearchJob,
+    SentimentJob,
     SuggestionJob,
     TrainingJob,
 )
@@ -39,7 +41,13 @@ from models.ops import AuditEvent, Job
 from tasks.council.week import council_day
 
 JobRequestBody = (
-    CouncilJob | ResearchJob | BacktestJob | TrainingJob | PatternScanJob | SuggestionJob
+    CouncilJob
+    | ResearchJob
+    | BacktestJob
+    | TrainingJob
+    | PatternScanJob
+    | SuggestionJob
+    | SentimentJob
 )
 
 
@@ -97,10 +105,18 @@ def _check_stored(session: Session, params: dict[str, Any]) -> None:
             )
 
 
+def _check_instruments(session: Session, params: dict[str, Any]) -> None:
+    """Refuse sentiment for a symbol that is not an instrument (news names instruments)."""
+    if unknown := [s for s in params.get("symbols") or [] if not instrument_exists(session, s)]:
+        raise InvalidInputError("body.params.symbols", f"not an instrument: {', '.join(unknown)}")
+
+
 def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobOut:
     params = request.flow_parameters()
     field = "universe" if isinstance(request, CouncilJob | ResearchJob) else "symbols"
-    if universe := params.get(field):
+    if isinstance(request, SentimentJob):
+        _check_instruments(session, params)
+    elif universe := params.get(field):
         stored = {c.symbol for c in bar_coverage(session, universe, Timeframe.D1)}
         if missing := [s for s in universe if s not in stored]:
             raise InvalidInputError(
@@ -112,7 +128,8 @@ def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobO
         _check_training(session, request)
     elif isinstance(request, PatternScanJob | SuggestionJob):
         _check_stored(session, params)
-    else:  # the week is fixed now, and shown in the answer
+    elif isinstance(request, CouncilJob | ResearchJob):  # the week is fixed now, and shown
+        universe = params.get(field)
         asked = request.params.as_of
         params["as_of"] = council_day(session, asked, universe, "body.params.as_of").day.isoformat()
     user = ensure_user(session, caller.actor)

@@ -29,6 +29,7 @@ from realtime.book_service import BookService
 from realtime.bus_bridge import BusBridge, JobPoller
 from realtime.gc_policy import GCPolicy
 from realtime.jobs import JobSupervisor
+from realtime.news_stream import AlpacaNewsStream, start_news_stream
 from realtime.patterns.config import PatternConfig
 from realtime.patterns.engine import PatternEngine, datetime_to_ns, warm_up
 from realtime.patterns.sink import SignalSink
@@ -41,6 +42,7 @@ from realtime.strategy.engine import SentimentLookup, StrategyEngine
 from realtime.ws_hub import Topic, WSHub
 from services.bus import Bus, make_bus
 from services.settings import Settings
+from tasks.import_news import import_news_rows
 
 if TYPE_CHECKING:
     from realtime.bar_aggregator import MinuteBarAggregator
@@ -75,7 +77,7 @@ class Runtime:
     strategy: StrategyEngine | None = None  # STRATEGY_ENGINE=false or no pattern engine: none
     bars: MinuteBarAggregator | None = None  # live sources only
     sentiment: SentimentFeed | None = None
-    news: Any = None  # the live news stream (NEWS_SOURCE=alpaca), started and stopped here
+    news: AlpacaNewsStream | None = None  # NEWS_SOURCE=alpaca: Alpaca's live news, stored
     status_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("system-status"))
     gc_policy: GCPolicy | None = None
     gc_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("gc-policy"))
@@ -107,6 +109,8 @@ class Runtime:
             "suggestions_unwritten": self.strategy.pending if self.strategy else 0,
             "models": self.served_models(),
             "books": len(self.books.symbols()),
+            "news_stream": self.news.running if self.news is not None else None,
+            "sentiment_symbols": len(self.sentiment.latest) if self.sentiment else 0,
         }
 
     def served_models(self) -> dict[str, object]:
@@ -258,6 +262,22 @@ async def start_runtime(
         interval_s=settings.job_poll_interval_ms / 1000,
     )
     await runtime.sentiment.start()
+    runtime.news = await start_news_stream(settings, sessions, import_news_rows)
+    if runtime.news is not None:
+        news = runtime.news
+        metrics.count_from(
+            "aitrader_news",
+            "Live news items by what happened to them",
+            "event",
+            lambda: {
+                "received": news.received,
+                "inserted": news.inserted,
+                "unchanged": news.unchanged,
+                "rejected": news.rejected,
+                "write_failed": news.write_failures,
+                "dropped": news.dropped,
+            },
+        )
     if settings.pattern_engine:
         config, strategy_id = await asyncio.to_thread(pattern_setup, settings, sessions)
         await asyncio.to_thread(warm_up, config)  # compile (or load) the kernels before ticks flow

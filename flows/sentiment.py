@@ -29,7 +29,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from db.engine import make_engine, make_session_factory, unit_of_work
+from db.engine import make_engine, make_session_factory, read_sessions_of, unit_of_work
 from db.queries.sentiment import news_symbols_known, store_sentiment
 from flows.job_hooks import JOB_HOOKS, record_progress, record_result
 from models.errors import InvalidInputError
@@ -63,15 +63,14 @@ def score_news(since: datetime | None, until: datetime, job_id: int | None) -> d
             record_progress(job_id, "scoring", scored=scored)
 
     try:
-        with unit_of_work(make_session_factory(engine)) as session:
-            score_pending(
-                session,
-                loaded.scorer,
-                until=until,
-                since=since,
-                batch=settings.sentiment_batch,
-                progress=counted,
-            )
+        score_pending(
+            make_session_factory(engine),
+            loaded.scorer,
+            until=until,
+            since=since,
+            batch=settings.sentiment_batch,
+            progress=counted,
+        )
     finally:
         engine.dispose()
     logger.info("%d items scored by %s (%s)", scored, loaded.scorer.name, loaded.runtime)
@@ -94,6 +93,7 @@ def store_steps(
     settings = get_settings()
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
+    read_sessions = read_sessions_of(sessions)
     progress = (
         cast(UUID, create_progress_artifact(progress=0.0, description="Sentiment steps stored"))
         if len(instants) > 1
@@ -103,10 +103,11 @@ def store_steps(
     last: list[dict[str, Any]] = []
     try:
         for done, instant in enumerate(instants, start=1):
-            with unit_of_work(sessions) as session:
+            with read_sessions() as session:  # reads hold no write lock (SQLite)
                 window = instant - timedelta(hours=params.window_h)
                 names = symbols or news_symbols_known(session, window, instant)
                 report = sentiment_as_of(session, names, instant, params)
+            with unit_of_work(sessions) as session:
                 stored += store_sentiment(session, report.symbols)
             symbols_seen = max(symbols_seen, sum(1 for f in report.symbols if f.count))
             last = [f.model_dump(mode="json") for f in report.symbols if f.count]

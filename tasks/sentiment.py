@@ -24,8 +24,9 @@ from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from db.engine import read_sessions_of, unit_of_work
 from db.queries.sentiment import ScoredMention, insert_new, scored_mentions, unscored_news
 from models.sentiment import NewsScore, SentimentParams, SentimentReport
 from services.sentiment.aggregate import Known, symbol_sentiment
@@ -89,7 +90,7 @@ def sentiment_hash(report: SentimentReport) -> str:
 
 
 def score_pending(
-    session: Session,
+    sessions: sessionmaker[Session],
     scorer: Scorer,
     *,
     until: datetime,
@@ -99,28 +100,38 @@ def score_pending(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Score the items known in [since, until] that `scorer` has not scored; how many were.
-    Each batch is written as it is scored (in the caller's transaction)."""
+
+    Each batch is read, scored with no transaction open (a model takes its time; on
+    SQLite a write transaction held meanwhile would stall every other writer), then
+    written in a short one of its own. A batch another run wrote meanwhile adds nothing.
+    """
     done = 0
     while done < limit:
-        items = unscored_news(session, scorer.name, until=until, since=since, limit=batch)
+        with read_sessions_of(sessions)() as session:
+            items = [
+                (item.id, item.headline)
+                for item in unscored_news(
+                    session, scorer.name, until=until, since=since, limit=batch
+                )
+            ]
         if not items:
             break
-        scored = scorer.score([item.headline for item in items])
+        scored = scorer.score([headline for _, headline in items])
         if names := {s.scorer for s in scored} - {scorer.name}:
             raise RuntimeError(f"scorer {scorer.name!r} returned scores named {sorted(names)}")
         now = datetime.now(UTC)
         rows = [
             {
-                "news_id": item.id,
+                "news_id": news_id,
                 "scorer": s.scorer,
                 "score": s.score,
                 "label": s.label,
                 "scored_at": now,
             }
-            for item, s in zip(items, scored, strict=True)
+            for (news_id, _), s in zip(items, scored, strict=True)
         ]
-        insert_new(session, NewsScore, rows)
-        session.flush()
+        with unit_of_work(sessions) as session:
+            insert_new(session, NewsScore, rows)
         done += len(items)
         if progress is not None:
             progress(len(items))

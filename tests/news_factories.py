@@ -37,5 +37,5 @@ def add_news(
     )
     with unit_of_work(sessions) as session:
         insert_news(session, [(record, content_hash(record))])
-        if score:
-            score_pending(session, LexiconScorer(), until=FAR)
+    if score:
+        score_pending(sessions, LexiconScorer(), until=FAR)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from db.engine import unit_of_work
@@ -16,7 +18,8 @@ from models.enums import Role
 from models.sentiment import SentimentParams, SymbolSentimentRow
 from services.sentiment.lexicon import LexiconScorer
 from tasks.sentiment import sentiment_as_of
-from tests.api_support import Api
+from tests.api_support import Api, api_settings, running_api
+from tests.fake_alpaca_stream import FakeAlpacaStream
 from tests.news_factories import add_news
 
 T = datetime(2019, 6, 3, 15, 0, tzinfo=UTC)
@@ -37,7 +40,8 @@ def test_sentiment_as_of_counts_only_items_known_by_then(api: Api) -> None:
     assert body["scorer"] == LEXICON
     assert body["items"] == 3  # item 4 is known two hours later
     by = {s["symbol"]: s for s in body["symbols"]}
-    assert by["AAPL"]["count"] == 2 and by["MSFT"]["count"] == 1
+    assert by["AAPL"]["count"] == 2
+    assert by["MSFT"]["count"] == 1
     assert by["AAPL"]["first_known_at"].startswith("2019-06-03T09:00:00")
     assert by["MSFT"]["score"] < 0
     assert by["XOM"] == {**by["XOM"], "count": 0, "score": None, "scorer": None}
@@ -116,3 +120,38 @@ def test_stored_sentiment_is_pushed_on_the_websocket_topic(api: Api) -> None:
     assert runtime.sentiment.latest["AAPL"][1] == data["score"]
     with api.sessions() as session:
         assert session.scalar(select(func.count()).select_from(SymbolSentimentRow)) == 2
+
+
+def test_with_news_source_alpaca_the_server_stores_live_news_and_counts_it(
+    api_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """NEWS_SOURCE=alpaca, as a user sets it: the realtime process subscribes to the (fake)
+    news stream, stores each item known from its arrival, and /metrics counts them."""
+    monkeypatch.chdir(tmp_path)
+    with FakeAlpacaStream("k", "s") as stream:
+        settings = api_settings(
+            api_db_url,
+            news_source="alpaca",
+            alpaca_api_key=SecretStr("k"),
+            alpaca_secret_key=SecretStr("s"),
+            alpaca_news_stream_url=stream.news_url,
+        )
+        with running_api(settings) as api:
+            deadline = time.monotonic() + 15
+            while stream.subscribed_news != {"*"} and time.monotonic() < deadline:
+                time.sleep(0.05)
+            sent = datetime.now(UTC)
+            stream.push_news(
+                {"id": 7, "headline": "Apple shares soar", "summary": "", "symbols": ["AAPL"],
+                 "created_at": sent - timedelta(minutes=1), "url": None}
+            )  # fmt: skip
+            news: list[dict[str, object]] = []
+            while not news and time.monotonic() < deadline:
+                news = api.get("/api/news", params={"symbols": "AAPL"}).json()
+                time.sleep(0.1)
+            assert [n["source_id"] for n in news] == ["7"]
+            assert news[0]["known_from"] == "received"
+            assert str(news[0]["received_at"]) >= sent.isoformat()[:19]
+            assert news[0]["sentiment"] is None  # scored by the next sentiment_analysis run
+            metrics = api.get("/metrics").text
+            assert 'aitrader_news_total{event="inserted"} 1.0' in metrics

@@ -45,7 +45,8 @@ def test_change_is_against_the_sentiment_change_h_before() -> None:
     before = symbol_sentiment("AAPL", items, T - timedelta(hours=24), P, "lexicon")
     assert before.score == -0.5  # only the older item was known then
     assert got.change == pytest.approx(got.score - before.score, abs=1e-6)  # type: ignore[operator]
-    assert got.change is not None and got.change > 0
+    assert got.change is not None
+    assert got.change > 0
 
 
 def test_no_items_means_no_figures_not_zero() -> None:

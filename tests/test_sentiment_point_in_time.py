@@ -49,7 +49,7 @@ def _add(db: sessionmaker[Session], source_id: str, headline: str, symbols: list
     )
     with unit_of_work(db) as session:
         insert_news(session, [(record, content_hash(record))])
-        score_pending(session, LexiconScorer(), until=datetime(2100, 1, 1, tzinfo=UTC))
+    score_pending(db, LexiconScorer(), until=datetime(2100, 1, 1, tzinfo=UTC))
 
 
 def _seen(db: sessionmaker[Session]) -> tuple[MarketSnapshot, SentimentReport, str]:
@@ -80,13 +80,17 @@ def test_an_item_known_after_as_of_changes_neither_sentiment_nor_the_research_ha
     snapshot, report, research_hash = _seen(db)
     assert research_hash != bare_hash  # the news reached the prompt
     news = _news_in(snapshot)
-    assert news["items"] == 2 and report.items == 2
+    assert news["items"] == 2
+    assert report.items == 2
     assert news["summary"].startswith("2 news items on 2 of the 5 symbols, known from ")
     assert "2019-06-02T09:00:00" in news["summary"]  # says from when
     by_symbol = {s.symbol: s for s in report.symbols}
-    assert by_symbol["AAPL"].score is not None and by_symbol["AAPL"].score > 0
-    assert by_symbol["MSFT"].score is not None and by_symbol["MSFT"].score < 0
-    assert by_symbol["XOM"].count == 0 and by_symbol["XOM"].score is None
+    assert by_symbol["AAPL"].score is not None
+    assert by_symbol["AAPL"].score > 0
+    assert by_symbol["MSFT"].score is not None
+    assert by_symbol["MSFT"].score < 0
+    assert by_symbol["XOM"].count == 0
+    assert by_symbol["XOM"].score is None
 
     # Published before as_of but received after it: unknown at as_of. And one from later on.
     _add(db, "3", "Apple downgraded, shares tumble", ["AAPL"],
@@ -104,7 +108,8 @@ def test_an_item_known_after_as_of_changes_neither_sentiment_nor_the_research_ha
     moved, report_moved, hash_moved = _seen(db)
     assert report_moved.items == 3
     assert report_moved != report
-    assert moved.news_sentiment is not None and snapshot.news_sentiment is not None
+    assert moved.news_sentiment is not None
+    assert snapshot.news_sentiment is not None
     assert moved.news_sentiment.sentiment_hash != snapshot.news_sentiment.sentiment_hash
     assert hash_moved != research_hash
 
@@ -115,7 +120,8 @@ def test_a_shard_sees_only_its_symbols_news(db: sessionmaker[Session]) -> None:
     snapshot, _, _ = _seen(db)
     messages = shard_prompter(ANALYST, snapshot, len(UNIVERSE))(["AAPL", "MSFT"])
     text = messages[1]["content"]
-    assert '"symbol":"AAPL"' in text.replace(" ", "") and "Exxon" not in text
+    assert '"symbol":"AAPL"' in text.replace(" ", "")
+    assert "Exxon" not in text
     assert "XOM" not in text.split("news_sentiment", 1)[1]
 
 

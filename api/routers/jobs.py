@@ -65,6 +65,13 @@ async def create_job(
                     "summary": "Suggestions as of the last stored close",
                     "value": {"type": "suggestion", "params": {"symbols": ["AAPL", "MSFT"]}},
                 },
+                "sentiment": {
+                    "summary": "Backfill symbol sentiment over January 2024, one figure a day",
+                    "value": {
+                        "type": "sentiment",
+                        "params": {"start": "2024-01-01", "end": "2024-01-31", "step_hours": 24},
+                    },
+                },
             },
         ),
     ],
