@@ -18,12 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import unit_of_work
 from db.queries import model_registry as registry
+from db.queries.instruments import ensure_instruments
+from db.queries.sentiment import store_sentiment
 from models.bus import SUGGESTIONS_GLOBAL
 from models.enums import ModelStatus, Side
+from models.sentiment import SymbolSentiment
 from models.suggestions import Suggestion
 from realtime.patterns.config import PatternConfig, SignalKind
 from realtime.patterns.engine import PatternEngine, PatternSignal, datetime_to_ns
 from realtime.patterns.sink import signal_message
+from realtime.sentiment_feed import SentimentFeed
 from realtime.strategy.breaker import CircuitBreaker
 from realtime.strategy.engine import StrategyEngine
 from realtime.strategy.model_set import ModelSet
@@ -412,3 +416,26 @@ def test_a_raced_models_paths_are_counted_for_metrics(
     wins = sum(stats[("pattern_classifier", p, "wins")] for p in paths)
     assert wins == 3.0
     assert stats[("pattern_classifier", "race", "fallbacks")] == 0.0
+
+
+def test_the_stored_sentiment_of_the_symbol_is_an_input_through_the_realtime_feed(
+    sessions: sessionmaker[Session], engine_for: Any
+) -> None:
+    now = datetime.now(UTC)
+    figure = SymbolSentiment(
+        symbol="AAPL", as_of=now - timedelta(hours=1), scorer="lexicon", score=-0.8, count=3,
+        dispersion=0.1, change=-0.2, first_known_at=now - timedelta(hours=5),
+        last_known_at=now - timedelta(hours=1), half_life_h=24, window_h=168,
+    )  # fmt: skip
+    with unit_of_work(sessions) as session:
+        ensure_instruments(session, ["AAPL"])
+        store_sentiment(session, [figure])
+    feed = SentimentFeed(sessions, None, window_h=168)
+    asyncio.run(feed.start())
+    asyncio.run(feed.stop())
+    engine: StrategyEngine = engine_for(sentiment=feed.lookup)
+    (suggestion,) = asyncio.run(engine.handle([_message()]))
+    assert suggestion.inputs["sentiment"] == -0.8
+    assert suggestion.contributions["sentiment"] is not None
+    assert suggestion.contributions["sentiment"] < 0  # bad news pulls a buy signal down
+    assert suggestion.contributions["signal"] > 0
