@@ -436,6 +436,8 @@ def test_the_stored_sentiment_of_the_symbol_is_an_input_through_the_realtime_fee
     engine: StrategyEngine = engine_for(sentiment=feed.lookup)
     (suggestion,) = asyncio.run(engine.handle([_message()]))
     assert suggestion.inputs["sentiment"] == -0.8
-    assert suggestion.contributions["sentiment"] is not None
-    assert suggestion.contributions["sentiment"] < 0  # bad news pulls a buy signal down
-    assert suggestion.contributions["signal"] > 0
+    mood, signal = suggestion.contributions["sentiment"], suggestion.contributions["signal"]
+    assert mood is not None
+    assert mood < 0  # bad news pulls a buy signal down
+    assert signal is not None
+    assert signal > 0
