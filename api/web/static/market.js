@@ -1,7 +1,9 @@
 // Market: every streamed symbol with its live price (SSE), the day's change, a flash on
-// each change and a sparkline of the prices seen since the page opened.
+// each change, its news sentiment (sentiment.js) and a sparkline of the prices seen since
+// the page opened. A symbol picked shows its chart and book, and the news behind its sentiment.
 import { priceFeed } from "./feeds.js";
 import { symbolDetail } from "./detail.js";
+import { sentimentColumn, symbolNews } from "./sentiment.js";
 
 const HISTORY = 60; // points per sparkline
 const FLASH_MS = 400; // how long a changed price stays highlighted
@@ -19,27 +21,40 @@ export function marketView(root) {
         <thead><tr>
           <th scope="col">Symbol</th><th scope="col" class="num">Price</th>
           <th scope="col" class="num">Change</th><th scope="col" class="num">%</th>
-          <th scope="col" class="trend">Trend</th>
+          <th scope="col" class="num sentiment">Sentiment</th><th scope="col" class="trend">Trend</th>
         </tr></thead>
         <tbody></tbody>
       </table>
       <p id="prices-empty" class="muted">Waiting for prices…</p>
     </section>
-    <div id="detail"></div>
+    <div class="detail-column"><div id="detail"></div><div id="symbol-news"></div></div>
     </div>`;
   const body = root.querySelector("#prices tbody");
   const empty = root.querySelector("#prices-empty");
   const filter = root.querySelector("#symbol-filter");
   const rows = new Map();
   let detail = null;
+  let news = null;
   let selected = null;
 
   function select(symbol) {
     if (detail) detail.stop();
+    if (news) news.stop();
     selected = symbol;
     for (const [name, row] of rows) row.tr.setAttribute("aria-selected", String(name === symbol));
     detail = symbolDetail(root.querySelector("#detail"), symbol);
+    news = symbolNews(root.querySelector("#symbol-news"), symbol);
   }
+
+  const sentiment = sentimentColumn({
+    onSelect: (symbol) => {
+      select(symbol);
+      news.focus();
+    },
+    onUpdate: (symbol) => {
+      if (news && symbol === selected) news.refresh();
+    },
+  });
 
   filter.addEventListener("input", () => {
     const wanted = filter.value.toUpperCase().split(/[\s,]+/).filter(Boolean);
@@ -109,6 +124,7 @@ export function marketView(root) {
     const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
     svg.append(line);
     cells[4].append(svg);
+    tr.insertBefore(sentiment.cell(symbol), cells[4]);
     const after = [...body.children].find((other) => other.dataset.symbol > symbol);
     body.insertBefore(tr, after || null);
     return { tr, price: cells[1], change: cells[2], pct: cells[3], line, history: [] };
@@ -122,9 +138,11 @@ export function marketView(root) {
   return {
     stop() {
       feed.stop();
+      sentiment.stop();
       cancelAnimationFrame(frame);
       flashes.stop();
       if (detail) detail.stop();
+      if (news) news.stop();
     },
   };
 }
