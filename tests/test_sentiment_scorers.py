@@ -338,3 +338,18 @@ def _break(model_dir: Path, breakage: str) -> Path:
         tensors = load_file(weights)
         save_file({k: v for k, v in tensors.items() if not k.startswith("classifier")}, weights)
     return model_dir
+
+
+def test_texts_are_scored_in_length_order_and_answered_in_the_given_order() -> None:
+    from services.sentiment.scorer import Scored, in_length_order
+
+    seen: list[list[str]] = []
+
+    def by_length(texts: list[str]) -> list[Scored]:
+        seen.append(texts)
+        return [Scored(float(len(t)), "neutral", "len") for t in texts]
+
+    texts = ["a much longer headline", "short", "", "middling one"]
+    got = in_length_order(texts, by_length)
+    assert seen == [["", "short", "middling one", "a much longer headline"]]
+    assert [g.score for g in got] == [22.0, 5.0, 0.0, 12.0]

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from services.sentiment.labels import scored
-from services.sentiment.scorer import Scored
+from services.sentiment.scorer import Scored, in_length_order
 from services.sentiment.transformer import ClassifierSpec, load_model, model_digest, read_spec
 
 if TYPE_CHECKING:
@@ -114,6 +114,9 @@ class OnnxScorer:
             raise ValueError(f"{onnx_path.name}: unexpected inputs {sorted(unknown)}")
 
     def score(self, texts: Sequence[str]) -> list[Scored]:
+        return in_length_order(texts, self._score)
+
+    def _score(self, texts: list[str]) -> list[Scored]:
         return [scored(list(p), self.labels, self.name) for p in self._probabilities(texts)]
 
     def _probabilities(self, texts: Sequence[str]) -> FloatArray:

@@ -29,7 +29,7 @@ from typing import Any
 
 from models.errors import ConfigurationError, describe_failure
 from services.sentiment.labels import label_map, scored
-from services.sentiment.scorer import Label, Scored
+from services.sentiment.scorer import Label, Scored, in_length_order
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 
@@ -127,7 +127,9 @@ def load_model(model_dir: Path) -> Any:
     no classifier head) with random values and only warns, and the scores would be noise.
     """
     from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no bars in a log
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             str(model_dir), local_files_only=True, output_loading_info=True
@@ -173,6 +175,9 @@ class PipelineScorer:
         )
 
     def score(self, texts: Sequence[str]) -> list[Scored]:
+        return in_length_order(texts, self._score)
+
+    def _score(self, texts: list[str]) -> list[Scored]:
         if not texts:
             return []
         outputs: Any = self._pipe(  # one list of {label, score} per text
