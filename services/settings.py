@@ -30,6 +30,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # Prefect's server sends usage telemetry unless told not to; offline that is an ERROR line in
 # every command's output, and an offline-first product should not phone home by default.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Sentiment models load from a local directory only (services/sentiment/transformer.py passes
+# local_files_only too); this keeps every Hugging Face library off the hub, telemetry included.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/aitrader.db"
 
