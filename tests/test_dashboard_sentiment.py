@@ -204,4 +204,4 @@ def _archive_item(
     )
     with unit_of_work(sessions) as session:
         insert_news(session, [(record, content_hash(record))])
-        score_pending(session, LexiconScorer(), until=FAR)
+    score_pending(sessions, LexiconScorer(), until=FAR)
