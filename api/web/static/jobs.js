@@ -1,18 +1,21 @@
 // Jobs: every job with its type, status, stage, times and who asked, kept live by the
 // WebSocket topic `job_updates` (the list is read again on each (re)connect, so nothing
 // missed while cut stays missing); forms to start a backtest or a sweep, and a training,
-// pattern scan or suggestion (trader role); a finished job opened shows its result
-// (backtest_result.js, model_job_result.js).
+// pattern scan, suggestion or sentiment run (trader role); a finished job opened shows its
+// result (backtest_result.js, model_job_result.js), a running model job its progress.
+// A job whose flow reports `done` of `total` (any type) shows a bar in its stage cell, moved
+// by the feed: a message with those facts moves it at once (the bus carries them); one
+// without them (the embedded poller names the move, not its facts) reads the job again.
 import { api, caller, may } from "./app.js";
 import { backtestForm } from "./backtest_form.js";
 import { backtestResult } from "./backtest_result.js";
 import { h, when } from "./dom.js";
 import { topicFeed } from "./feeds.js";
 import { modelJobForm } from "./model_job_form.js";
-import { MODEL_JOBS, modelJobResult, opensModelJob } from "./model_job_result.js";
+import { FINISHED, jobProgress, MODEL_JOBS, modelJobResult, opensModelJob } from "./model_job_result.js";
 
 const KEEP = 50;
-const FINISHED = new Set(["completed", "failed", "canceled"]);
+const PROGRESS = ["done", "total", "scored", "stored"]; // facts a job_updates message may carry
 
 export function jobsView(root) {
   const body = h("tbody");
@@ -49,8 +52,8 @@ export function jobsView(root) {
     ),
   );
 
-  const jobs = new Map(); // id -> job as listed, with `stage` from the feed
-  const stages = new Map(); // id -> the last stage the feed said
+  const jobs = new Map(); // id -> job as listed, its result's stage and progress kept by the feed
+  const reading = new Map(); // job id -> a read of it in flight (true: read once more after)
   const requesters = new Map(); // job id -> who asked (known for backtests)
   let selected = null; // the job id whose result is shown
   let result = null;
@@ -100,13 +103,14 @@ export function jobsView(root) {
   function jobRow(job) {
     const openable = (job.type === "backtest" && job.status === "completed") || opensModelJob(job);
     const label = `#${job.id}`;
+    const shows = FINISHED.has(job.status) ? "result" : "progress";
     const name = openable
       ? h("button", {
-        type: "button", className: "pick", "aria-label": `Show ${job.type.replaceAll("_", " ")} job ${job.id}'s result`,
+        type: "button", className: "pick", "aria-label": `Show ${job.type.replaceAll("_", " ")} job ${job.id}'s ${shows}`,
         "aria-pressed": String(selected === job.id), onclick: () => select(job.id),
       }, label)
       : label;
-    const stage = stages.get(job.id) || job.result?.stage || (FINISHED.has(job.status) ? "" : "—");
+    const stage = job.result?.stage || (FINISHED.has(job.status) ? "" : "—");
     return h(
       "tr",
       { dataset: { id: String(job.id), status: job.status }, "aria-selected": String(selected === job.id) },
@@ -114,14 +118,15 @@ export function jobsView(root) {
       h("td", {}, job.type),
       h("td", { className: `job-status job-status-${job.status}` }, job.status,
         job.error ? h("span", { className: "job-error error" }, job.error) : null),
-      h("td", { className: "stage" }, stage),
+      h("td", { className: "stage" }, stage, jobProgress(job)),
       h("td", {}, when(job.created_at)),
       h("td", {}, when(job.finished_at)),
       h("td", {}, requesters.get(job.id) || "—"),
     );
   }
 
-  async function select(jobId) {
+  /** Show job `jobId` under the list; `scroll` there when the reader asked for it. */
+  async function select(jobId, scroll = true) {
     selected = jobId;
     render();
     if (result) result.stop();
@@ -131,7 +136,7 @@ export function jobsView(root) {
       const draw = MODEL_JOBS.has(jobs.get(jobId)?.type) ? await readModelJob(jobId) : await readBacktest(jobId);
       if (stopped || selected !== jobId) return;
       result = draw(resultHolder);
-      resultHolder.scrollIntoView({ block: "start" });
+      if (scroll) resultHolder.scrollIntoView({ block: "start" });
     } catch (error) {
       resultHolder.replaceChildren(h("p", { className: "error", role: "alert" }, `Result unavailable: ${error.message}`));
     }
@@ -151,15 +156,56 @@ export function jobsView(root) {
 
   /** A `job_updates` message: the row moves at once; a job not listed yet is read in. */
   function update(data) {
-    if (data.stage) stages.set(data.id, data.stage);
     const job = jobs.get(data.id);
     if (!job) {
       reload();
       return;
     }
-    jobs.set(data.id, { ...job, status: data.status, error: data.error ?? job.error });
+    const facts = Object.fromEntries(PROGRESS.filter((key) => Number.isFinite(data[key])).map((key) => [key, data[key]]));
+    const stage = data.stage || job.result?.stage;
+    const moved = { ...job, status: data.status, error: data.error ?? job.error, result: { ...job.result, ...facts, stage } };
+    jobs.set(data.id, moved);
     render();
+    followSelected(moved);
     if (FINISHED.has(data.status)) reload(); // its finish time and, for a backtest, who asked
+    else if (!Object.keys(facts).length) readJob(data.id); // a move named without its facts
+  }
+
+  /** Read one running job again (its result's progress); a read asked for meanwhile follows. */
+  async function readJob(jobId) {
+    if (reading.has(jobId)) {
+      reading.set(jobId, true);
+      return;
+    }
+    reading.set(jobId, false);
+    try {
+      const fresh = await api(`/api/jobs/${jobId}`);
+      const known = jobs.get(jobId);
+      // Not over a later word: an end the list has read, or more steps a message brought.
+      if (stopped || !known || FINISHED.has(known.status)) return;
+      if (known.result?.stage === fresh.result?.stage && (fresh.result?.done ?? -1) < (known.result?.done ?? -1)) return;
+      jobs.set(jobId, fresh);
+      render();
+      followSelected(fresh);
+    } catch (error) {
+      note.textContent = `Job #${jobId} unavailable: ${error.message}`;
+      note.className = "error";
+    } finally {
+      const again = reading.get(jobId);
+      reading.delete(jobId);
+      if (again && !stopped) readJob(jobId);
+    }
+  }
+
+  /** The opened job moved: drawn again from the list's copy while it runs, read once it ends. */
+  function followSelected(job) {
+    if (selected !== job.id || stopped || !MODEL_JOBS.has(job.type)) return;
+    if (FINISHED.has(job.status)) {
+      select(job.id, false);
+      return;
+    }
+    if (result) result.stop();
+    result = modelJobResult(resultHolder, job);
   }
 
   const feed = topicFeed({

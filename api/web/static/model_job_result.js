@@ -1,19 +1,43 @@
-// A finished model job (GET /api/jobs/{id}): the summary its flow kept in the job's
-// `result` (flows/training.py, pattern_scan.py, suggestion.py), or why it failed.
-// Training: per model the version registered, its standing, the decision in words and the
-// deciding figure beside its baselines, with the way to the Models view. A pattern scan:
-// per pattern (and per classifier class) how often it fired and what followed. Suggestions:
-// one line per symbol. Plain rendering of what the server stored; nothing is live.
+// A model or sentiment job (GET /api/jobs/{id}): the summary its flow kept in the job's
+// `result` (flows/training.py, pattern_scan.py, suggestion.py, sentiment.py), why it failed,
+// or, while it runs, how far it is. Training: per model the version registered, its
+// standing, the decision in words and the deciding figure beside its baselines, with the way
+// to the Models view. A pattern scan: per pattern (and per classifier class) how often it
+// fired and what followed. Suggestions: one line per symbol. Sentiment: mode, range, scorer
+// (and why the configured model was not used, if it was not), the counts and each symbol's
+// latest figure. Plain rendering of what the server stored; jobs.js draws it again as the
+// job moves. Also the progress of any job that reports `done` of `total` (`jobProgress`).
 import { h, row, when } from "./dom.js";
 
-export const MODEL_JOBS = new Set(["training", "pattern_scan", "suggestion"]);
-const TITLES = { training: "Training", pattern_scan: "Pattern scan", suggestion: "Suggestion" };
+export const MODEL_JOBS = new Set(["training", "pattern_scan", "suggestion", "sentiment"]);
+export const FINISHED = new Set(["completed", "failed", "canceled"]);
+const TITLES = { training: "Training", pattern_scan: "Pattern scan", suggestion: "Suggestion", sentiment: "Sentiment" };
 const TRAINED = ["forecaster", "pattern_classifier"];
 const LOWER_IS_BETTER = new Set(["mase", "log_loss"]);
 
-/** Whether a job's row opens this view: a model job that ended done or failed. */
+/** Whether a job's row opens this view: a model job running, done or failed (not canceled). */
 export function opensModelJob(job) {
-  return MODEL_JOBS.has(job.type) && (job.status === "completed" || job.status === "failed");
+  return MODEL_JOBS.has(job.type) && job.status !== "canceled";
+}
+
+/**
+ * How far a job is, from the facts its flow keeps in its result (any job type): while it
+ * runs, a bar and "3 / 10 steps" once it reports numeric `done` and `total`, or "scored N
+ * items" while it is at stage `scoring`; once ended, the steps it reached. Null if neither.
+ */
+export function jobProgress(job) {
+  const result = job.result || {};
+  const running = !FINISHED.has(job.status);
+  if (running && result.stage === "scoring" && isNumber(result.scored)) {
+    return h("span", { className: "job-progress", dataset: { scored: String(result.scored) } },
+      `scored ${plural(result.scored, "item")}`);
+  }
+  const { done, total } = result;
+  if (!isNumber(done) || !isNumber(total) || total <= 0) return null;
+  const text = `${done} / ${total} steps`;
+  return h("span", { className: "job-progress", dataset: { done: String(done), total: String(total) } },
+    running ? h("progress", { max: total, value: done, "aria-label": `job ${job.id}: ${text}` }) : null,
+    h("span", { className: "steps" }, text));
 }
 
 export function modelJobResult(root, job) {
@@ -22,13 +46,20 @@ export function modelJobResult(root, job) {
     "section",
     { className: "detail model-job", "aria-labelledby": "model-job-title", dataset: { type: job.type, status: job.status } },
     h("h2", { id: "model-job-title" }, title),
-    h("p", { className: "muted" }, `${paramsText(job.params)}; ${job.status} ${when(job.finished_at)}.`),
+    h("p", { className: "muted" }, `${paramsText(job.params)}; ${FINISHED.has(job.status)
+      ? `${job.status} ${when(job.finished_at)}` : `${job.status} since ${when(job.started_at || job.created_at)}`}.`),
     body(job),
   ));
   return { stop() {} };
 }
 
 function body(job) {
+  if (!FINISHED.has(job.status)) {
+    const stage = job.result?.stage;
+    return h("div", { id: "model-job-progress", role: "status" },
+      h("p", {}, stage ? `At stage ${stage}.` : `${job.status[0].toUpperCase()}${job.status.slice(1)}; no stage yet.`),
+      jobProgress(job));
+  }
   if (job.status !== "completed") {
     return h("p", { id: "model-job-error", className: "error", role: "alert" }, `Failed: ${job.error || "no reason was recorded"}`);
   }
@@ -36,6 +67,7 @@ function body(job) {
   if (job.type === "training" && result.stage === "trained") return trainingSummary(result);
   if (job.type === "pattern_scan" && result.stage === "scanned") return scanSummary(result);
   if (job.type === "suggestion" && result.stage === "suggested") return suggestionSummary(result);
+  if (job.type === "sentiment" && result.mode) return sentimentSummary(result);
   return h("p", { className: "muted" }, "This job kept no summary.");
 }
 
@@ -146,6 +178,48 @@ function suggestionSummary(result) {
   );
 }
 
+// --- sentiment ----------------------------------------------------------------------------
+
+function sentimentSummary(result) {
+  const live = result.mode === "live";
+  const facts = [
+    ["mode", "Mode", live ? "live: one run as of now" : "backfill"],
+    ["range", live ? "As of" : "Range", live ? utc(result.to) : `${utc(result.from)} to ${utc(result.to)}`],
+    ["scorer", "Scorer", result.scorer ?? "—"],
+    ["runtime", "Runtime", result.runtime ?? "—"],
+    ["scored", "Items scored", count(result.scored)],
+    ["steps", "Steps", count(result.steps)],
+    ["stored", "Rows stored", count(result.stored)],
+    ["symbols", "Symbols with news", count(result.symbols)],
+  ];
+  const latest = result.latest || [];
+  return h("div", {},
+    result.scorer_note
+      ? h("p", { id: "sentiment-scorer-note", className: "scorer-note", role: "note" },
+        h("strong", {}, "The configured model was not used: "), result.scorer_note)
+      : null,
+    h("div", { className: "table-scroll" }, h(
+      "table",
+      { id: "sentiment-facts", className: "sentiment-facts" },
+      h("tbody", {}, facts.map(([key, label, value]) => row([h("th", { scope: "row" }, label), value], { dataset: { fact: key } }))),
+    )),
+    h("h3", {}, live ? "Sentiment now" : "Sentiment at the last step"),
+    latest.length === 0 ? h("p", { id: "sentiment-latest", className: "muted" }, "No symbol had news in the window.") : h("div", { className: "table-scroll" }, h(
+      "table",
+      { id: "sentiment-latest", className: "sentiment-latest" },
+      h("thead", {}, h("tr", {}, ["Symbol", "Score", "Items", "Change"].map(
+        (name, i) => h("th", { scope: "col", className: i ? "num" : "" }, name)))),
+      h("tbody", {}, latest.map((s) => row([
+        h("th", { scope: "row" }, s.symbol),
+        h("td", { className: `num score ${sign(s.score)}` }, fixed(s.score)),
+        h("td", { className: "num count" }, count(s.count)),
+        h("td", { className: `num change ${sign(s.change)}` }, fixed(s.change)),
+      ], { dataset: { symbol: s.symbol } }))),
+    )),
+    h("p", {}, h("a", { href: "#market" }, "Sentiment in Market")),
+  );
+}
+
 // --- formats --------------------------------------------------------------------------------
 
 function paramsText(params) {
@@ -170,6 +244,25 @@ function percent(value, digits) {
 
 function sign(value) {
   return !isNumber(value) || value === 0 ? "" : value < 0 ? "loss" : "gain";
+}
+
+/** A signed figure to 3 places; "—" for none (a symbol without news then has no change). */
+function fixed(value) {
+  return isNumber(value) ? `${value > 0 ? "+" : ""}${value.toFixed(3)}` : "—";
+}
+
+function count(value) {
+  return isNumber(value) ? value.toLocaleString("en-US") : "—";
+}
+
+function plural(n, noun) {
+  return `${n.toLocaleString("en-US")} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+/** An instant in UTC, to the minute: a backfill's steps are UTC midnights. */
+function utc(iso) {
+  const date = iso ? new Date(iso) : null;
+  return date && !Number.isNaN(date.getTime()) ? `${date.toISOString().slice(0, 16).replace("T", " ")} UTC` : "—";
 }
 
 function day(iso) {
