@@ -25,6 +25,9 @@ class Commands(LazyGroup):
         "backtest": LazyCommand(
             "cli.backtest", "app", "Backtests: single runs, parameter sweeps, walk-forward."
         ),
+        "sentiment": LazyCommand(
+            "cli.sentiment", "app", "News sentiment: score and store (live or backfill), show."
+        ),
         "trading": LazyCommand("cli.trading", "app", "The kill switch: halt and resume trading."),
         "accounts": LazyCommand(
             "cli.accounts", "app", "Paper accounts: start one afresh, the old one kept."

@@ -20,6 +20,7 @@ already stored (a rerun, an overlapping backfill) are kept as they were.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
 from typing import Any, cast
@@ -38,6 +39,8 @@ from services.sentiment.loading import load_scorer
 from services.settings import get_settings
 from tasks.sentiment import score_pending, sentiment_as_of, sentiment_params
 
+PROGRESS_LOGGER = "flows.sentiment.progress"  # `done`/`total` extras: the CLI's progress bar
+progress_log = logging.getLogger(PROGRESS_LOGGER)
 MAX_STEPS = 10_000
 PROGRESS_EVERY_S = 2.0
 
@@ -116,6 +119,7 @@ def store_steps(
                     artifact_id=progress, progress=100.0 * done / len(instants)
                 )
             record_progress(job_id, "sentiment", done=done, total=len(instants), stored=stored)
+            progress_log.debug("sentiment.step", extra={"done": done, "total": len(instants)})
     finally:
         engine.dispose()
     return {"steps": len(instants), "stored": stored, "symbols": symbols_seen, "latest": last}

@@ -142,6 +142,8 @@ def test_a_trader_trains_scans_and_suggests_from_the_jobs_view(
     expect(p.locator("#model-job-outcome")).to_have_text("Started suggestion job #3.")
 
     form.get_by_role("radio", name="Suggestion").focus()
+    p.keyboard.press("ArrowDown")
+    expect(form.get_by_role("radio", name="Sentiment")).to_be_checked()
     p.keyboard.press("ArrowDown")  # wraps round to Training
     expect(form.get_by_role("radio", name="Training")).to_be_checked()
     form.get_by_label("Symbols").fill("AAPL")

@@ -171,3 +171,27 @@ def test_a_backfill_job_runs_the_flow_and_reports_its_progress(
         assert result["stored"] == 5
         history = api.get("/api/sentiment/history", params={"symbol": "AAPL"}).json()
         assert len(history["points"]) == 3
+
+
+def test_aitrader_sentiment_run_backfills_and_show_reads_point_in_time(
+    aitrader: Any, sample_db: str
+) -> None:
+    engine = make_engine(sample_db)
+    try:
+        _news(make_session_factory(engine))
+    finally:
+        engine.dispose()
+    code, out = aitrader("sentiment", "run", "--start", "2019-06-02", "--end", "2019-06-05")
+    assert code == 0, out
+    assert f"2 items scored by {LEXICON} (lexicon), 5 figures stored over 4 step(s)" in out
+    code, out = aitrader("sentiment", "show", "AAPL,MSFT", "--as-of", "2019-06-04T12:00:00")
+    assert code == 0, out
+    assert "as of 2019-06-04T12:00:00+00:00: 1 items" in out  # MSFT's is known at 14:00
+    assert "AAPL" in out
+    code, out = aitrader("sentiment", "run", "--end", "2019-06-05")
+    assert code == 1
+    assert "error: --start/--end: " in out
+    assert "end needs start" in out
+    code, out = aitrader("sentiment", "show", "--as-of", "yesterday")
+    assert code == 1
+    assert "not an ISO 8601 instant" in out
