@@ -576,3 +576,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     Path(where).mkdir(parents=True, exist_ok=True)
     with (Path(where) / "times.jsonl").open("a") as out:
         out.write(json.dumps(line) + "\n")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT sentiment classifier on disk, built and trained once per session
+    (tests/sentiment_model.py): loaded through the same code a user's FinBERT goes through."""
+    from tests.sentiment_model import build_tiny_classifier
+
+    return build_tiny_classifier(tmp_path_factory.mktemp("sentiment") / "tiny-finbert")

@@ -118,6 +118,25 @@ def test_a_missing_model_directory_falls_back_to_the_lexicon_and_says_so(
     assert {r.scorer for r in _rows(db)} == {LEXICON}
 
 
+def test_with_a_local_model_the_flow_scores_with_its_onnx_export_and_rows_name_it(
+    db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, tiny_model: Path
+) -> None:
+    monkeypatch.setenv("SENTIMENT_MODEL_DIR", str(tiny_model))
+    get_settings.cache_clear()
+    _news(db)
+    summary = sentiment_analysis(start=date(2019, 6, 3), end=date(2019, 6, 4))
+    assert summary["runtime"] == "onnx"
+    assert summary["scorer_note"] is None
+    assert summary["scorer"].startswith("tiny-finbert@")
+    with db() as session:
+        assert set(session.scalars(select(NewsScore.scorer))) == {summary["scorer"]}
+    rows = _rows(db)
+    assert {r.scorer for r in rows} == {summary["scorer"]}
+    by_symbol = {r.symbol: r.score for r in rows}
+    assert by_symbol["AAPL"] > 0  # "soar after record earnings"
+    assert by_symbol["MSFT"] < 0  # "plunges on lawsuit"
+
+
 def test_backfill_steps_and_their_limits() -> None:
     steps = backfill_instants(date(2019, 6, 3), date(2019, 6, 3), 6)
     assert [s.hour for s in steps] == [6, 12, 18, 0]

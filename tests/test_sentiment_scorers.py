@@ -45,11 +45,6 @@ NEUTRAL = [
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_classifier(tmp_path_factory.mktemp("sentiment") / "tiny-finbert")
-
-
-@pytest.fixture(scope="session")
 def models_dir(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A `MODEL_DIR` holding the tiny model's checked export (exported once per session)."""
     out = tmp_path_factory.mktemp("models")
