@@ -91,16 +91,18 @@ async def deploy_backtest() -> None:
 
 
 async def deploy_model_jobs() -> None:
-    """The training, pattern-scan and suggestion deployments, as `deployments.serve` names
-    them (models/jobs.py `DEPLOYMENTS`)."""
+    """The training, pattern-scan, suggestion and sentiment deployments, as
+    `deployments.serve` names them (models/jobs.py `DEPLOYMENTS`)."""
     from prefect.types.entrypoint import EntrypointType
 
     from flows.pattern_scan import pattern_scan
+    from flows.sentiment import sentiment_analysis
     from flows.suggestion import suggestion
     from flows.training import training
 
     for flow, name in ((training, "training"), (pattern_scan, "pattern-scan"),
-                       (suggestion, "suggestion")):  # fmt: skip
+                       (suggestion, "suggestion"),
+                       (sentiment_analysis, "sentiment-analysis")):  # fmt: skip
         deployment = flow.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH)
         assert inspect.isawaitable(deployment)
         applied = (await deployment).apply()
