@@ -16,7 +16,6 @@ must answer in 0.5 s.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,13 +23,12 @@ import typer
 from rich.table import Table
 
 from cli.context import console, open_context, run_command
+from cli.flow_progress import run_with_progress
 from cli.lazy import QuickHelpGroup
 from models.enums import Direction, SizingMode, Timeframe
-from models.errors import AITraderError, InvalidInputError, describe_failure
+from models.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from cli.context import CommandContext
 
 app = typer.Typer(
@@ -41,10 +39,6 @@ app = typer.Typer(
 
 DAY = ["%Y-%m-%d"]
 PROGRESS_LOGGER = "flows.backtest.progress"
-
-
-class BacktestFailedError(AITraderError):
-    """The backtest flow run did not complete."""
 
 
 @app.command("run")
@@ -178,50 +172,14 @@ def parse_params(items: list[str]) -> dict[str, float | list[float]]:
 
 
 def _run(params: dict[str, Any]) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from flows.backtest import backtest
 
-    progress_log = logging.getLogger(PROGRESS_LOGGER)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task_id = bar.add_task("starting", total=None)
-        handler = _ProgressHandler(bar, task_id)
-        progress_log.addHandler(handler)
-        progress_log.setLevel(logging.DEBUG)
-        progress_log.propagate = False
-        try:
-            state = backtest(**params, return_state=True)
-        finally:
-            progress_log.removeHandler(handler)
-            progress_log.propagate = True
-    if not state.is_completed():
-        failure = state.result(raise_on_failure=False)
-        if isinstance(failure, AITraderError):
-            raise failure
-        cause = describe_failure(failure) if isinstance(failure, BaseException) else state.message
-        raise BacktestFailedError(f"the backtest flow run ended {state.name}: {cause}")
-    result: dict[str, Any] = state.result()
-    return result
-
-
-class _ProgressHandler(logging.Handler):
-    def __init__(self, bar: Progress, task_id: Any) -> None:
-        super().__init__(logging.DEBUG)
-        self._bar = bar
-        self._task = task_id
-
-    def emit(self, record: logging.LogRecord) -> None:
-        done, total = getattr(record, "done", None), getattr(record, "total", None)
-        unit = getattr(record, "unit", None) or "parameter sets"
-        if isinstance(done, int) and isinstance(total, int):
-            self._bar.update(self._task, completed=done, total=total, description=str(unit))
+    return run_with_progress(
+        lambda: backtest(**params, return_state=True),
+        PROGRESS_LOGGER,
+        what="backtest",
+        unit="parameter sets",
+    )
 
 
 # Row labels that say what a number counts; the metric's own name leads, for --optimise.

@@ -9,14 +9,14 @@ by then, the way `GET /api/sentiment` answers.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
 from cli.context import console, open_context, run_command
-from models.errors import AITraderError, InvalidInputError, describe_failure
+from cli.flow_progress import run_with_progress
+from models.errors import InvalidInputError
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -25,10 +25,6 @@ app = typer.Typer(
 )
 
 DAY = ["%Y-%m-%d"]
-
-
-class SentimentFailedError(AITraderError):
-    """The sentiment flow run did not complete."""
 
 
 @app.command("run")
@@ -152,46 +148,11 @@ def _num(value: object) -> str:
 
 
 def _run(params: dict[str, Any]) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from flows.sentiment import PROGRESS_LOGGER, sentiment_analysis
 
-    log = logging.getLogger(PROGRESS_LOGGER)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task_id = bar.add_task("scoring", total=None)
-        handler = _StepHandler(bar, task_id)
-        log.addHandler(handler)
-        log.setLevel(logging.DEBUG)
-        log.propagate = False
-        try:
-            state = sentiment_analysis(**params, return_state=True)
-        finally:
-            log.removeHandler(handler)
-            log.propagate = True
-    if not state.is_completed():
-        failure = state.result(raise_on_failure=False)
-        if isinstance(failure, AITraderError):
-            raise failure
-        cause = describe_failure(failure) if isinstance(failure, BaseException) else state.message
-        raise SentimentFailedError(f"the sentiment flow run ended {state.name}: {cause}")
-    result: dict[str, Any] = state.result()
-    return result
-
-
-class _StepHandler(logging.Handler):
-    def __init__(self, bar: Any, task_id: Any) -> None:
-        super().__init__(logging.DEBUG)
-        self._bar = bar
-        self._task = task_id
-
-    def emit(self, record: logging.LogRecord) -> None:
-        done, total = getattr(record, "done", None), getattr(record, "total", None)
-        if isinstance(done, int) and isinstance(total, int):
-            self._bar.update(self._task, completed=done, total=total, description="steps")
+    return run_with_progress(
+        lambda: sentiment_analysis(**params, return_state=True),
+        PROGRESS_LOGGER,
+        what="sentiment",
+        unit="steps",
+    )

@@ -50,7 +50,6 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import unit_of_work
-from models.errors import ConfigurationError
 from realtime.background import BackgroundTask
 from services.settings import NewsSource, Settings
 from services.vendors.alpaca_news import news_row
@@ -146,16 +145,9 @@ class AlpacaNewsStream:
         cls, settings: Settings, sessions: sessionmaker[Session], store: NewsStore, **options: Any
     ) -> Self:
         """Keys and URL from settings (ALPACA_*); `options` override the constructor's."""
-        key, secret = settings.alpaca_api_key, settings.alpaca_secret_key
-        missing = [
-            name
-            for name, value in (("ALPACA_API_KEY", key), ("ALPACA_SECRET_KEY", secret))
-            if value is None or not value.get_secret_value()
-        ]
-        if missing or key is None or secret is None:
-            raise ConfigurationError(f"NEWS_SOURCE=alpaca needs {' and '.join(missing)}")
+        key, secret = settings.alpaca_keys("NEWS_SOURCE=alpaca")
         options.setdefault("url_override", settings.alpaca_news_stream_url)
-        return cls(key.get_secret_value(), secret.get_secret_value(), sessions, store, **options)
+        return cls(key, secret, sessions, store, **options)
 
     @property
     def running(self) -> bool:

@@ -363,6 +363,19 @@ class Settings(BaseSettings):
             raise ValueError(f"account names must be distinct, got {names}")
         return value
 
+    def alpaca_keys(self, needed_by: str) -> tuple[str, str]:
+        """ALPACA_API_KEY and ALPACA_SECRET_KEY; `ConfigurationError` saying what needs them
+        (`needed_by`: "MARKET_DATA_SOURCE=alpaca", "Alpaca news") and which are missing."""
+        key, secret = self.alpaca_api_key, self.alpaca_secret_key
+        missing = [
+            name
+            for name, value in (("ALPACA_API_KEY", key), ("ALPACA_SECRET_KEY", secret))
+            if value is None or not value.get_secret_value()
+        ]
+        if missing or key is None or secret is None:
+            raise ConfigurationError(f"{needed_by} needs {' and '.join(missing)}")
+        return key.get_secret_value(), secret.get_secret_value()
+
     def account(self, name: str) -> AccountConfig:
         """The configured account called `name`; `ConfigurationError` if there is none."""
         for account in self.accounts:

@@ -43,7 +43,7 @@ from alpaca.data.enums import DataFeed
 from alpaca.data.live.stock import StockDataStream
 from alpaca.data.models import Trade
 
-from models.errors import AITraderError, ConfigurationError
+from models.errors import AITraderError
 from models.market_data import Tick
 from realtime.sources.base import TickHandler
 from services.settings import Settings
@@ -106,17 +106,10 @@ class AlpacaSource:
     @classmethod
     def from_settings(cls, settings: Settings, symbols: Iterable[str], **options: Any) -> Self:
         """Keys, feed and URL from settings (ALPACA_*); `options` override the constructor's."""
-        key, secret = settings.alpaca_api_key, settings.alpaca_secret_key
-        missing = [
-            name
-            for name, value in (("ALPACA_API_KEY", key), ("ALPACA_SECRET_KEY", secret))
-            if value is None or not value.get_secret_value()
-        ]
-        if missing or key is None or secret is None:
-            raise ConfigurationError(f"MARKET_DATA_SOURCE=alpaca needs {' and '.join(missing)}")
+        key, secret = settings.alpaca_keys("MARKET_DATA_SOURCE=alpaca")
         options.setdefault("feed", settings.alpaca_data_feed.value)
         options.setdefault("url_override", settings.alpaca_stream_url)
-        return cls(key.get_secret_value(), secret.get_secret_value(), symbols, **options)
+        return cls(key, secret, symbols, **options)
 
     @property
     def running(self) -> bool:

@@ -52,7 +52,7 @@ from services.brokers.protocol import (
 T = TypeVar("T")
 
 
-class _TimeoutAdapter(HTTPAdapter):
+class TimeoutAdapter(HTTPAdapter):
     """requests has no session-wide timeout; this gives every request one unless it set its own."""
 
     def __init__(self, timeout_s: float) -> None:
@@ -71,7 +71,7 @@ def trading_client(
     """alpaca-py's client with a request timeout and without its own retries."""
     client = TradingClient(api_key, secret_key, paper=paper, url_override=url)
     client._retry = 0  # TradingClient cannot be told; RESTClient ignores retry_attempts=0
-    adapter = _TimeoutAdapter(timeout_s)
+    adapter = TimeoutAdapter(timeout_s)
     client._session.mount("http://", adapter)
     client._session.mount("https://", adapter)
     return client

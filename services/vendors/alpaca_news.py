@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from models.errors import AITraderError, ConfigurationError, InvalidInputError
+from models.errors import AITraderError, InvalidInputError
 from services.settings import Settings
 
 if TYPE_CHECKING:
@@ -124,21 +124,12 @@ def news_client(settings: Settings, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> 
     the broker's client (services/brokers/alpaca.py): alpaca-py sets no timeout."""
     from alpaca.data.historical.news import NewsClient
 
-    from services.brokers.alpaca import _TimeoutAdapter
+    from services.brokers.alpaca import TimeoutAdapter
 
-    key, secret = settings.alpaca_api_key, settings.alpaca_secret_key
-    missing = [
-        name
-        for name, value in (("ALPACA_API_KEY", key), ("ALPACA_SECRET_KEY", secret))
-        if value is None or not value.get_secret_value()
-    ]
-    if missing or key is None or secret is None:
-        raise ConfigurationError(f"Alpaca news needs {' and '.join(missing)}")
-    client = NewsClient(
-        key.get_secret_value(), secret.get_secret_value(), url_override=settings.alpaca_data_url
-    )
+    key, secret = settings.alpaca_keys("Alpaca news")
+    client = NewsClient(key, secret, url_override=settings.alpaca_data_url)
     client._retry = 0  # RESTClient retries 429/504 three times, 3 s apart, unless told not to
-    adapter = _TimeoutAdapter(timeout_s)
+    adapter = TimeoutAdapter(timeout_s)
     client._session.mount("http://", adapter)
     client._session.mount("https://", adapter)
     return client
