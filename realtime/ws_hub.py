@@ -1,8 +1,9 @@
 """Fan-out of topics to WebSocket clients, each with its own bounded queue.
 
 Topics: `market_data` (price changes from the PriceCache, once per interval),
-`trading_signals`, `job_updates`, `system_status`, `orders`, `fills` (bus
-messages, published by whoever bridges the bus). A client subscribes to topics
+`trading_signals`, `suggestions`, `job_updates`, `system_status`, `orders`,
+`fills` (bus messages, published by whoever bridges the bus), `sentiment`
+(stored symbol sentiment, from realtime/sentiment_feed.py). A client subscribes to topics
 with an optional symbol filter. Every message is `{type, ts, data}` JSON,
 serialised once per distinct filter, never once per client.
 
