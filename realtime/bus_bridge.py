@@ -151,6 +151,11 @@ def signal_backlog(
     return Backlog(messages, start, truncated)
 
 
+PROGRESS_FACTS = ("done", "total", "scored", "stored")
+"""A running job's progress facts (flows/sentiment.py): announced with the change, as the
+flow's own announcement over Redis carries them, so a page needs no read to draw its bar."""
+
+
 class JobPoller:
     def __init__(self, sessions: sessionmaker[Session], hub: WSHub, *, interval_s: float = 2.0):
         self._sessions = sessions
@@ -205,7 +210,8 @@ class JobPoller:
                 )
                 if self._watching.get(job.id) == seen:
                     continue
-                changes.append({"event": "job.updated", **job_update(job).message_data()})
+                progress = {k: result[k] for k in PROGRESS_FACTS if k in result}
+                changes.append({"event": "job.updated", **job_update(job, progress).message_data()})
                 if job.status in FINISHED:
                     self._watching.pop(job.id, None)
                 else:

@@ -17,6 +17,7 @@ from websockets.sync.connection import Connection
 from api.app import create_app
 from db.engine import make_engine, make_session_factory, unit_of_work
 from db.migrate import upgrade
+from db.queries.jobs import record_stage
 from models.bus import FILLS_GLOBAL, BusMessage
 from models.enums import RunStatus
 from models.ops import Job
@@ -71,6 +72,16 @@ def test_without_redis_job_changes_are_polled_from_the_database(
             job.id,
             "pending",
         )
+        with unit_of_work(sessions) as s:  # a backfill's step: progress on the same stage
+            record_stage(s, job.id, "sentiment", done=1, total=4, stored=3)
+        first = _next_of(ws, "job_updates")["data"]
+        with unit_of_work(sessions) as s:
+            record_stage(s, job.id, "sentiment", done=2, total=4, stored=6)
+        second = _next_of(ws, "job_updates")["data"]
+        assert (first["stage"], first["done"], first["total"], first["stored"]) == (
+            "sentiment", 1, 4, 3,
+        )  # fmt: skip
+        assert (second["status"], second["done"]) == ("running", 2)
         with unit_of_work(sessions) as s:
             s.execute(update(Job).where(Job.id == job.id).values(status=RunStatus.COMPLETED))
         done = _next_of(ws, "job_updates")["data"]
