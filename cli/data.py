@@ -222,7 +222,13 @@ def _print_news_report(report: NewsImportReport, *, dry_run: bool) -> None:
     console.print(
         f"news from {report.path}: {report.read} read, {written}, "
         f"{report.unchanged} unchanged, {report.rejected} rejected"
-        + (f"; {report.from_published} known from published_at" if report.from_published else ""),
+        + (f"; {report.from_published} known from published_at" if report.from_published else "")
+        + (
+            f"; {report.partly_joined} also naming symbols that are not instruments "
+            "(joined to the instruments only)"
+            if report.partly_joined
+            else ""
+        ),
         soft_wrap=True,  # one line per fact: scripts grep it
         highlight=False,
     )

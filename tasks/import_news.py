@@ -7,8 +7,11 @@ tasks). Rules, each a rejection with its line (or id) and reason (nothing is gue
 
 * a line that is not an item (bad JSON), a missing or malformed field, a time
   without an offset, `received_at` before `published_at`;
-* a symbol that is not an instrument (import its bars or reference data first):
-  news about a ticker the system does not know cannot be joined to anything;
+* an item none of whose symbols is an instrument (import bars or reference data
+  first): news about tickers the system does not know joins to nothing. An item
+  naming an instrument and others (Alpaca tags ETFs, crypto pairs, foreign
+  lines) is kept: `symbols` says all it named, it is joined to the instruments
+  only, and the report counts it in `partly_joined`;
 * the same (source, id) twice in the file with different content; the same
   content twice is one item;
 * an id already stored with different content: news is a record of what was
@@ -53,6 +56,7 @@ class NewsImportReport:
     unchanged: int = 0
     rejected: int = 0
     from_published: int = 0  # stored items known from published_at (no received_at)
+    partly_joined: int = 0  # new items naming symbols that are not instruments, joined without
     reasons: list[str] = field(default_factory=list)
     unit: str = "line"  # what names a row in `reasons`: a file's line, Alpaca's id
 
@@ -121,7 +125,8 @@ def import_news_rows(
     stored = stored_hashes(session, valid.keys())
     new: list[tuple[NewsRecord, str]] = []
     for key, (line, record, digest) in valid.items():
-        if unknown := [s for s in record.symbols if s not in known]:
+        unknown = [s for s in record.symbols if s not in known]
+        if len(unknown) == len(record.symbols):
             report.reject(line, f"not an instrument: {', '.join(unknown)}")
         elif key in stored:
             if stored[key] == digest:
@@ -131,9 +136,10 @@ def import_news_rows(
         else:
             new.append((record, digest))
             report.from_published += record.received_at is None
+            report.partly_joined += bool(unknown)
     report.new = len(new)
     if not dry_run:
-        report.inserted = insert_news(session, new)
+        report.inserted = insert_news(session, new, instruments=known)
     logger.info(
         "news.imported",
         extra={

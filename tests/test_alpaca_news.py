@@ -141,14 +141,16 @@ def test_alpaca_errors_and_silence_raise_one_line_errors(rest: FakeAlpacaRest) -
 def test_an_alpaca_import_keeps_the_rules_of_a_file(
     db: sessionmaker[Session], rest: FakeAlpacaRest
 ) -> None:
-    rest.set_news(_item(1), _item(2, "AAPL", "BTCUSD"), _item(3, "MSFT"))
+    rest.set_news(_item(1), _item(2, "AAPL", "BTCUSD"), _item(3, "MSFT"), _item(5, "BTCUSD"))
     report = _import(db, fetch_news(_settings(rest), T0, T0 + DAY))
-    assert (report.read, report.inserted, report.rejected, report.from_published) == (3, 2, 1, 2)
-    assert report.reasons == ["alpaca id 2: not an instrument: BTCUSD"]
+    assert (report.read, report.inserted, report.rejected, report.from_published) == (4, 3, 1, 3)
+    assert report.partly_joined == 1  # id 2: AAPL news, also tagged with a crypto pair
+    assert report.reasons == ["alpaca id 5: not an instrument: BTCUSD"]
     with db() as session:
         items = session.scalars(select(NewsItem).order_by(NewsItem.source_id)).all()
         assert [(n.source, n.source_id, n.symbols) for n in items] == [
             ("alpaca", "1", ["AAPL"]),
+            ("alpaca", "2", ["AAPL", "BTCUSD"]),
             ("alpaca", "3", ["MSFT"]),
         ]
         assert all(n.known_from == "published" and n.received_at is None for n in items)
@@ -161,7 +163,7 @@ def test_an_alpaca_import_keeps_the_rules_of_a_file(
         "alpaca id 3: alpaca/3 is stored with other content",
     ]
     with db() as session:
-        assert session.scalar(select(func.count()).select_from(NewsItem)) == 3
+        assert session.scalar(select(func.count()).select_from(NewsItem)) == 4
         kept = session.scalars(select(NewsItem).where(NewsItem.source_id.in_(["3", "4"])))
         assert {n.source_id: (n.headline, n.symbols) for n in kept} == {
             "3": ("Headline 3", ["MSFT"]),  # as first stored

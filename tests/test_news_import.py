@@ -21,6 +21,7 @@ from models.news import NewsItem, NewsSymbol
 from tasks.import_news import import_news_file
 
 T = "2019-06-03T13:30:00+00:00"
+FAR = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def _item(source_id: str, **fields: Any) -> dict[str, Any]:
@@ -163,6 +164,23 @@ def test_a_read_as_of_a_moment_sees_only_what_was_known_by_then(
         assert [n.source_id for n in since] == ["b", "a"]
         later = news_as_of(session, datetime(2019, 6, 3, 15, 0, tzinfo=UTC), symbols=["AAPL"])
         assert [n.source_id for n in later] == ["c", "a", "d"]
+
+
+def test_an_item_naming_an_instrument_and_others_is_kept_joined_to_the_instrument(
+    db: sessionmaker[Session], tmp_path: Path
+) -> None:
+    rows = [_item("1", symbols=["AAPL", "SPY", "BTCUSD"]), _item("2", symbols=["SPY"])]
+    report = _import(db, _jsonl(tmp_path / "mixed.jsonl", rows))
+    assert (report.inserted, report.partly_joined, report.rejected) == (1, 1, 1)
+    assert report.reasons == ["line 2: not an instrument: SPY"]
+    with db() as session:
+        (item,) = session.scalars(select(NewsItem)).all()
+        assert item.symbols == ["AAPL", "SPY", "BTCUSD"]  # what the source said
+        joined = session.scalars(select(NewsSymbol.symbol)).all()
+        assert joined == ["AAPL"]  # what can be joined
+        assert [n.source_id for n in news_as_of(session, FAR, symbols=["AAPL"])] == ["1"]
+    again = _import(db, _jsonl(tmp_path / "mixed.jsonl", rows))
+    assert (again.inserted, again.unchanged) == (0, 1)
 
 
 def test_aitrader_data_news_imports_and_says_what_it_refused(aitrader: Any, tmp_path: Path) -> None:

@@ -30,8 +30,14 @@ def stored_hashes(
     return out
 
 
-def insert_news(session: Session, records: Sequence[tuple[NewsRecord, str]]) -> int:
-    """Store (record, content hash) pairs not stored yet; the caller checked which those are."""
+def insert_news(
+    session: Session,
+    records: Sequence[tuple[NewsRecord, str]],
+    *,
+    instruments: Collection[str] | None = None,
+) -> int:
+    """Store (record, content hash) pairs not stored yet; the caller checked which those are.
+    Each item is joined to its symbols that are in `instruments` (default: all of them)."""
     for record, digest in records:
         item = NewsItem(
             source=record.source,
@@ -51,6 +57,7 @@ def insert_news(session: Session, records: Sequence[tuple[NewsRecord, str]]) -> 
         session.add_all(
             NewsSymbol(news_id=item.id, symbol=symbol, known_at=record.known_at)
             for symbol in record.symbols
+            if instruments is None or symbol in instruments
         )
     session.flush()
     return len(records)
