@@ -135,7 +135,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
             row["symbol"],
             _num(row.get("score")),
             str(row.get("count", 0)),
-            _num(row.get("dispersion")),
+            _num(row.get("dispersion"), signed=False),
             _num(row.get("change")),
             str(row.get("first_known_at") or "-")[:16],
             str(row.get("last_known_at") or "-")[:16],
@@ -143,8 +143,10 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _num(value: object) -> str:
-    return f"{value:+.3f}" if isinstance(value, float | int) else "-"
+def _num(value: object, *, signed: bool = True) -> str:
+    if not isinstance(value, float | int):
+        return "-"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
 def _run(params: dict[str, Any]) -> dict[str, Any]:
