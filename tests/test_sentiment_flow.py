@@ -214,3 +214,49 @@ def test_aitrader_sentiment_run_backfills_and_show_reads_point_in_time(
     code, out = aitrader("sentiment", "show", "--as-of", "yesterday")
     assert code == 1
     assert "not an ISO 8601 instant" in out
+
+
+@pytest.mark.redis
+@pytest.mark.usefixtures("redis_up")
+def test_with_redis_a_backfills_steps_are_announced_on_the_job_stream(
+    db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production's path: the flow announces each step on `jobs:updates` itself (the
+    realtime process's bus bridge carries it to `job_updates`)."""
+    import asyncio
+
+    from models.bus import JOBS_UPDATES
+    from services.bus.redis_streams import RedisStreamsBus
+
+    redis_url = "redis://127.0.0.1:6379/0"
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    _news(db)
+    with db() as session:
+        job = Job(type="sentiment", params={})
+        session.add(job)
+        session.commit()
+        job_id = job.id
+
+    def newest_id() -> str:
+        import redis
+
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            last: Any = client.xrevrange(JOBS_UPDATES, count=1)
+            return str(last[0][0]) if last else "0-0"
+        finally:
+            client.close()
+
+    async def since(start: str) -> list[dict[str, Any]]:
+        bus = RedisStreamsBus(redis_url)
+        try:
+            got = await bus.tail(JOBS_UPDATES, last_id=start, block_ms=0, count=1000)
+            return [d.message.data for d in got if d.message.data.get("id") == job_id]
+        finally:
+            await bus.close()
+
+    start = newest_id()
+    sentiment_analysis(start=date(2019, 6, 2), end=date(2019, 6, 5), job_id=job_id)
+    steps = [m.get("done") for m in asyncio.run(since(start)) if m.get("stage") == "sentiment"]
+    assert [s for s in steps if s is not None] == [1, 2, 3, 4]
