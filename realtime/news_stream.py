@@ -11,7 +11,8 @@ validate-and-store path of every news source (tasks/import_news.py
 `import_news_rows`, handed in by the assembler: realtime does not import tasks),
 in a worker thread (`asyncio.to_thread`) and one transaction per batch, so the
 event loop never waits on the database. The same rules as a file hold: an item
-naming a symbol that is not an instrument is refused and logged, not stored; an id
+naming no instrument is refused and logged, not stored (one naming an instrument
+and other tickers is kept, joined to the instrument); an id
 already stored with the same content is `unchanged` (a re-sent item is stored
 once); one stored with other content (Alpaca re-sends an edited item under its
 id) is refused, as a correction must be an item of its own.
@@ -51,6 +52,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import unit_of_work
 from realtime.background import BackgroundTask
+from realtime.sources.alpaca_login import LoginReporting
 from services.settings import NewsSource, Settings
 from services.vendors.alpaca_news import news_row
 
@@ -61,7 +63,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ORIGIN = "alpaca news stream"
-_REFUSALS = frozenset({"auth failed", "insufficient subscription"})  # codes 402 and 409
 
 
 class StoredNews(Protocol):
@@ -283,19 +284,7 @@ def _stream_class() -> type[NewsDataStream]:
     """
     from alpaca.data.live.news import NewsDataStream
 
-    class _LoginReportingNewsStream(NewsDataStream):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.refusal: ValueError | None = None
-
-        async def _auth(self) -> None:
-            try:
-                await super()._auth()
-            except ValueError as exc:
-                # alpaca-py raises ValueError(server's msg); only these two are final.
-                if str(exc) in _REFUSALS:
-                    self.refusal = exc
-                    await self.stop_ws()  # so _run_forever returns instead of retrying
-                raise
+    class _LoginReportingNewsStream(LoginReporting, NewsDataStream):
+        pass
 
     return _LoginReportingNewsStream

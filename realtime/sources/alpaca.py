@@ -16,9 +16,9 @@ How this sits on alpaca-py 0.44 (hence the pin to 0.44.x):
   `add_symbol`/`remove_symbol` hand them to our worker thread, in order. Trades
   are also filtered against our own symbol set, so a removal takes effect at
   once even if the server still sends a few trades.
-* alpaca-py retries a refused login for ever. `_LoginReportingStream` overrides
-  the private `_auth` thinly (it calls the original) to learn each outcome, and
-  stops the stream when Alpaca refused the key (402) or its feed (409).
+* alpaca-py retries a refused login for ever. `_LoginReportingStream` learns each
+  login's outcome and stops the stream when Alpaca refused the key (402) or its
+  feed (409) (realtime/sources/alpaca_login.py).
 
 Errors:
 
@@ -45,13 +45,13 @@ from alpaca.data.models import Trade
 
 from models.errors import AITraderError
 from models.market_data import Tick
+from realtime.sources.alpaca_login import LoginReporting
 from realtime.sources.base import TickHandler
 from services.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
-_REFUSALS = frozenset({"auth failed", "insufficient subscription"})  # codes 402 and 409
 
 
 class MarketDataAuthError(AITraderError):
@@ -261,24 +261,8 @@ class AlpacaSource:
             )
 
 
-class _LoginReportingStream(StockDataStream):
+class _LoginReportingStream(LoginReporting, StockDataStream):
     """A `StockDataStream` that records each login's outcome and gives up on a refusal."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.logged_in = asyncio.Event()
-        self.refusal: ValueError | None = None
-
-    async def _auth(self) -> None:
-        try:
-            await super()._auth()
-        except ValueError as exc:
-            # alpaca-py raises ValueError(server's msg); only these two are final.
-            if str(exc) in _REFUSALS:
-                self.refusal = exc
-                await self.stop_ws()  # so _run_forever returns instead of retrying
-            raise
-        self.logged_in.set()
 
 
 def _normalise(symbol: str) -> str:
