@@ -14,15 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.engine_setup import pattern_setup, strategy_engine
 from api.metrics import Metrics
 from api.rate_limit import RateLimiter
-from db.engine import make_engine, make_read_session_factory, make_session_factory, unit_of_work
-from db.queries.signals import ensure_strategy
-from models.errors import ConfigurationError
+from db.engine import make_engine, make_read_session_factory, make_session_factory
 from models.market_data import Tick
 from realtime.background import BackgroundTask
 from realtime.book_service import BookService
@@ -30,7 +28,6 @@ from realtime.bus_bridge import BusBridge, JobPoller
 from realtime.gc_policy import GCPolicy
 from realtime.jobs import JobSupervisor
 from realtime.news_stream import AlpacaNewsStream, start_news_stream
-from realtime.patterns.config import PatternConfig
 from realtime.patterns.engine import PatternEngine, datetime_to_ns, warm_up
 from realtime.patterns.sink import SignalSink
 from realtime.price_cache import PriceCache
@@ -38,7 +35,7 @@ from realtime.sentiment_feed import SentimentFeed
 from realtime.sources.base import MarketDataSource
 from realtime.sources.factory import make_book_feed, make_source
 from realtime.sse_hub import SSEHub
-from realtime.strategy.engine import SentimentLookup, StrategyEngine
+from realtime.strategy.engine import StrategyEngine
 from realtime.ws_hub import Topic, WSHub
 from services.bus import Bus, make_bus
 from services.settings import Settings
@@ -334,84 +331,3 @@ async def start_runtime(
         extra={"source": runtime.source.name, "symbols": len(runtime.source.symbols)},
     )
     return runtime
-
-
-def strategy_engine(
-    settings: Settings,
-    bus: Bus,
-    patterns: PatternEngine,
-    sessions: sessionmaker[Session],
-    metrics: Metrics,
-    sentiment: SentimentLookup | None = None,
-) -> StrategyEngine:
-    """The strategy engine over the pattern engine, its models read from the registry."""
-    from realtime.strategy.breaker import CircuitBreaker
-    from realtime.strategy.model_set import ModelSet
-    from realtime.strategy.scoring import Weights
-
-    models = ModelSet(
-        sessions,
-        threads=settings.inference_threads,
-        tensorrt=settings.inference_tensorrt,
-        cache_dir=settings.model_dir / "tensorrt",
-    )
-    try:
-        weights = Weights(**settings.strategy_weights)
-    except (TypeError, ValueError) as error:
-        raise ConfigurationError(f"STRATEGY_WEIGHTS: {error}") from error
-    engine = StrategyEngine(
-        bus,
-        patterns,
-        models,
-        sessions,
-        weights=weights,
-        breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s),
-        timeout_s=settings.inference_timeout_ms / 1000,
-        refresh_s=settings.model_refresh_s,
-        on_latency=metrics.suggestion_latency.observe,
-        sentiment=sentiment,
-    )
-    metrics.count_from(
-        "aitrader_suggestions", "Suggestions by what happened to them", "event", engine.counters_now
-    )
-    metrics.count_labelled(
-        "aitrader_inference",
-        "Model calls per model, path and outcome (a race's wins, errors, fallbacks)",
-        ("model", "path", "outcome"),
-        models.stats,
-    )
-    metrics.watch_labelled(
-        metrics.breaker_open, lambda: {"models": 1.0 if engine.breaker.state == "open" else 0.0}
-    )
-    return engine
-
-
-def pattern_setup(settings: Settings, sessions: sessionmaker[Session]) -> tuple[PatternConfig, int]:
-    """The engine's config and strategy id: PATTERN_PARAMS, overridden by the strategy row.
-
-    The row is created with the settings' config the first time; after that,
-    editing its `params` is how a deployment tunes the engine. A config that
-    does not validate stops the start with the reason, never a silent default.
-    """
-    try:
-        base = PatternConfig.from_params(settings.pattern_params)
-    except ValidationError as exc:
-        raise ConfigurationError(f"PATTERN_PARAMS: {exc}") from exc
-    with unit_of_work(sessions) as session:
-        strategy = ensure_strategy(
-            session,
-            settings.pattern_strategy,
-            "pattern",
-            base.model_dump(mode="json"),
-            "Tick patterns of the realtime engine (realtime/patterns).",
-        )
-        if strategy.kind != "pattern":
-            raise ConfigurationError(
-                f"strategy {strategy.name!r} is a {strategy.kind!r} strategy, not 'pattern': "
-                "set PATTERN_STRATEGY to another name"
-            )
-        try:
-            config = PatternConfig.from_params(dict(strategy.params), base)
-        except ValidationError as exc:
-            raise ConfigurationError(f"strategy {strategy.name!r} params: {exc}") from exc
-        return config, strategy.id

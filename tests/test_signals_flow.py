@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select, text
 from websockets.sync.client import connect
 
 from api.app import create_app
-from api.runtime import pattern_setup
+from api.engine_setup import pattern_setup
 from db.engine import make_engine, make_session_factory, unit_of_work
 from db.queries.signals import ensure_strategy
 from models.bus import SIGNALS_GLOBAL, signals_for
