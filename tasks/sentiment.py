@@ -27,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import read_sessions_of, unit_of_work
-from db.queries.sentiment import ScoredMention, insert_new, scored_mentions, unscored_news
+from db.queries.inserts import insert_new
+from db.queries.sentiment import ScoredMention, scored_mentions, unscored_news
 from models.sentiment import NewsScore, SentimentParams, SentimentReport
 from services.sentiment.aggregate import Known, symbol_sentiment
 from services.sentiment.scorer import Scorer

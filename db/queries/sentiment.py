@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import CursorResult, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db.queries.inserts import insert_new
 from models.news import NewsItem, NewsSymbol
 from models.sentiment import NewsScore, SymbolSentiment, SymbolSentimentRow
 
@@ -25,21 +25,6 @@ class ScoredMention(NamedTuple):
     known_at: datetime
     scorer: str
     score: float
-
-
-def insert_new(session: Session, table: type[Any], rows: Sequence[dict[str, Any]]) -> int:
-    """Insert `rows` into `table`, skipping any that collide with a stored one; how many landed.
-    A retried batch, or two runs racing over the same items, adds nothing twice."""
-    insert_fn = (
-        postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    )
-    added = 0
-    for start in range(0, len(rows), CHUNK):
-        stmt = insert_fn(table).values(list(rows[start : start + CHUNK])).on_conflict_do_nothing()
-        result = session.execute(stmt)
-        assert isinstance(result, CursorResult)
-        added += max(result.rowcount, 0)
-    return added
 
 
 def unscored_news(

@@ -15,10 +15,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.queries.inserts import insert_new
 from db.queries.instruments import ensure_instruments
 from models.enums import Side, Timeframe
 from models.strategy import Signal, Strategy
@@ -43,14 +43,7 @@ def insert_signals(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     if not rows:
         return 0
     ensure_instruments(session, {row["symbol"] for row in rows})
-    is_postgres = session.get_bind().dialect.name == "postgresql"
-    insert_fn = postgresql.insert if is_postgres else sqlite.insert
-    before = session.scalar(select(func.count()).select_from(Signal)) or 0
-    for start in range(0, len(rows), 1000):
-        stmt = insert_fn(Signal).values(list(rows[start : start + 1000]))
-        session.execute(stmt.on_conflict_do_nothing())
-    after = session.scalar(select(func.count()).select_from(Signal)) or 0
-    return int(after - before)
+    return insert_new(session, Signal, rows)
 
 
 def signal_row(

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.queries.inserts import insert_new
 from models.suggestions import Suggestion
 
 MAX_LIST = 1000
@@ -18,17 +18,7 @@ MAX_LIST = 1000
 def insert_suggestions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Insert suggestion rows (column -> value); one already stored for the same signal is
     skipped, so a batch retried after it partly landed adds nothing twice. Returns new rows."""
-    if not rows:
-        return 0
-    insert_fn = (
-        postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    )
-    before = session.scalar(select(func.count()).select_from(Suggestion)) or 0
-    for start in range(0, len(rows), 500):
-        stmt = insert_fn(Suggestion).values(list(rows[start : start + 500]))
-        session.execute(stmt.on_conflict_do_nothing())
-    after = session.scalar(select(func.count()).select_from(Suggestion)) or 0
-    return int(after - before)
+    return insert_new(session, Suggestion, rows)
 
 
 def recent_suggestions(
