@@ -34,14 +34,13 @@ from db.engine import make_engine, make_session_factory, read_sessions_of, unit_
 from db.queries.sentiment import news_symbols_known, store_sentiment
 from flows.job_hooks import JOB_HOOKS, record_progress, record_result
 from models.errors import InvalidInputError
-from models.sentiment import SentimentParams
+from models.sentiment import MAX_BACKFILL_STEPS, SentimentParams, backfill_steps
 from services.sentiment.loading import load_scorer
 from services.settings import get_settings
 from tasks.sentiment import score_pending, sentiment_as_of, sentiment_params
 
 PROGRESS_LOGGER = "flows.sentiment.progress"  # `done`/`total` extras: the CLI's progress bar
 progress_log = logging.getLogger(PROGRESS_LOGGER)
-MAX_STEPS = 10_000
 PROGRESS_EVERY_S = 2.0
 
 
@@ -128,14 +127,12 @@ def store_steps(
 def backfill_instants(start: date, end: date, step_hours: float) -> list[datetime]:
     """From `start`'s midnight (UTC) to `end`'s end, every `step_hours`."""
     first = datetime.combine(start, time(), tzinfo=UTC)
-    stop = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
-    step = timedelta(hours=step_hours)
-    count = int((stop - first) / step)
-    if count > MAX_STEPS:
+    count = backfill_steps(start, end, step_hours)
+    if count > MAX_BACKFILL_STEPS:
         raise InvalidInputError(
-            "step_hours", f"{count} steps from {start} to {end}: at most {MAX_STEPS}"
+            "step_hours", f"{count} steps from {start} to {end}: at most {MAX_BACKFILL_STEPS}"
         )
-    return [first + k * step for k in range(1, count + 1)]
+    return [first + k * timedelta(hours=step_hours) for k in range(1, count + 1)]
 
 
 @flow(name="sentiment-analysis", retries=0, **JOB_HOOKS)

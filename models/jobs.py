@@ -8,7 +8,7 @@ Every type in `JobType` has its body here and its flow in flows/.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,6 +17,7 @@ from models.backtest import BUILTIN_STRATEGIES, BacktestRequest
 from models.days import DecisionDay
 from models.enums import JobType, RunStatus
 from models.market import Symbol
+from models.sentiment import MAX_BACKFILL_STEPS, backfill_steps
 from models.text import StorableStr
 
 Stage = Literal["research", "pitches", "chairman"]
@@ -291,6 +292,16 @@ class SentimentJobParams(BaseModel):
             raise ValueError("end needs start: a backfill runs from start to end")
         if self.start and self.end and self.end < self.start:
             raise ValueError(f"end {self.end} must not be before start {self.start}")
+        if self.start:
+            end = self.end or datetime.now(UTC).date()
+            if end < self.start:
+                raise ValueError(f"start {self.start} is after today: give an end too")
+            steps = backfill_steps(self.start, end, self.step_hours)
+            if steps > MAX_BACKFILL_STEPS:
+                raise ValueError(
+                    f"step_hours: {steps} steps from {self.start} to {end}, at most "
+                    f"{MAX_BACKFILL_STEPS}: a longer step or a shorter range"
+                )
         return self
 
 

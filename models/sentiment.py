@@ -14,13 +14,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, CreatedMixin, IdMixin
+
+MAX_BACKFILL_STEPS = 10_000  # a backfill's stored figures per symbol, at most
+
+
+def backfill_steps(start: date, end: date, step_hours: float) -> int:
+    """How many figures a backfill from `start`'s midnight to `end`'s end (UTC) stores."""
+    span = timedelta(days=(end - start).days + 1)
+    return int(span / timedelta(hours=step_hours))
 
 
 class NewsScore(Base):

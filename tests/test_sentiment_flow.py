@@ -153,6 +153,8 @@ def test_backfill_steps_and_their_limits() -> None:
         ({"start": "2019-06-03", "step_hours": 0}, "body.sentiment.params.step_hours"),
         ({"symbols": ["AAPL", "A$"]}, "body.sentiment.params.symbols"),
         ({"nope": 1}, "body.sentiment.params.nope"),
+        ({"start": "2000-01-01", "end": "2019-01-01", "step_hours": 0.25}, "body.sentiment.params"),
+        ({"start": "2999-01-01"}, "body.sentiment.params"),  # after today, no end
     ],
 )
 def test_a_bad_sentiment_job_is_a_422_naming_the_field_and_writes_nothing(
