@@ -24,6 +24,7 @@ from api.errors import problem_responses, register_error_handlers
 from api.idempotency import IdempotencyMiddleware, document_idempotency
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
+from api.realtime_metrics import export_runtime
 from api.routers import (
     accounts,
     audit,
@@ -49,8 +50,9 @@ from api.routers import (
     watchlist,
     ws,
 )
-from api.runtime import start_runtime
+from api.state import ApiState
 from models.enums import Role
+from realtime.runtime import start_runtime
 from realtime.sources.base import MarketDataSource
 from services.settings import Settings, get_settings
 
@@ -87,7 +89,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await start_runtime(settings, metrics, source)
+        runtime = await start_runtime(
+            settings, source, on_suggestion_latency=metrics.suggestion_latency.observe
+        )
+        export_runtime(metrics, runtime)
         app.state.runtime = runtime
         try:
             yield
@@ -135,6 +140,7 @@ def create_app(
     document_idempotency(app)
 
     app.state.metrics = metrics
+    app.state.api = ApiState.for_settings(settings, metrics)
     app.add_api_route("/metrics", prometheus_metrics, include_in_schema=False)
     return app
 

@@ -24,12 +24,13 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
-from api.runtime import Runtime
+from api.state import api_state
 from db.engine import unit_of_work
 from db.queries.tokens import token_for_secret, touch_token
 from models.base import utcnow
 from models.enums import Role
 from models.errors import AuthenticationError, PermissionDeniedError
+from realtime.runtime import Runtime
 
 ANONYMOUS = "anonymous"
 TOUCH_EVERY_S = 60.0  # last_used_at is written at most this often per token
@@ -107,8 +108,7 @@ class RequireLLM(Require):
         principal = await authorise(
             request, credentials.credentials if credentials else None, self.role
         )
-        runtime: Runtime = request.app.state.runtime
-        runtime.llm_limiter.take(f"token-{principal.token_id}")
+        api_state(request).llm_limiter.take(f"token-{principal.token_id}")
         return principal
 
 
@@ -119,7 +119,7 @@ async def authorise(request: HTTPConnection, secret: str | None, needed: Role) -
         if needed is Role.VIEWER and runtime.settings.api_anonymous_read and _local(request):
             return Principal(ANONYMOUS, Role.VIEWER, None, request_id)
         raise AuthenticationError("this needs an API token: Authorization: Bearer <token>")
-    found = await asyncio.to_thread(_lookup, runtime, secret)
+    found = await asyncio.to_thread(_lookup, runtime, api_state(request).token_touched, secret)
     if found is None:
         raise AuthenticationError("unknown, revoked or expired API token")
     token_id, actor, role = found
@@ -128,14 +128,15 @@ async def authorise(request: HTTPConnection, secret: str | None, needed: Role) -
     return Principal(actor, role, token_id, request_id)
 
 
-def _lookup(runtime: Runtime, secret: str) -> tuple[int, str, Role] | None:
+def _lookup(
+    runtime: Runtime, touched: dict[int, float], secret: str
+) -> tuple[int, str, Role] | None:
     with runtime.read_sessions() as session:
         found = token_for_secret(session, secret)
         if found is None:
             return None
         token, user = found
         result = token.id, user.username, Role(token.role)
-    touched = runtime.token_touched
     if time.monotonic() - touched.get(token.id, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
         touched[token.id] = time.monotonic()
         with unit_of_work(runtime.sessions) as session:

@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session
 
 from api.after_effect import off_the_loop, record_after_effect
 from api.auth import Principal
-from api.runtime import Runtime
 from api.valuation import current_marks, portfolio
 from db.engine import transaction
 from db.queries import conversations as q
@@ -46,6 +45,7 @@ from models.errors import AITraderError, BudgetExceededError
 from models.intents import IntentOutcome, ManualTrade
 from models.llm_outputs import ChatAnswer
 from models.users import ChatMessage
+from realtime.runtime import Runtime
 from services.llm.budget import RunBudget
 from tasks.chat import HISTORY, chat_messages
 from tasks.execution.manual import outcomes_of_source, place_manual_trades, trading_account

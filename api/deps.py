@@ -15,9 +15,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from api.runtime import Runtime
 from db.engine import unit_of_work
 from realtime.book_service import BookService
+from realtime.runtime import Runtime
 from services.settings import Settings
 
 

@@ -18,7 +18,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
-from api.runtime import Runtime
 from db.engine import transaction
 from db.queries.audit import record_event
 from db.queries.bar_coverage import bar_coverage
@@ -38,6 +37,7 @@ from models.jobs import (
     TrainingJob,
 )
 from models.ops import AuditEvent, Job
+from realtime.runtime import Runtime
 from tasks.council.week import council_day
 
 JobRequestBody = (

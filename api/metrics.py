@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -19,9 +19,6 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._refreshers: list[Callable[[], None]] = []
         r = self.registry
-        self.ticks = Counter(
-            "aitrader_ticks_processed", "Ticks written to the PriceCache", registry=r
-        )
         self.cache_version = Gauge("aitrader_price_cache_version", "PriceCache version", registry=r)
         self.sse_clients = Gauge("aitrader_sse_clients", "Connected SSE clients", registry=r)
         self.ws_clients = Gauge("aitrader_ws_clients", "Connected WebSocket clients", registry=r)
@@ -42,6 +39,11 @@ class Metrics:
             "aitrader_suggestion_latency_seconds",
             "From a pattern signal's tick to its suggestion's publication (live signals only)",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=r,
+        )
+        self.stream_lag = Gauge(
+            "aitrader_market_stream_lag_seconds",
+            "Replica: now minus the publication time of the newest prices message applied",
             registry=r,
         )
         self.breaker_open = Gauge(
@@ -67,6 +69,10 @@ class Metrics:
     def refresh(self) -> None:
         for refresh in self._refreshers:
             refresh()
+
+    def count_value(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        """A counter without labels whose value a component keeps itself."""
+        self.count_labelled(name, doc, (), lambda: {(): read()})
 
     def count_from(
         self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, float]]

@@ -17,6 +17,10 @@ FILLS_GLOBAL = "fills:global"
 AUDIT_RAW_TICKS = "audit:raw_ticks"
 JOBS_UPDATES = "jobs:updates"
 SUGGESTIONS_GLOBAL = "suggestions:global"
+# The market-data tier (REALTIME_ROLE=ingest) to its api replicas: realtime/market_stream.py.
+MARKET_PRICES = "market:prices"
+MARKET_BOOKS = "market:books"
+MARKET_SNAPSHOT = "market:snapshot"
 
 # A signal's identity: strategy name, symbol, kind, event time. Within one timeframe (the
 # engine's signals are all `tick`) this is the signals table's unique key, so a signal

@@ -49,6 +49,7 @@ class BookService:
         self.resync_requests = 0
         self.resyncs = 0
         self._awaiting: set[tuple[str, str]] = set()
+        self._changed: set[tuple[str, str]] = set()  # (symbol, venue) since `take_changed`
 
     @property
     def running(self) -> bool:
@@ -74,6 +75,7 @@ class BookService:
         was_resyncing = before is not None and before.needs_resync
         if self.registry.apply(message):
             self.applied += 1
+            self._changed.add(key)
             if isinstance(message, BookSnapshot):
                 self._awaiting.discard(key)
                 if was_resyncing:
@@ -98,6 +100,15 @@ class BookService:
 
     def symbols(self) -> list[str]:
         return self.registry.symbols()
+
+    def take_changed(self) -> set[tuple[str, str]]:
+        """The (symbol, venue) books changed since the last call: what the ingest tier sends
+        its replicas next (bounded by the number of books, so nobody calling is harmless)."""
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def venue_book(self, symbol: str, venue: str) -> OrderBook | None:
+        return self._book(symbol, venue)
 
     def counters(self) -> dict[str, float]:
         """The counters by name, for `Metrics.count_from`."""

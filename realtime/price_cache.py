@@ -7,6 +7,10 @@ coalesce: a slow reader skips intermediate states and gets the latest one.
 The lock guards only copying plain tuples; building schemas and serialising
 happen outside it, so a reader never holds up a writer.
 
+Replicas (REALTIME_ROLE=api) do not see ticks: they are sent the ingest
+process's entries as they are (`rows_since` there, `apply_rows` here), versions
+included, so every replica answers the same prices at the same version.
+
 Not here: persistence (bars are rolled up elsewhere) and fan-out (the hubs).
 """
 
@@ -30,16 +34,19 @@ class _Entry:
     version: int
 
 
-_Row = tuple[str, float, float | None, float, datetime, int]
+Row = tuple[str, float, float | None, float, datetime, int]
+"""symbol, price, previous price, day open, tick time, version: one entry as it is."""
 
 
 class PriceCache:
     """Latest price, previous price and day open per symbol, with a change version."""
 
-    def __init__(self) -> None:
+    def __init__(self, start_version: int = 0) -> None:
+        """`start_version`: where versions start; the ingest tier starts from the clock so a
+        restarted one keeps counting up past what its replicas hold (see realtime/runtime.py)."""
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
-        self._version = 0
+        self._version = start_version
 
     @property
     def version(self) -> int:
@@ -76,15 +83,37 @@ class PriceCache:
         self, version: int, symbols: Iterable[str] | None = None
     ) -> tuple[int, list[PriceSnapshot]]:
         """Entries updated after `version`, and the version this answer is current to."""
+        current, rows = self.rows_since(version, symbols)
+        return current, [_snapshot(row) for row in sorted(rows)]
+
+    def rows_since(
+        self, version: int, symbols: Iterable[str] | None = None
+    ) -> tuple[int, list[Row]]:
+        """As `changed_since`, the entries as plain rows (in no order): what replicas are sent."""
         wanted = None if symbols is None else set(symbols)
         with self._lock:
-            current = self._version
-            rows: list[_Row] = [
+            return self._version, [
                 (s, e.price, e.prev_price, e.day_open, e.ts, e.version)
                 for s, e in self._entries.items()
                 if e.version > version and (wanted is None or s in wanted)
             ]
-        return current, [_snapshot(row) for row in sorted(rows)]
+
+    def apply_rows(self, rows: Iterable[Row]) -> int:
+        """Take another cache's entries as they are, versions included; return how many changed.
+
+        A row no newer than the entry already held is skipped, so a replica may be sent
+        the same state twice (a snapshot and the updates it overlaps) in any order.
+        """
+        applied = 0
+        with self._lock:
+            for symbol, price, prev, day_open, ts, version in rows:
+                entry = self._entries.get(symbol)
+                if entry is not None and version <= entry.version:
+                    continue
+                self._entries[symbol] = _Entry(price, prev, day_open, ts.date(), ts, version)
+                self._version = max(self._version, version)
+                applied += 1
+        return applied
 
     def get(self, symbol: str) -> PriceSnapshot | None:
         with self._lock:
@@ -99,7 +128,7 @@ class PriceCache:
             return sorted(self._entries)
 
 
-def _snapshot(row: _Row) -> PriceSnapshot:
+def _snapshot(row: Row) -> PriceSnapshot:
     symbol, price, prev, day_open, ts, version = row
     change = price - day_open
     direction = 0 if prev is None or price == prev else (1 if price > prev else -1)

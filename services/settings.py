@@ -76,6 +76,12 @@ class JobRunner(StrEnum):
     PROCESS = "process"  # a child process of the realtime server runs the flow
 
 
+class RealtimeRole(StrEnum):
+    ALL = "all"  # one process: source, engines, books and the API (the embedded default)
+    INGEST = "ingest"  # the market-data tier: source, engines, books; publishes on Redis
+    API = "api"  # a replica: follows the ingest tier's streams, serves REST/SSE/WS
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -156,6 +162,26 @@ class Settings(BaseSettings):
     sample_data_dir: Path = Path("data/sample")
 
     # --- realtime process ------------------------------------------------------
+    realtime_role: RealtimeRole = Field(
+        RealtimeRole.ALL,
+        description="all: one process does everything; ingest: runs the market data source, "
+        "pattern and strategy engines and books, and publishes prices and books on Redis; "
+        "api: a replica that follows them and serves REST, SSE and WebSocket (needs REDIS_URL).",
+    )
+    market_publish_ms: int = Field(
+        20,
+        ge=1,
+        le=5000,
+        description="REALTIME_ROLE=ingest: how often changed prices and books are sent to the "
+        "api replicas (each message carries the latest state of what changed since the last).",
+    )
+    market_snapshot_s: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        description="REALTIME_ROLE=ingest: how often all prices and books are sent whole; a "
+        "replica started late, or further behind than the streams keep, catches up from it.",
+    )
     market_data_source: MarketDataSourceKind = MarketDataSourceKind.SIMULATOR
     realtime_symbols: list[str] = Field(
         default_factory=list,

@@ -19,8 +19,8 @@ from uuid import UUID
 import pytest
 from sqlalchemy import func, select
 
-from api.runtime import Runtime
 from models.ops import Job
+from realtime.runtime import Runtime
 from services.settings import Settings, child_environment
 from tests.api_support import Api, api_settings, running_api
 

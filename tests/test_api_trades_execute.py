@@ -7,11 +7,11 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from api.runtime import Runtime
 from models.enums import Role, Side
 from models.intents import ManualTrade
 from models.ops import AuditEvent
 from models.trading import Order
+from realtime.runtime import Runtime
 from tasks.execution.manual import place_manual_trades
 from tests.api_support import Api
 

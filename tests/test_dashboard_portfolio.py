@@ -23,13 +23,13 @@ from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.runtime import Runtime
 from db.engine import make_engine, make_session_factory, unit_of_work
 from db.queries.tokens import issue_token, revoke_token
 from models.accounts import AccountConfig
 from models.enums import Role, Side
 from models.intents import ManualTrade
 from models.trading import Order
+from realtime.runtime import Runtime
 from tasks.execution.manual import place_manual_trades
 from tests.browser_support import Watched, dashboard_settings, shoot
 from tests.live_server import serve_in_thread

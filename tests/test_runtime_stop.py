@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-import api.runtime as runtime
+import realtime.runtime as runtime
 
 
 def _events(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:

@@ -29,7 +29,6 @@ from websockets.sync.client import connect
 from websockets.sync.connection import Connection
 
 from api.app import create_app
-from api.runtime import Runtime
 from db.engine import make_engine, make_session_factory, unit_of_work
 from db.migrate import upgrade
 from db.queries.signals import MAX_LIST, ensure_strategy, insert_signals, signal_row
@@ -41,6 +40,7 @@ from realtime.patterns.config import SignalKind
 from realtime.patterns.engine import PatternSignal, datetime_to_ns
 from realtime.patterns.sink import SignalSink
 from realtime.price_cache import PriceCache
+from realtime.runtime import Runtime
 from realtime.ws_hub import Topic, WSHub
 from realtime.ws_recent import Backlog, KeyedMessage
 from services.bus import RedisStreamsBus

@@ -17,13 +17,13 @@ from sqlalchemy import Engine, func, select, text
 from websockets.sync.client import connect
 
 from api.app import create_app
-from api.engine_setup import pattern_setup
 from db.engine import make_engine, make_session_factory, unit_of_work
 from db.queries.signals import ensure_strategy
 from models.bus import SIGNALS_GLOBAL, signals_for
 from models.enums import Side
 from models.errors import ConfigurationError
 from models.strategy import Signal, Strategy
+from realtime.engine_setup import pattern_setup
 from realtime.patterns.config import SignalKind
 from realtime.patterns.engine import PatternSignal, datetime_to_ns
 from realtime.patterns.sink import SignalSink

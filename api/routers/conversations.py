@@ -18,13 +18,13 @@ from api.auth import LLMSpender, Principal, Trader, Viewer
 from api.chat import chat_turn, reported_payload
 from api.deps import ReadSession, RuntimeDep, WriteSession
 from api.pagination import Page, PageDep
-from api.runtime import Runtime
 from db.queries import conversations as q
 from db.queries.audit import record_event
 from db.queries.tokens import ensure_user
 from models.enums import ChatRole
 from models.errors import AITraderError
 from models.text import StorableStr
+from realtime.runtime import Runtime
 from tasks.chat import MessageText
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])

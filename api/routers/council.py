@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from decimal import Decimal
 from typing import Annotated
-from uuid import UUID
 
-import httpx
 from fastapi import APIRouter, Body, Path, Query
 from sqlalchemy.orm import Session
 
@@ -18,7 +15,6 @@ from api.deps import ReadSession, RuntimeDep
 from api.errors import problem_responses
 from api.job_start import start_job
 from api.pagination import Page, PageDep
-from api.runtime import Runtime
 from api.schemas.council import (
     ApprovalIn,
     ApprovalOut,
@@ -35,9 +31,11 @@ from db.queries import council as q
 from db.queries.audit import record_event
 from db.queries.llm_calls import run_costs
 from models.enums import DecisionStatus, JobType, RunStatus
-from models.errors import ConflictError, InvalidInputError, JobLaunchError, NotFoundError
+from models.errors import InvalidInputError, NotFoundError
 from models.jobs import CouncilJob, CouncilParams, JobOut
 from models.ops import Job
+from realtime.runtime import Runtime
+from services.council_approval import resume_council
 from tasks.council.stage_report import run_report
 
 PAUSE_WAIT_S = 15.0
@@ -147,7 +145,8 @@ async def approve_council(
     every proposed decision is approved except `reject`. The flow settles the decisions
     and executes the approved ones; follow it on `job_updates`. 409 if it is not paused."""
     flow_run_id, proposed, awaiting = await asyncio.to_thread(_approvable, runtime, run_id, body)
-    await _resume(flow_run_id, run_id, body, caller, wait=PAUSE_WAIT_S if awaiting else 0.0)
+    answer = {"reject": sorted(set(body.reject)), "note": body.note, "approver": caller.actor}
+    await resume_council(flow_run_id, run_id, answer, wait_s=PAUSE_WAIT_S if awaiting else 0.0)
     await record_after_effect(
         runtime.sessions,
         lambda session: _audit_approval(session, run_id, proposed, body, caller),
@@ -203,41 +202,6 @@ def _approvable(runtime: Runtime, run_id: int, body: ApprovalIn) -> tuple[str, l
         job = session.get(Job, run.job_id) if run.job_id is not None else None
         awaiting = job is not None and (job.result or {}).get("stage") == "approval"
         return run.flow_run_id, proposed, awaiting
-
-
-async def _resume(
-    flow_run_id: str, run_id: int, body: ApprovalIn, caller: Principal, *, wait: float
-) -> None:
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-    from prefect.flow_runs import aresume_flow_run
-
-    try:
-        async with get_client() as client:
-            state = (await client.read_flow_run(UUID(flow_run_id))).state
-            # The run announces its approval stage a moment before Prefect has it paused:
-            # an approver who answers at once waits that moment, not a 409.
-            deadline = time.monotonic() + wait
-            while state is not None and state.is_running() and time.monotonic() < deadline:
-                await asyncio.sleep(0.25)
-                state = (await client.read_flow_run(UUID(flow_run_id))).state
-        if state is None or not state.is_paused():
-            name = state.name if state is not None else "without a state"
-            raise ConflictError(f"council run {run_id} is not paused: its flow run is {name}")
-        run_input = {
-            "reject": sorted(set(body.reject)),
-            "note": body.note,
-            "approver": caller.actor,
-        }
-        await aresume_flow_run(UUID(flow_run_id), run_input=run_input)
-    except ObjectNotFound:
-        raise NotFoundError(
-            f"flow run {flow_run_id} of council run {run_id} is unknown to this Prefect API"
-        ) from None
-    except httpx.TransportError as exc:
-        raise JobLaunchError(f"the Prefect API cannot be reached: {exc}") from None
-    except RuntimeError as exc:  # the server refused the input or the resume
-        raise ConflictError(f"council run {run_id} was not resumed: {exc}") from None
 
 
 def _audit_approval(

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import RuntimeDep
-from api.runtime import Runtime
+from realtime.runtime import Runtime
 
 router = APIRouter(tags=["health"])
 
@@ -24,10 +24,11 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(runtime: RuntimeDep) -> JSONResponse:
-    """Ready when the market data source runs and the database answers."""
+    """Ready when the market data source (on a replica: the following of the ingest tier's
+    streams) runs and the database answers."""
     db_ok, db_detail = await _database(runtime)
     checks = {
-        "source": {"ok": runtime.source.running, "name": runtime.source.name},
+        "source": {"ok": runtime.feed.running, "name": runtime.feed.name},
         "database": {"ok": db_ok, "detail": db_detail},
     }
     ok = all(c["ok"] for c in checks.values())

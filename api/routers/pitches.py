@@ -19,7 +19,6 @@ from api.after_effect import off_the_loop, record_after_effect
 from api.auth import LLMSpender, Principal, Trader
 from api.deps import ReadSession, RuntimeDep
 from api.job_start import start_job
-from api.runtime import Runtime
 from api.schemas.council import DecisionOut, PitchOut, ReviewOut
 from db.queries import council as q
 from db.queries.audit import record_event
@@ -32,6 +31,7 @@ from models.errors import InvalidInputError, NotFoundError
 from models.intents import IntentOutcome, ManualTrade
 from models.jobs import JobOut, ResearchJob, ResearchParams
 from models.text import StorableStr
+from realtime.runtime import Runtime
 from tasks.execution.manual import pitch_trade, place_manual_trades, trading_account
 
 router = APIRouter(prefix="/api/pitches", tags=["pitches"])

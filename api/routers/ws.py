@@ -52,11 +52,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import authorise, bearer_secret
 from api.routers.signals import Instant
-from api.runtime import Runtime
 from models.enums import Role
 from models.errors import AuthenticationError, PermissionDeniedError
 from models.market import Symbol
 from realtime.bus_bridge import signal_backlog
+from realtime.runtime import Runtime
 from realtime.ws_hub import SymbolFilter, Topic, WSClient, WSHub
 
 router = APIRouter(tags=["stream"])

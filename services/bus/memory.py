@@ -41,11 +41,13 @@ class InProcessBus:
         self._streams: dict[str, _Stream] = {}
         self._closed = False
 
-    async def publish(self, stream: str, message: BusMessage) -> str:
+    async def publish(self, stream: str, message: BusMessage, *, maxlen: int | None = None) -> str:
         self._refuse_if_closed("publish")
+        if maxlen is not None and maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1, not {maxlen}")
         log = self._stream(stream)
         log.entries.append(message)
-        while len(log.entries) > self._maxlen:
+        while len(log.entries) > (maxlen or self._maxlen):
             log.entries.popleft()
             log.first_seq += 1
         log.wake_readers()

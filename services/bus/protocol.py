@@ -61,8 +61,13 @@ class Bus(Protocol):
     `status` says which state the bus is in.
     """
 
-    async def publish(self, stream: str, message: BusMessage) -> str:
-        """Append `message` to `stream` and return its entry id."""
+    async def publish(self, stream: str, message: BusMessage, *, maxlen: int | None = None) -> str:
+        """Append `message` to `stream` and return its entry id.
+
+        `maxlen` keeps exactly that many entries of this stream (the bus's own bound,
+        approximate on Redis, otherwise): for streams of large messages of which only the
+        newest few matter, such as the market-data snapshots.
+        """
         ...
 
     async def read_group(

@@ -76,11 +76,14 @@ class RedisStreamsBus:
             on_outage=self._groups_ready.clear,
         )
 
-    async def publish(self, stream: str, message: BusMessage) -> str:
+    async def publish(self, stream: str, message: BusMessage, *, maxlen: int | None = None) -> str:
+        if maxlen is not None and maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1, not {maxlen}")
         fields: dict[Any, Any] = {FIELD: message.model_dump_json()}
+        bound, approximate = (self._maxlen, True) if maxlen is None else (maxlen, False)
         entry_id = await self._guard.call(
             "publish",
-            lambda: self._commands.xadd(stream, fields, maxlen=self._maxlen, approximate=True),
+            lambda: self._commands.xadd(stream, fields, maxlen=bound, approximate=approximate),
         )
         return str(entry_id)  # decode_responses=True: always str already
 

@@ -2,6 +2,23 @@
 
 Built per app (no module singletons): engine and sessions, PriceCache, the
 market data source, the SSE hub, the bus. `stop` leaves nothing running.
+
+What runs depends on `REALTIME_ROLE`:
+
+* `all` (default): one process, the embedded setup: the source feeds the
+  cache, the pattern and strategy engines, books and bars; hubs serve clients.
+* `ingest`: the same, and a `MarketPublisher` sends prices and books to the
+  replicas over Redis (realtime/market_stream.py). Its PriceCache versions
+  start from the clock (microseconds), so a restarted ingest process keeps
+  counting up past what its replicas hold (a tick a microsecond would be
+  needed to overtake the clock).
+* `api`: a replica. No source, engines, bars or news: a `MarketFollower` fills
+  the cache and books from the ingest tier's streams; signals, suggestions and
+  job updates reach its hubs through the bus bridge like everyone's.
+
+Nothing here knows about HTTP or Prometheus: the API process exports the
+counters each part keeps (api/realtime_metrics.py) and passes a hook for the
+one histogram observed on the hot path.
 """
 
 from __future__ import annotations
@@ -9,24 +26,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.engine_setup import pattern_setup, strategy_engine
-from api.metrics import Metrics
-from api.rate_limit import RateLimiter
 from db.engine import make_engine, make_read_session_factory, make_session_factory
+from models.errors import ConfigurationError
 from models.market_data import Tick
 from realtime.background import BackgroundTask
 from realtime.book_service import BookService
 from realtime.bus_bridge import BusBridge, JobPoller
+from realtime.engine_setup import pattern_setup, strategy_engine
 from realtime.gc_policy import GCPolicy
 from realtime.jobs import JobSupervisor
+from realtime.market_stream import MarketFollower, MarketPublisher
 from realtime.news_stream import AlpacaNewsStream, start_news_stream
 from realtime.patterns.engine import PatternEngine, datetime_to_ns, warm_up
 from realtime.patterns.sink import SignalSink
@@ -38,7 +55,7 @@ from realtime.sse_hub import SSEHub
 from realtime.strategy.engine import StrategyEngine
 from realtime.ws_hub import Topic, WSHub
 from services.bus import Bus, make_bus
-from services.settings import Settings
+from services.settings import RealtimeRole, Settings
 from tasks.import_news import import_news_rows
 
 if TYPE_CHECKING:
@@ -48,20 +65,32 @@ logger = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 5.0
 KEPT_GRACE_S = 30.0  # how long `stop` waits for work that outlives its request
+REPLICA_ROLES = frozenset({RealtimeRole.INGEST, RealtimeRole.API})  # they need Redis
 LIVE_SOURCES = frozenset({"alpaca"})  # whose ticks are real trades worth keeping as bars
 SLOW_STOP_S = 2.0  # a stop step slower than this is logged with its name
 THREADS = 64  # the worker threads database work runs on (see start_runtime)
 
 
+class MarketFeed(Protocol):
+    """What health and status ask of whatever fills the cache: a source, or a follower."""
+
+    name: str
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def symbols(self) -> frozenset[str]: ...
+
+
 @dataclass
 class Runtime:
     settings: Settings
-    metrics: Metrics
     engine: Engine
     sessions: sessionmaker[Session]  # may write (BEGIN IMMEDIATE on SQLite): keep them short
     read_sessions: sessionmaker[Session]  # reads only (deferred; a flush raises)
     cache: PriceCache
-    source: MarketDataSource
+    source: MarketDataSource | None  # REALTIME_ROLE=api: none (the follower fills the cache)
     hub: SSEHub
     ws_hub: WSHub
     bus: Bus
@@ -73,14 +102,26 @@ class Runtime:
     signals: SignalSink | None = None
     strategy: StrategyEngine | None = None  # STRATEGY_ENGINE=false or no pattern engine: none
     bars: MinuteBarAggregator | None = None  # live sources only
+    publisher: MarketPublisher | None = None  # REALTIME_ROLE=ingest
+    follower: MarketFollower | None = None  # REALTIME_ROLE=api
     sentiment: SentimentFeed | None = None
     news: AlpacaNewsStream | None = None  # NEWS_SOURCE=alpaca: Alpaca's live news, stored
     status_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("system-status"))
     gc_policy: GCPolicy | None = None
     gc_task: BackgroundTask = field(default_factory=lambda: BackgroundTask("gc-policy"))
-    token_touched: dict[int, float] = field(default_factory=dict)  # api.auth: last_used_at
+    ticks: int = 0  # ticks (or, on a replica, followed entries) written to the cache
     kept: set[asyncio.Task[Any]] = field(default_factory=set)  # work that outlives its request
-    llm_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10))
+
+    @property
+    def role(self) -> RealtimeRole:
+        return self.settings.realtime_role
+
+    @property
+    def feed(self) -> MarketFeed:
+        """The market data source, or on a replica the follower of the ingest tier."""
+        feed = self.source if self.source is not None else self.follower
+        assert feed is not None, "a runtime has a source or a follower"
+        return feed
 
     def keep(self, task: asyncio.Task[Any]) -> None:
         """Let `task` run to its end even if the request that started it goes away (a chat
@@ -91,9 +132,10 @@ class Runtime:
     def status(self) -> dict[str, object]:
         """What `system_status` subscribers and operators see."""
         return {
-            "source": self.source.name,
-            "source_running": self.source.running,
-            "symbols": len(self.source.symbols),
+            "role": self.role.value,
+            "source": self.feed.name,
+            "source_running": self.feed.running,
+            "symbols": len(self.feed.symbols),
             "bus": type(self.bus).__name__,
             "bus_status": self.bus.status,
             "sse_clients": self.hub.clients,
@@ -108,6 +150,7 @@ class Runtime:
             "books": len(self.books.symbols()),
             "news_stream": self.news.running if self.news is not None else None,
             "sentiment_symbols": len(self.sentiment.latest) if self.sentiment else 0,
+            "stream_lag_s": round(self.follower.lag_s, 4) if self.follower else None,
         }
 
     def served_models(self) -> dict[str, object]:
@@ -141,7 +184,13 @@ class Runtime:
         self.ws_hub.notify()
         if self.bars is not None:
             self.bars.add(tick)
-        self.metrics.ticks.inc()
+        self.ticks += 1
+
+    def on_followed(self, entries: int) -> None:
+        """A replica's path: the follower wrote `entries` into the cache; wake the hubs."""
+        self.hub.notify()
+        self.ws_hub.notify()
+        self.ticks += entries
 
     def signal_counters(self) -> dict[str, float]:
         sink = self.signals
@@ -168,8 +217,11 @@ class Runtime:
         if self.gc_policy is not None:
             self.gc_policy.restore()
         await _timed("status", self.status_task.stop())
+        if self.publisher is not None:
+            await _timed("publisher", self.publisher.stop())
         await _timed("books", self.books.stop())
-        await _timed("source", self.source.stop())
+        if self.source is not None:
+            await _timed("source", self.source.stop())
         if self.signals is not None:  # after the source: no tick can fire a signal past this
             await _timed("signals", self.signals.stop())
         if self.strategy is not None:  # after the signals: their last ones are scored
@@ -210,8 +262,21 @@ async def _timed(step: str, stopping: Awaitable[None]) -> None:
 
 
 async def start_runtime(
-    settings: Settings, metrics: Metrics, source: MarketDataSource | None = None
+    settings: Settings,
+    source: MarketDataSource | None = None,
+    *,
+    on_suggestion_latency: Callable[[float], None] | None = None,
 ) -> Runtime:
+    """Build and start everything `settings.realtime_role` runs; `source` overrides the
+    configured market data source (tests, replays; not on a replica, which has none)."""
+    role = settings.realtime_role
+    if role in REPLICA_ROLES and not settings.redis_url:
+        raise ConfigurationError(
+            f"REALTIME_ROLE={role.value} needs REDIS_URL: the ingest tier and its api replicas "
+            "talk over Redis Streams"
+        )
+    if role is RealtimeRole.API and source is not None:
+        raise ConfigurationError("REALTIME_ROLE=api follows the ingest tier: it takes no source")
     # Database work goes to threads (asyncio.to_thread); a writer may queue there for the
     # SQLite lock, so the default pool of cores + 4 threads would let a few waits stall all.
     asyncio.get_running_loop().set_default_executor(
@@ -220,19 +285,22 @@ async def start_runtime(
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     read_sessions = make_read_session_factory(engine)
-    cache = PriceCache()
+    cache = PriceCache(time.time_ns() // 1000 if role is RealtimeRole.INGEST else 0)
     ws_hub = WSHub(
         cache, interval_s=settings.sse_interval_ms / 1000, queue_size=settings.ws_queue_size
     )
     bus = make_bus(settings.redis_url)
+    if role is RealtimeRole.API:
+        source = None
+    elif source is None:
+        source = make_source(settings, sessions)
     runtime = Runtime(
         settings=settings,
-        metrics=metrics,
         engine=engine,
         sessions=sessions,
         read_sessions=read_sessions,
         cache=cache,
-        source=source or make_source(settings, sessions),
+        source=source,
         hub=SSEHub(
             cache, interval_s=settings.sse_interval_ms / 1000, retry_ms=settings.sse_retry_ms
         ),
@@ -242,16 +310,14 @@ async def start_runtime(
         job_poller=None
         if settings.redis_url
         else JobPoller(read_sessions, ws_hub, interval_s=settings.job_poll_interval_ms / 1000),
-        books=BookService(make_book_feed(settings, cache)),
+        books=BookService(None),
         jobs=JobSupervisor(settings, sessions, bus if settings.redis_url else None),
-        llm_limiter=RateLimiter(settings.api_llm_rate_per_minute),
     )
-    metrics.count_from(
-        "aitrader_book_events",
-        "Order book messages applied and refused, gaps and resyncs",
-        "event",
-        runtime.books.counters,
-    )
+    if role is RealtimeRole.API:
+        runtime.follower = MarketFollower(bus, cache, runtime.on_followed)
+        runtime.books = BookService(runtime.follower)
+    else:
+        runtime.books = BookService(make_book_feed(settings, cache))
     runtime.sentiment = SentimentFeed(
         read_sessions,
         ws_hub,
@@ -259,64 +325,12 @@ async def start_runtime(
         interval_s=settings.job_poll_interval_ms / 1000,
     )
     await runtime.sentiment.start()
-    runtime.news = await start_news_stream(settings, sessions, import_news_rows)
-    if runtime.news is not None:
-        news = runtime.news
-        metrics.count_from(
-            "aitrader_news",
-            "Live news items by what happened to them",
-            "event",
-            lambda: {
-                "received": news.received,
-                "inserted": news.inserted,
-                "unchanged": news.unchanged,
-                "rejected": news.rejected,
-                "write_failed": news.write_failures,
-                "dropped": news.dropped,
-            },
-        )
-    if settings.pattern_engine:
-        config, strategy_id = await asyncio.to_thread(pattern_setup, settings, sessions)
-        await asyncio.to_thread(warm_up, config)  # compile (or load) the kernels before ticks flow
-        runtime.patterns = PatternEngine(config, capacity=max(64, 2 * len(runtime.source.symbols)))
-        runtime.signals = SignalSink(
-            bus,
-            sessions,
-            strategy_id,
-            settings.pattern_strategy,
-            flush_interval_s=settings.signal_flush_ms / 1000,
-        )
-        metrics.count_from(
-            "aitrader_signals",
-            "Pattern signals by what happened to them",
-            "event",
-            runtime.signal_counters,
-        )
-        await runtime.signals.start()
-        if settings.strategy_engine:
-            runtime.strategy = strategy_engine(
-                settings, bus, runtime.patterns, sessions, metrics, runtime.sentiment.lookup
-            )
-            await runtime.strategy.start()
-    metrics.watch(metrics.cache_version, lambda: cache.version)
-    metrics.watch(metrics.sse_clients, lambda: runtime.hub.clients)
-    metrics.watch(metrics.ws_clients, lambda: runtime.ws_hub.clients)
-    metrics.count_from(
-        "aitrader_dropped_messages",
-        "Messages dropped for slow clients",
-        "channel",
-        lambda: {"ws": runtime.ws_hub.dropped},
-    )
-    if settings.persist_live_bars and runtime.source.name in LIVE_SOURCES:
-        from realtime.bar_aggregator import MinuteBarAggregator  # pandas: live sources only
-
-        runtime.bars = MinuteBarAggregator(sessions)
-        await runtime.bars.start()
-    metrics.watch_labelled(metrics.bus_lag, lambda: runtime.bridge.lag_s)
+    if source is not None:
+        await _start_engines(runtime, source, on_suggestion_latency)
     await runtime.hub.start()
     await runtime.ws_hub.start()
     await runtime.bridge.start()
-    await runtime.books.start()
+    await runtime.books.start()  # on a replica: the follower's catch-up and tails
     if runtime.job_poller is not None:
         await runtime.job_poller.start()
     await runtime.jobs.start()
@@ -325,9 +339,62 @@ async def start_runtime(
         runtime.gc_policy = GCPolicy(settings.gc_full_every_s)
         runtime.gc_policy.apply()
         runtime.gc_task.start(runtime.gc_policy.run(runtime.hub.next_frame, asyncio.sleep))
-    await runtime.source.start(runtime.on_tick)
+    if source is not None:
+        await source.start(runtime.on_tick)
+    if role is RealtimeRole.INGEST:
+        runtime.publisher = MarketPublisher(
+            bus,
+            cache,
+            runtime.books,
+            interval_s=settings.market_publish_ms / 1000,
+            snapshot_every_s=settings.market_snapshot_s,
+        )
+        await runtime.publisher.start()
     logger.info(
         "realtime.started",
-        extra={"source": runtime.source.name, "symbols": len(runtime.source.symbols)},
+        extra={
+            "role": role.value,
+            "source": runtime.feed.name,
+            "symbols": len(runtime.feed.symbols),
+        },
     )
     return runtime
+
+
+async def _start_engines(
+    runtime: Runtime,
+    source: MarketDataSource,
+    on_suggestion_latency: Callable[[float], None] | None,
+) -> None:
+    """What only a process with a source runs: live news, the pattern and strategy engines
+    and, for a live source, the minute bars."""
+    settings, sessions, bus = runtime.settings, runtime.sessions, runtime.bus
+    runtime.news = await start_news_stream(settings, sessions, import_news_rows)
+    if settings.pattern_engine:
+        config, strategy_id = await asyncio.to_thread(pattern_setup, settings, sessions)
+        await asyncio.to_thread(warm_up, config)  # compile (or load) the kernels before ticks flow
+        runtime.patterns = PatternEngine(config, capacity=max(64, 2 * len(source.symbols)))
+        runtime.signals = SignalSink(
+            bus,
+            sessions,
+            strategy_id,
+            settings.pattern_strategy,
+            flush_interval_s=settings.signal_flush_ms / 1000,
+        )
+        await runtime.signals.start()
+        if settings.strategy_engine:
+            assert runtime.sentiment is not None
+            runtime.strategy = strategy_engine(
+                settings,
+                bus,
+                runtime.patterns,
+                sessions,
+                runtime.sentiment.lookup,
+                on_latency=on_suggestion_latency,
+            )
+            await runtime.strategy.start()
+    if settings.persist_live_bars and source.name in LIVE_SOURCES:
+        from realtime.bar_aggregator import MinuteBarAggregator  # pandas: live sources only
+
+        runtime.bars = MinuteBarAggregator(sessions)
+        await runtime.bars.start()

@@ -1,16 +1,18 @@
 """Building the realtime engines from settings: the pattern engine's config and strategy
-row, and the strategy engine over it with its models, weights, breaker and metrics.
+row, and the strategy engine over it with its models, weights and breaker.
 
-Kept apart from api/runtime.py, which starts and stops everything in order: these say
-what each engine is made of, and a bad setting stops the start with its name.
+Kept apart from realtime/runtime.py, which starts and stops everything in order: these
+say what each engine is made of, and a bad setting stops the start with its name. The
+engines' counters are exported by the API process (api/realtime_metrics.py), not here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.metrics import Metrics
 from db.engine import unit_of_work
 from db.queries.signals import ensure_strategy
 from models.errors import ConfigurationError
@@ -26,8 +28,8 @@ def strategy_engine(
     bus: Bus,
     patterns: PatternEngine,
     sessions: sessionmaker[Session],
-    metrics: Metrics,
     sentiment: SentimentLookup | None = None,
+    on_latency: Callable[[float], None] | None = None,
 ) -> StrategyEngine:
     """The strategy engine over the pattern engine, its models read from the registry."""
     from realtime.strategy.breaker import CircuitBreaker
@@ -44,7 +46,7 @@ def strategy_engine(
         weights = Weights(**settings.strategy_weights)
     except (TypeError, ValueError) as error:
         raise ConfigurationError(f"STRATEGY_WEIGHTS: {error}") from error
-    engine = StrategyEngine(
+    return StrategyEngine(
         bus,
         patterns,
         models,
@@ -53,22 +55,9 @@ def strategy_engine(
         breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s),
         timeout_s=settings.inference_timeout_ms / 1000,
         refresh_s=settings.model_refresh_s,
-        on_latency=metrics.suggestion_latency.observe,
+        on_latency=on_latency,
         sentiment=sentiment,
     )
-    metrics.count_from(
-        "aitrader_suggestions", "Suggestions by what happened to them", "event", engine.counters_now
-    )
-    metrics.count_labelled(
-        "aitrader_inference",
-        "Model calls per model, path and outcome (a race's wins, errors, fallbacks)",
-        ("model", "path", "outcome"),
-        models.stats,
-    )
-    metrics.watch_labelled(
-        metrics.breaker_open, lambda: {"models": 1.0 if engine.breaker.state == "open" else 0.0}
-    )
-    return engine
 
 
 def pattern_setup(settings: Settings, sessions: sessionmaker[Session]) -> tuple[PatternConfig, int]:
