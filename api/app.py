@@ -145,6 +145,16 @@ def create_app(
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app as each of `aitrader serve --workers N`'s processes builds it: from the
+    environment (and `.env`), with logging set up as the CLI sets it up."""
+    from services.log_setup import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
+
+
 async def prometheus_metrics(request: Request) -> Response:
     """Module-level, reading the app's registry from the request: FastAPI keeps every
     endpoint in a module-level cache, and a closure over `metrics` kept each app's runtime

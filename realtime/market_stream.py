@@ -171,10 +171,11 @@ class MarketPublisher:
             self._unsent_books.clear()
             self.published += 1
         if time.monotonic() >= self._next_snapshot:
-            await self._snapshot()
-            self._next_snapshot = time.monotonic() + self._snapshot_every_s
+            await self.publish_snapshot()
 
-    async def _snapshot(self) -> None:
+    async def publish_snapshot(self) -> None:
+        """Everything, whole, with the ids of the last prices and books messages before it
+        (due every `snapshot_every_s`; from the first step on)."""
         _, rows = self._cache.rows_since(0)
         keys = [
             (symbol, venue)
@@ -192,6 +193,7 @@ class MarketPublisher:
             MARKET_SNAPSHOT, BusMessage(type="snapshot", data=data), maxlen=SNAPSHOTS_KEPT
         )
         self.snapshots += 1
+        self._next_snapshot = time.monotonic() + self._snapshot_every_s
 
     def _book(self, symbol: str, venue: str) -> dict[str, Any] | None:
         book = self._books.venue_book(symbol, venue)
