@@ -18,7 +18,7 @@ from models.market_data import Tick
 from realtime.book_service import BookService
 from realtime.market_stream import MarketFollower, MarketPublisher
 from realtime.order_book import BookDelta, BookSnapshot, Level
-from realtime.price_cache import PriceCache
+from realtime.price_cache import PriceCache, Row
 from services.bus import Bus, BusUnavailableError, InProcessBus, RedisStreamsBus
 from tests.private_redis import PrivateRedis
 
@@ -76,7 +76,7 @@ class Replica:
         await self.books.stop()
 
 
-def state(cache: PriceCache) -> tuple[int, list[object]]:
+def state(cache: PriceCache) -> tuple[int, list[Row]]:
     version, rows = cache.rows_since(0)
     return version, sorted(rows)
 
