@@ -52,9 +52,10 @@ from api.routers import (
 )
 from api.state import ApiState
 from models.enums import Role
-from realtime.runtime import start_runtime
+from realtime.runtime import RuntimeHooks, start_runtime
 from realtime.sources.base import MarketDataSource
 from services.settings import Settings, get_settings
+from tasks.import_news import import_news_rows
 
 GUARDED = (
     conversations.router,
@@ -89,9 +90,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await start_runtime(
-            settings, source, on_suggestion_latency=metrics.suggestion_latency.observe
+        hooks = RuntimeHooks(
+            store_news=import_news_rows, on_suggestion_latency=metrics.suggestion_latency.observe
         )
+        runtime = await start_runtime(settings, source, hooks)
         export_runtime(metrics, runtime)
         app.state.runtime = runtime
         try:

@@ -44,7 +44,7 @@ from realtime.engine_setup import pattern_setup, strategy_engine
 from realtime.gc_policy import GCPolicy
 from realtime.jobs import JobSupervisor
 from realtime.market_stream import MarketFollower, MarketPublisher
-from realtime.news_stream import AlpacaNewsStream, start_news_stream
+from realtime.news_stream import AlpacaNewsStream, NewsStore, start_news_stream
 from realtime.patterns.engine import PatternEngine, datetime_to_ns, warm_up
 from realtime.patterns.sink import SignalSink
 from realtime.price_cache import PriceCache
@@ -55,8 +55,7 @@ from realtime.sse_hub import SSEHub
 from realtime.strategy.engine import StrategyEngine
 from realtime.ws_hub import Topic, WSHub
 from services.bus import Bus, make_bus
-from services.settings import RealtimeRole, Settings
-from tasks.import_news import import_news_rows
+from services.settings import NewsSource, RealtimeRole, Settings
 
 if TYPE_CHECKING:
     from realtime.bar_aggregator import MinuteBarAggregator
@@ -69,6 +68,15 @@ REPLICA_ROLES = frozenset({RealtimeRole.INGEST, RealtimeRole.API})  # they need 
 LIVE_SOURCES = frozenset({"alpaca"})  # whose ticks are real trades worth keeping as bars
 SLOW_STOP_S = 2.0  # a stop step slower than this is logged with its name
 THREADS = 64  # the worker threads database work runs on (see start_runtime)
+
+
+@dataclass(frozen=True)
+class RuntimeHooks:
+    """What the hosting process plugs in: code realtime/ may not import itself (tasks/,
+    api/). The API passes both (api/app.py)."""
+
+    store_news: NewsStore | None = None  # tasks.import_news.import_news_rows; NEWS_SOURCE=alpaca
+    on_suggestion_latency: Callable[[float], None] | None = None  # a histogram's `observe`
 
 
 class MarketFeed(Protocol):
@@ -264,8 +272,7 @@ async def _timed(step: str, stopping: Awaitable[None]) -> None:
 async def start_runtime(
     settings: Settings,
     source: MarketDataSource | None = None,
-    *,
-    on_suggestion_latency: Callable[[float], None] | None = None,
+    hooks: RuntimeHooks | None = None,
 ) -> Runtime:
     """Build and start everything `settings.realtime_role` runs; `source` overrides the
     configured market data source (tests, replays; not on a replica, which has none)."""
@@ -326,7 +333,7 @@ async def start_runtime(
     )
     await runtime.sentiment.start()
     if source is not None:
-        await _start_engines(runtime, source, on_suggestion_latency)
+        await _start_engines(runtime, source, hooks or RuntimeHooks())
     await runtime.hub.start()
     await runtime.ws_hub.start()
     await runtime.bridge.start()
@@ -361,15 +368,14 @@ async def start_runtime(
     return runtime
 
 
-async def _start_engines(
-    runtime: Runtime,
-    source: MarketDataSource,
-    on_suggestion_latency: Callable[[float], None] | None,
-) -> None:
+async def _start_engines(runtime: Runtime, source: MarketDataSource, hooks: RuntimeHooks) -> None:
     """What only a process with a source runs: live news, the pattern and strategy engines
     and, for a live source, the minute bars."""
     settings, sessions, bus = runtime.settings, runtime.sessions, runtime.bus
-    runtime.news = await start_news_stream(settings, sessions, import_news_rows)
+    if settings.news_source is NewsSource.ALPACA and hooks.store_news is None:
+        raise ConfigurationError("NEWS_SOURCE=alpaca: this process cannot store news")
+    if hooks.store_news is not None:
+        runtime.news = await start_news_stream(settings, sessions, hooks.store_news)
     if settings.pattern_engine:
         config, strategy_id = await asyncio.to_thread(pattern_setup, settings, sessions)
         await asyncio.to_thread(warm_up, config)  # compile (or load) the kernels before ticks flow
@@ -390,7 +396,7 @@ async def _start_engines(
                 runtime.patterns,
                 sessions,
                 runtime.sentiment.lookup,
-                on_latency=on_suggestion_latency,
+                on_latency=hooks.on_suggestion_latency,
             )
             await runtime.strategy.start()
     if settings.persist_live_bars and source.name in LIVE_SOURCES:
