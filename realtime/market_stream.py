@@ -244,7 +244,10 @@ class MarketFollower:
 
     @property
     def running(self) -> bool:
-        return all(task.running for task in self._tasks.values())
+        """Following, and holding the ingest tier's state: a replica is not ready (`/ready`)
+        before its first snapshot or update, rather than serve an empty market."""
+        following = all(task.running for task in self._tasks.values())
+        return following and (self.snapshots > 0 or self.applied > 0)
 
     @property
     def symbols(self) -> frozenset[str]:

@@ -206,3 +206,16 @@ async def test_a_restarted_ingest_process_keeps_the_versions_counting_up(bus: Bu
         assert quote is not None
         assert quote.price == 102.0
         assert replica.cache.get("MSFT") is not None  # untouched by the restart: kept
+
+
+async def test_a_replica_started_before_the_ingest_tier_is_not_ready_until_it_publishes(
+    bus: Bus,
+) -> None:
+    async with Replica(bus) as early:
+        await asyncio.sleep(0.1)
+        assert not early.follower.running  # following, but holding nothing: /ready says 503
+        ingest = Ingest(bus)
+        ingest.tick("AAPL", 100.0)
+        await ingest.publisher.step()
+        await eventually(lambda: early.follower.running)
+        assert state(early.cache) == state(ingest.cache)
