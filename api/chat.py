@@ -54,6 +54,13 @@ if TYPE_CHECKING:
     from services.llm.streaming import TextSink
 
 
+def _load_llm_modules() -> None:
+    import services.llm.catalog
+    import services.llm.gateway
+    import services.llm.limits
+    import services.llm.offline  # noqa: F401  (all four: loaded here, used by chat_turn)
+
+
 async def chat_turn(
     runtime: Runtime,
     caller: Principal,
@@ -66,7 +73,9 @@ async def chat_turn(
     messages = chat_messages(history, content, context)
     settings = runtime.settings
     # litellm loads with the first chat turn, not with the server: it is 2-3 s and ~100 MB
-    # that a realtime process nobody chats with never needs.
+    # that a realtime process nobody chats with never needs. In a thread: imported on the
+    # event loop, it froze every price stream of the process for those seconds (bench/soak).
+    await asyncio.to_thread(_load_llm_modules)
     from services.llm.catalog import catalog_from_settings
     from services.llm.gateway import CallContext, LLMGateway
     from services.llm.limits import ProviderLimits

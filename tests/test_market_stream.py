@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from models.bus import MARKET_PRICES, MARKET_SNAPSHOT, BusMessage
+from models.bus import MARKET_BOOKS, MARKET_PRICES, MARKET_SNAPSHOT, BusMessage
 from models.enums import Side
 from models.market_data import Tick
+from realtime import market_stream
 from realtime.book_service import BookService
 from realtime.market_stream import MarketFollower, MarketPublisher
 from realtime.order_book import BookDelta, BookSnapshot, Level
@@ -108,9 +109,12 @@ async def test_replicas_hold_the_same_prices_at_the_same_versions(bus: Bus) -> N
     assert sum(one.told) == one.follower.applied > 0  # the hubs were told of every change
 
 
-async def test_a_replica_started_late_catches_up_from_the_snapshot(bus: Bus) -> None:
-    """The prices stream keeps about 50 messages; 200 steps later only the snapshot holds
+async def test_a_replica_started_late_catches_up_from_the_snapshot(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prices stream keeps 50 messages here; 200 steps later only the snapshot holds
     the symbol that ticked first, and the replica reads from the snapshot on."""
+    monkeypatch.setattr(market_stream, "UPDATES_KEPT", 50)
     ingest = Ingest(bus)
     ingest.tick("OLD", 5.0)
     ingest.book("OLD", 1, 4.9, 5.1)
@@ -122,6 +126,9 @@ async def test_a_replica_started_late_catches_up_from_the_snapshot(bus: Bus) -> 
     ingest.tick("AAPL", 99.0)  # changed after the snapshot, published after it
     await ingest.publisher.step()
 
+    held = await bus.tail(MARKET_PRICES, last_id="0-0", block_ms=0, count=1000)
+    assert len(held) == 50
+    assert "OLD" not in {row[0] for d in held for row in d.message.data["rows"]}
     async with Replica(bus) as late:
         await eventually(lambda: state(late.cache) == state(ingest.cache))
         assert late.follower.snapshots == 1
@@ -219,3 +226,16 @@ async def test_a_replica_started_before_the_ingest_tier_is_not_ready_until_it_pu
         await ingest.publisher.step()
         await eventually(lambda: early.follower.running)
         assert state(early.cache) == state(ingest.cache)
+
+
+async def test_the_update_streams_keep_only_what_replicas_can_need(bus: Bus) -> None:
+    """Replicas catch up from the snapshot: the updates are kept to `UPDATES_KEPT`, not the
+    bus's cap (under which Redis grew by a quarter of a gigabyte in a soak)."""
+    ingest = Ingest(bus)
+    for step in range(market_stream.UPDATES_KEPT + 100):
+        ingest.tick("AAPL", 100 + step % 5)
+        ingest.book("AAPL", step + 1, 99.0 + step % 3, 101.0)
+        await ingest.publisher.step()
+    for stream in (MARKET_PRICES, MARKET_BOOKS):
+        held = await bus.tail(stream, last_id="0-0", block_ms=0, count=10_000)
+        assert len(held) == market_stream.UPDATES_KEPT, stream
