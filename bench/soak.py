@@ -67,6 +67,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -122,6 +123,9 @@ REPORT_TIMEOUT_S = 60.0
 
 
 def main() -> int:
+    # A plain `kill` must stop the stack too: its processes run in their own sessions, so
+    # only the context managers' exits (run by SystemExit, not by the default SIGTERM) end them.
+    signal.signal(signal.SIGTERM, _terminated)
     args = _arguments()
     out = args.out or Path(f"/tmp/aitrader-soak-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
@@ -523,6 +527,10 @@ def _joined(arrays: list[array[float]]) -> np.ndarray:
 
 def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else math.nan
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _load() -> str:
