@@ -15,7 +15,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -436,6 +443,15 @@ class Settings(BaseSettings):
             raise ValueError(f"need one or more distinct, non-empty venues, got {value}")
         return venues
 
+    @model_validator(mode="after")
+    def _replicas_need_redis(self) -> Settings:
+        if self.realtime_role is not RealtimeRole.ALL and not self.redis_url:
+            raise ValueError(
+                f"REALTIME_ROLE={self.realtime_role.value} needs REDIS_URL: the ingest tier "
+                "and its api replicas talk over Redis Streams"
+            )
+        return self
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
@@ -468,7 +484,9 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            (f"{'.'.join(str(p) for p in err['loc']).upper()}: " if err["loc"] else "")
+            + err["msg"].removeprefix("Value error, ")
+            for err in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None
 

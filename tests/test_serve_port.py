@@ -66,3 +66,43 @@ def test_a_free_port_passes_and_stays_free(tmp_path: Path) -> None:
 def test_an_address_this_machine_does_not_have_is_refused_with_the_reason() -> None:
     with pytest.raises(PortUnavailableError, match=r"cannot listen on 192\.0\.2\.1:8000: "):
         check_can_listen("192.0.2.1", 8000, holder="x")  # TEST-NET-1, never local
+
+
+@pytest.mark.parametrize(
+    ("role", "redis", "refusal"),
+    [
+        ("all", "", "--workers: each worker would run its own market data source"),
+        ("api", "", "REALTIME_ROLE=api needs REDIS_URL"),
+    ],
+)
+def test_serve_refuses_a_topology_that_cannot_work_in_one_line(
+    tmp_path: Path, role: str, redis: str, refusal: str
+) -> None:
+    """Several workers of the embedded process would simulate several markets; a replica
+    without Redis would follow nothing. Both are refused before anything serves."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite"}
+    env |= {"REALTIME_ROLE": role, "REDIS_URL": redis}
+    upgrade = [sys.executable, "-m", "cli.main", "db", "upgrade"]
+    plain = env | {"REALTIME_ROLE": "all"}
+    subprocess.run(upgrade, cwd=REPO, env=plain, check=True, capture_output=True, timeout=120)
+    workers = ["--workers", "2"] if role == "all" else []
+    port = ["--port", str(_free_port())]
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "serve", *port, *workers],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.strip().splitlines() if line.startswith("error")]
+    assert len(lines) == 1, done.stderr
+    assert refusal in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
