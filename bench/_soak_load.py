@@ -34,6 +34,7 @@ class ChatStats:
     failed: int = 0
     latencies: list[float] = field(default_factory=list)  # since the last `take_latencies`
     errors: list[str] = field(default_factory=list)
+    unfilled: list[str] = field(default_factory=list)  # the first trades not filled, as sent
 
 
 class ChatTrader:
@@ -91,6 +92,8 @@ class ChatTrader:
             self.stats.latencies.append(took)
             for trade in trades:
                 self.stats.trades[str(trade.get("status"))] += 1
+                if trade.get("status") != "filled" and len(self.stats.unfilled) < 10:
+                    self.stats.unfilled.append(f"{replica}: {str(trade)[:300]}")
 
     def _failed(self, line: str) -> None:
         with self._lock:

@@ -440,6 +440,7 @@ class Run:
             f"chat turns: {sum(chat.stats.ok.values())} ok ({dict(chat.stats.ok)}), "
             f"{chat.stats.failed} failed; trades by status: {dict(chat.stats.trades)}"
         )
+        self.notes += [f"trade not filled: {line}" for line in chat.stats.unfilled]
 
     def _orphans(self) -> None:
         """Job processes or Prefect servers still running after their replica stopped:
