@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import socket
 import struct
 import time
@@ -55,6 +56,7 @@ class ClientJob:
     path: str
     count: int
     ws_compression: str | None = None  # "deflate" or None
+    idle: bool = False  # run under SCHED_IDLE: only on CPU time the server leaves free
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class Received:
 
 def run_clients(job: ClientJob, conn: Connection) -> None:
     """Process entry point: connect, report, wait for the window, stream, send results."""
+    if job.idle:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     asyncio.run(_Clients(job, conn).run())
 
 

@@ -10,6 +10,14 @@ processes (`_fanout_clients.py`), thousands of asyncio streams each. Rows:
   clients read `GET /api/stream/prices`.
 * aitrader WS (`--ws N`): the same app, clients on `/ws` subscribed to
   `market_data`. Skipped with a note if `/ws` answers 404.
+* with `--replica`, the aitrader rows are served by one api replica
+  (`aitrader serve`, REALTIME_ROLE=api) that follows an ingest process
+  (REALTIME_ROLE=ingest: the same simulator, engines and books) over Redis
+  (`--redis-url`, a database of the bench's own, flushed before each
+  server); both get the environment the embedded app gets. The tick's `ts`
+  is stamped by the ingest process, so lag includes the ingest -> Redis ->
+  replica hop (`--market-publish-ms`, MARKET_PUBLISH_MS). Server CPU and RSS
+  are the replica's; the ingest process's CPU is reported beside it.
 * baseline sse-starlette: the simplest fan-out, measured in the same run:
   every client's generator sleeps one interval, builds and serialises its
   own array of `--symbols` snapshot-like dicts with a fresh `ts`.
@@ -34,6 +42,9 @@ Measured over `--duration` seconds after all clients connected and
   core; client CPU likewise, summed over client processes (max of one in
   brackets). The client loop lag (lateness of a 10 ms sleep) shows bursts
   that a window average hides.
+* other CPU: what the rest of the machine used over the window (from
+  /proc/stat: all busy time minus the server's, the ingest process's and the
+  clients'), in cores: this VM is shared, and a neighbour's burst is our lag.
 * RSS/conn = (server RSS with the clients - RSS before they connected) / clients.
   With `--rounds N` the clients connect, are measured and disconnect N times
   against the same server; each round's "before" is the previous round's
@@ -43,7 +54,15 @@ Usage: python bench/fanout.py [--sse 2000] [--ws 0] [--symbols 30] [--interval-m
                               [--sim-interval-ms 500]
                               [--duration 20] [--warmup 5] [--client-procs 2] [--rounds 1]
                               [--ws-compression none|deflate] [--quick] [--dashboards]
+                              [--replica [--redis-url URL] [--market-publish-ms 20]]
+                              [--repeat N] [--idle-clients] [--quiet-below CORES]
 --quick: 200 clients (and at most 200 WS clients), 3 s warm-up, 8 s measured.
+--repeat N: each aitrader row N times, each on a fresh server (and ingest process), then
+the baseline once; with --dashboards, the plain, dashboards and control rows interleaved.
+--idle-clients: the client processes run under SCHED_IDLE, like the dashboards' browsers:
+in use they are other machines; here, waking on every send, they would preempt the server
+mid-fan-out. Their receive times are the kernel's, so their own delays are not lag.
+--quiet-below CORES: this VM is shared; before each row, wait until the machine is quiet.
 --dashboards: each aitrader row is measured again, on a fresh server, with one Chromium
 per 500 clients holding the dashboard open (bench/_dashboard_browsers.py): the page's own
 SSE and WebSocket clients should not change the figures. A control row has the same
@@ -76,14 +95,19 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import redis
 from _fanout_clients import ClientJob, Ready, Received, Window, probe_ws, run_clients
 from fastapi import FastAPI
 from sse_starlette import EventSourceResponse
 
-from api.app import create_app
-from db.engine import make_engine
-from db.migrate import upgrade
-from services.settings import load_settings
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `tests` (the replica stack) is not an installed package
+
+from api.app import create_app  # noqa: E402
+from db.engine import make_engine  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+from services.settings import load_settings  # noqa: E402
+from tests.replica_stack import replica_stack  # noqa: E402
 
 T = TypeVar("T")
 BENCH = Path(__file__).resolve().parent
@@ -91,6 +115,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT_S = 150.0
 RESULTS_TIMEOUT_S = 60.0
 CLIENTS_PER_BROWSER = 500
+QUIET_SAMPLE_S = 5.0
+QUIET_TIMEOUT_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +129,7 @@ class Phase:
     browsers: int = 0  # dashboards open in Chromium beside the bench clients (--dashboards)
     elsewhere: bool = False  # the dashboards on another server: their CPU, not their clients
     run: int = 0  # with --repeat: which of the interleaved runs (1-based)
+    replica: bool = False  # served by an api replica behind an ingest process (--replica)
 
     def with_dashboards(self, elsewhere: bool = False) -> Phase:
         browsers = math.ceil(self.clients / CLIENTS_PER_BROWSER)
@@ -143,6 +170,8 @@ class Row:
     run: int = 0
     browsers: int = 0
     browser_cpu: float = 0.0  # the dashboards' browsers (every process), % of one core
+    ingest_cpu: float = math.nan  # --replica: the ingest process, % of one core
+    other_cpu: float = math.nan  # the rest of the machine over the window, in cores
 
     @property
     def label(self) -> str:
@@ -152,6 +181,16 @@ class Row:
     @property
     def rss_per_conn_kb(self) -> float:
         return (self.rss_loaded_mb - self.rss_idle_mb) * 1024 / max(self.connected, 1)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A measured server process; `ingest` is the process feeding it (--replica)."""
+
+    pid: int
+    port: int
+    logs: tuple[Path, ...]
+    ingest: int | None = None
 
 
 # --- the servers (uvicorn --factory fanout:<name>) ------------------------------------
@@ -236,12 +275,41 @@ def main() -> None:
         "--repeat",
         type=int,
         default=1,
-        help="with --dashboards: run the plain, dashboards and control rows N times, "
-        "interleaved, and print the medians of their ratios",
+        help="measure each aitrader row N times, each on a fresh server; with --dashboards "
+        "the plain, dashboards and control rows interleaved, and the medians of their ratios",
+    )
+    parser.add_argument(
+        "--replica",
+        action="store_true",
+        help="aitrader rows: one api replica (aitrader serve) fed by an ingest process "
+        "over Redis, instead of the embedded app",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/11",
+        help="--replica: a Redis database of the bench's own (FLUSHDB before each server)",
+    )
+    parser.add_argument(
+        "--market-publish-ms",
+        type=int,
+        default=20,
+        help="--replica: MARKET_PUBLISH_MS, how often the ingest process sends changes",
+    )
+    parser.add_argument(
+        "--idle-clients",
+        action="store_true",
+        help="run the client processes under SCHED_IDLE: in use they are other machines, "
+        "here they share the server's cores (their receive times are the kernel's anyway)",
+    )
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.0,
+        metavar="CORES",
+        help="before each row, wait (up to 15 min) until the machine used less than CORES "
+        "over 5 s (a shared VM: wait out a neighbour's burst); 0: do not wait",
     )
     args = parser.parse_args()
-    if args.repeat > 1 and not args.dashboards:
-        parser.error("--repeat interleaves the --dashboards rows; add --dashboards")
     if args.quick:
         args.sse, args.ws = min(args.sse, 200), min(args.ws, 200)
         args.duration, args.warmup = 8.0, 3.0
@@ -255,18 +323,30 @@ def main() -> None:
         f"pushed every {args.interval_ms} ms, "
         f"{args.warmup:g} s warm-up + {args.duration:g} s measured, "
         f"{args.client_procs} client processes"
+        + (" (SCHED_IDLE)" if args.idle_clients else "")
+        + (
+            f"; aitrader served by one api replica behind an ingest process "
+            f"(MARKET_PUBLISH_MS={args.market_publish_ms}, {args.redis_url})"
+            if args.replica
+            else ""
+        )
     )
-    phases = [Phase("aitrader SSE", "aitrader_app", "sse", "/api/stream/prices", args.sse)]
-    if args.ws:
-        phases.append(Phase("aitrader WS", "aitrader_app", "ws", "/ws", args.ws))
+    where = " (api replica)" if args.replica else ""
+    phases = [
+        Phase(f"aitrader SSE{where}", "aitrader_app", "sse", "/api/stream/prices", args.sse),
+        Phase(f"aitrader WS{where}", "aitrader_app", "ws", "/ws", args.ws),
+    ]
+    phases = [replace(p, replica=args.replica) for p in phases if p.clients > 0]
+    runs = range(1, args.repeat + 1) if args.repeat > 1 else [0]
     if args.dashboards:
-        runs = range(1, args.repeat + 1) if args.repeat > 1 else [0]
         phases = [
             replace(twin, run=run)
             for phase in phases
             for run in runs
             for twin in (phase, phase.with_dashboards(), phase.with_dashboards(elsewhere=True))
         ]
+    else:  # run-major: a slow spell of the machine spreads over the rows, not one row
+        phases = [replace(phase, run=run) for run in runs for phase in phases]
     phases.append(Phase("baseline sse-starlette", "baseline_app", "sse", "/prices", args.sse))
 
     rows: list[Row] = []
@@ -286,9 +366,8 @@ def main() -> None:
             "PYTHONUNBUFFERED": "1",
         }
         for phase in phases:
-            if phase.clients <= 0:
-                continue
-            rows.extend(_measure(phase, args, env, workdir))
+            if phase.clients > 0:
+                rows.extend(_measure(phase, args, env, workdir))
     _print_results(rows)
 
 
@@ -298,21 +377,21 @@ def _measure(
     """One server process; `--rounds` times: connect the clients, measure, disconnect."""
     rows: list[Row] = []
     with (
-        _server(phase.factory, env, workdir) as (server, port, log_path),
+        _serving(phase, args, env, workdir) as server,
         _other_server(phase, env, workdir) as other,
     ):
-        if phase.kind == "ws" and (status := probe_ws(port, phase.path)) is not None:
+        if phase.kind == "ws" and (status := probe_ws(server.port, phase.path)) is not None:
             print(f"\n{phase.label}: skipped, {phase.path} answered HTTP {status}")
             return rows
         time.sleep(1.0)
         rss_idle = _rss_mb(server.pid)
         for k in range(1, args.rounds + 1):
             round_ = k if args.rounds > 1 else 0
-            dashboards_at = other or port
-            row = _measure_round(phase, round_, args, server.pid, port, rss_idle, dashboards_at)
+            dashboards_at = other or server.port
+            row = _measure_round(phase, round_, args, server, rss_idle, dashboards_at)
             rows.append(row)
             rss_idle = row.rss_after_mb
-    log = _log_lines(log_path)
+    log = [line for path in server.logs for line in _log_lines(path, len(server.logs) > 1)]
     if rows:
         rows[-1] = replace(rows[-1], server_log=log)
     return rows
@@ -322,11 +401,12 @@ def _measure_round(
     phase: Phase,
     round_: int,
     args: argparse.Namespace,
-    server: int,
-    port: int,
+    server: Server,
     rss_idle: float,
     dashboards_at: int,
 ) -> Row:
+    if args.quiet_below > 0:
+        _wait_quiet(args.quiet_below)
     load_1m = os.getloadavg()[0]
     title = f"{phase.label} (round {round_})" if round_ else phase.label
     title = f"{title} (run {phase.run})" if phase.run else title
@@ -334,7 +414,9 @@ def _measure_round(
     compression = None if args.ws_compression == "none" else args.ws_compression
     with (
         _dashboards(dashboards_at, phase.browsers) as browsers,
-        _client_processes(phase, port, args.client_procs, compression) as clients,
+        _client_processes(
+            phase, server.port, args.client_procs, compression, args.idle_clients
+        ) as clients,
     ):
         started = time.monotonic()
         readies = [_receive(conn, READY_TIMEOUT_S, Ready) for _, conn in clients]
@@ -350,16 +432,24 @@ def _measure_round(
             conn.send(window)
         pids = [proc.pid for proc, _ in clients if proc.pid is not None]
         time.sleep(max(0.0, window.t0 - time.time()))
-        server0, clients0, wall0 = _cpu_s(server), [_cpu_s(p) for p in pids], time.time()
+        server0, clients0, wall0 = _cpu_s(server.pid), [_cpu_s(p) for p in pids], time.time()
         browsers0 = _tree_cpu_s(browsers) if browsers else 0.0
+        ingest0, machine0 = _cpu_s(server.ingest) if server.ingest else 0.0, _machine_cpu_s()
         time.sleep(max(0.0, window.t1 - time.time()))
-        server1, clients1, wall1 = _cpu_s(server), [_cpu_s(p) for p in pids], time.time()
+        server1, clients1, wall1 = _cpu_s(server.pid), [_cpu_s(p) for p in pids], time.time()
         browsers1 = _tree_cpu_s(browsers) if browsers else 0.0
-        rss_loaded = _rss_mb(server)
+        ingest1, machine1 = _cpu_s(server.ingest) if server.ingest else 0.0, _machine_cpu_s()
+        rss_loaded = _rss_mb(server.pid)
         results = [_receive(conn, RESULTS_TIMEOUT_S, Received) for _, conn in clients]
     time.sleep(3.0)  # let the server forget the disconnected clients
-    rss_after = _rss_mb(server)
+    rss_after = _rss_mb(server.pid)
     wall = wall1 - wall0
+    ours = (
+        (server1 - server0)
+        + (ingest1 - ingest0)
+        + sum(b - a for a, b in zip(clients0, clients1, strict=True))
+        + (browsers1 - browsers0)
+    )
     row = _summarise(
         phase,
         round_,
@@ -375,12 +465,17 @@ def _measure_round(
         run=phase.run,
         browsers=phase.browsers,
         browser_cpu=100 * (browsers1 - browsers0) / wall,
+        ingest_cpu=100 * (ingest1 - ingest0) / wall if server.ingest else math.nan,
+        other_cpu=max(0.0, (machine1 - machine0) - ours) / wall,
     )
     print(
         f"  lag p50 {row.lag_ms[0]:.0f} ms, p99 {row.lag_ms[1]:.0f} ms; fan-out p99 "
-        f"{row.fanout_ms[1]:.0f} ms; server CPU {row.server_cpu:.0f} %, "
-        f"clients {row.client_cpu:.0f} %, client loop lag p99 {row.loop_lag_ms[0]:.0f} ms"
+        f"{row.fanout_ms[1]:.0f} ms; tick age p99 {row.age_ms[1]:.0f} ms; "
+        f"server CPU {row.server_cpu:.0f} %"
+        + (f", ingest {row.ingest_cpu:.0f} %" if server.ingest else "")
+        + f", clients {row.client_cpu:.0f} %, client loop lag p99 {row.loop_lag_ms[0]:.0f} ms"
         + (f"; browsers {row.browser_cpu:.0f} %" if browsers else "")
+        + f"; other processes {row.other_cpu:.2f} cores"
     )
     return row
 
@@ -471,15 +566,17 @@ def _print_results(rows: list[Row]) -> None:
         "| server | connect failures | streams ended in window | clients with 0 events "
         "| distinct event ids | rows/event | tick age at publish p50 / p99 "
         "| client read delay p99 / max | client loop lag p99 / max "
-        "| RSS idle | RSS loaded | RSS after disconnect |"
+        "| RSS idle | RSS loaded | RSS after disconnect | ingest CPU | other processes |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        ingest = "—" if math.isnan(r.ingest_cpu) else f"{r.ingest_cpu:.0f} %"
         print(
             f"| {r.label} | {r.failed} | {r.ended} | {r.silent_clients} | {r.event_ids:,} "
             f"| {r.rows_per_event:.1f} | {_ms(r.age_ms)} | {_ms(r.read_delay_ms)} "
             f"| {_ms(r.loop_lag_ms)} "
-            f"| {r.rss_idle_mb:.1f} MiB | {r.rss_loaded_mb:.1f} MiB | {r.rss_after_mb:.1f} MiB |"
+            f"| {r.rss_idle_mb:.1f} MiB | {r.rss_loaded_mb:.1f} MiB | {r.rss_after_mb:.1f} MiB "
+            f"| {ingest} | {r.other_cpu:.2f} cores |"
         )
     baselines = {r.round: r for r in rows if r.server.startswith("baseline")}
     print()
@@ -562,6 +659,45 @@ def _ms(pair: tuple[float, float]) -> str:
 
 
 # --- processes ------------------------------------------------------------------------
+
+
+@contextmanager
+def _serving(
+    phase: Phase, args: argparse.Namespace, env: dict[str, str], workdir: Path
+) -> Iterator[Server]:
+    """The server a phase measures: the embedded app, or an api replica (--replica)."""
+    if phase.replica:
+        with _replica(args.redis_url, {**_replica_env(args), **env}, workdir) as served:
+            yield served
+        return
+    with _server(phase.factory, env, workdir) as (server, port, log):
+        yield Server(server.pid, port, (log,))
+
+
+@contextmanager
+def _replica(redis_url: str, env: dict[str, str], workdir: Path) -> Iterator[Server]:
+    """One ingest process and one api replica (`aitrader serve`, tests/replica_stack.py)
+    on an emptied Redis database: the market streams have fixed names, and a previous
+    run's entries would be caught up on. Yields once the replica serves every symbol."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    stack_dir = Path(tempfile.mkdtemp(prefix="stack-", dir=workdir))
+    with replica_stack(env["DATABASE_URL"], redis_url, stack_dir, extra=env) as stack:
+        ingest = stack.start("ingest", "ingest")
+        api = stack.start("api", "api")
+        _wait_prices(api.port, len(json.loads(env["REALTIME_SYMBOLS"])))
+        yield Server(api.process.pid, api.port, (api.log, ingest.log), ingest=ingest.process.pid)
+
+
+def _replica_env(args: argparse.Namespace) -> dict[str, str]:
+    """What only the replica stack reads."""
+    return {
+        "MARKET_PUBLISH_MS": str(args.market_publish_ms),
+        "COLUMNS": "1000",  # `aitrader serve`'s banner on one line, which _log_lines drops
+    }
 
 
 @contextmanager
@@ -663,9 +799,10 @@ def _dashboards(port: int, count: int) -> Iterator[int | None]:
 
 @contextmanager
 def _client_processes(
-    phase: Phase, port: int, procs: int, compression: str | None
+    phase: Phase, port: int, procs: int, compression: str | None, idle: bool
 ) -> Iterator[list[tuple[SpawnProcess, Connection]]]:
-    """`procs` spawned client processes sharing `phase.clients`; joined or killed on exit."""
+    """`procs` spawned client processes sharing `phase.clients` (under SCHED_IDLE if
+    `idle`); joined or killed on exit."""
     ctx = multiprocessing.get_context("spawn")
     started: list[tuple[SpawnProcess, Connection]] = []
     try:
@@ -674,7 +811,7 @@ def _client_processes(
             if count == 0:
                 continue
             parent, child = ctx.Pipe()
-            job = ClientJob(phase.kind, port, phase.path, count, compression)
+            job = ClientJob(phase.kind, port, phase.path, count, compression, idle)
             proc = ctx.Process(target=run_clients, args=(job, child), daemon=True)
             proc.start()
             child.close()
@@ -714,6 +851,25 @@ def _wait_healthy(server: subprocess.Popen[bytes], port: int, timeout: float = 3
             pass
         time.sleep(0.1)
     raise RuntimeError(f"server on port {port} not healthy within {timeout:.0f} s")
+
+
+def _wait_prices(port: int, symbols: int, timeout: float = 60.0) -> None:
+    """Until the server's REST prices hold all `symbols` (a replica has caught up)."""
+    deadline = time.monotonic() + timeout
+    held = 0
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", "/api/market/prices")
+            response = conn.getresponse()
+            if response.status == 200 and (held := len(json.loads(response.read()))) >= symbols:
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} held {held} of {symbols} prices after {timeout} s")
 
 
 def _free_port() -> int:
@@ -760,6 +916,31 @@ def _tree_cpu_s(root: int) -> float:
     return total
 
 
+def _wait_quiet(below: float, timeout_s: float = QUIET_TIMEOUT_S) -> None:
+    """Until the whole machine (the idle server included) used less than `below` cores
+    over 5 s; gives up after `timeout_s` and says so. What neighbours still use during the
+    window is measured anyway (other CPU)."""
+    started = time.monotonic()
+    while True:
+        before = _machine_cpu_s()
+        time.sleep(QUIET_SAMPLE_S)
+        busy = (_machine_cpu_s() - before) / QUIET_SAMPLE_S
+        waited = time.monotonic() - started
+        if busy < below:
+            if waited > QUIET_SAMPLE_S:
+                print(f"  waited {waited:.0f} s for a quiet machine ({busy:.2f} cores busy)")
+            return
+        if waited > timeout_s:
+            print(f"  the machine stayed busy ({busy:.2f} cores) for {waited:.0f} s: measuring")
+            return
+
+
+def _machine_cpu_s() -> float:
+    """Busy time of every core (user, nice, system), in seconds, from /proc/stat."""
+    user, nice, system = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:4]
+    return (int(user) + int(nice) + int(system)) / CLK_TCK
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -767,8 +948,12 @@ def _rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def _log_lines(path: Path) -> list[str]:
-    return [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+def _log_lines(path: Path, named: bool = False) -> list[str]:
+    """The log's lines (prefixed with its file's name if `named`), less `aitrader serve`'s
+    banner."""
+    lines = path.read_text(errors="replace").splitlines()
+    prefix = f"{path.stem}: " if named else ""
+    return [prefix + line for line in lines if line.strip() and not line.startswith("AITrader ")]
 
 
 def _load() -> str:

@@ -73,8 +73,12 @@ class SSEHub:
         return self._task.running
 
     async def next_frame(self) -> None:
-        """Return right after the next frame is published (for work that must not delay one)."""
+        """Return once the next frame has gone to every client it woke, for work that must
+        not delay one (the GC policy's full collection). Publishing wakes all of them at
+        once, so their sends run in the loop's next iteration; a waiter woken among them
+        would run mid-fan-out, so this one steps to the back of the queue first."""
         await self._published.wait()
+        await asyncio.sleep(0)
 
     def notify(self) -> None:
         """The cache changed: publish soon. Cheap enough to call on every tick."""

@@ -129,6 +129,38 @@ def test_a_notified_change_goes_out_without_waiting_for_the_interval() -> None:
     asyncio.run(scenario())
 
 
+def test_next_frame_returns_after_every_client_woken_by_the_frame_got_it() -> None:
+    """Work waiting for a frame (the GC policy's full collection) runs after the fan-out,
+    even when it started waiting before the clients did."""
+
+    async def scenario() -> None:
+        cache = PriceCache()
+        cache.update(_tick("AAA", 1, 0))
+        hub = SSEHub(cache, interval_s=0.005)
+        await hub.start()
+        streams = [hub.stream() for _ in range(20)]
+        for stream in streams:
+            await anext(stream)
+        pending: list[asyncio.Future[bytes]] = []
+
+        async def after_frame() -> int:
+            await hub.next_frame()
+            return sum(task.done() for task in pending)
+
+        after = asyncio.create_task(after_frame())
+        await asyncio.sleep(0)  # waits for the frame before any client does
+        pending.extend(asyncio.ensure_future(anext(stream)) for stream in streams)
+        await asyncio.sleep(0)
+        cache.update(_tick("AAA", 2, 1))
+        hub.notify()
+        assert await asyncio.wait_for(after, 1) == len(streams)
+        for stream in streams:
+            await stream.aclose()
+        await hub.stop()
+
+    asyncio.run(scenario())
+
+
 def test_stop_releases_waiting_clients() -> None:
     async def scenario() -> None:
         cache = PriceCache()
