@@ -80,6 +80,7 @@ import math
 import multiprocessing
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -245,6 +246,9 @@ def baseline_app() -> FastAPI:
 
 
 def main() -> None:
+    # A plain `kill` must stop the servers too: the replica stack's run in their own
+    # sessions, and only the context managers' exits (SystemExit, not SIGTERM) end them.
+    signal.signal(signal.SIGTERM, _terminated)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -870,6 +874,10 @@ def _wait_prices(port: int, symbols: int, timeout: float = 60.0) -> None:
             conn.close()
         time.sleep(0.2)
     raise RuntimeError(f"server on port {port} held {held} of {symbols} prices after {timeout} s")
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _free_port() -> int:
