@@ -515,6 +515,7 @@ RUN_FIRST = (
     "tests/test_execution_chaos.py",
     "tests/test_backtest_parity.py",
     "tests/test_api_fuzz.py",
+    "tests/test_replicas.py",
     "tests/test_prefect_startup.py",
     "tests/test_prefect_home.py",
     "tests/test_up_stack.py",
