@@ -262,6 +262,41 @@ class _Clients:
                 ws.transport.abort()
 
 
+class ChunkedBody:
+    """HTTP/1.1 chunked transfer decoding, fed as bytes arrive (also bench/_soak_clients.py)."""
+
+    def __init__(self) -> None:
+        self.raw = b""  # undecoded chunked body
+        self.need = 0  # bytes left in the current chunk
+        self.skip = 0  # CRLF bytes after a chunk still to drop
+        self.ended = False  # the last (zero-size) chunk arrived
+
+    def feed(self, data: bytes) -> bytes:
+        """The body bytes `data` completes; ValueError on a malformed chunk size."""
+        self.raw += data
+        body: list[bytes] = []
+        while self.raw and not self.ended:
+            if self.skip:
+                dropped = min(self.skip, len(self.raw))
+                self.raw, self.skip = self.raw[dropped:], self.skip - dropped
+            elif self.need:
+                piece = self.raw[: self.need]
+                body.append(piece)
+                self.raw, self.need = self.raw[len(piece) :], self.need - len(piece)
+                if not self.need:
+                    self.skip = 2
+            else:
+                line, sep, rest = self.raw.partition(b"\r\n")
+                if not sep:
+                    break
+                size = int(line.split(b";", 1)[0], 16)
+                if size == 0:
+                    self.ended = True
+                    break
+                self.raw, self.need = rest, size
+        return b"".join(body)
+
+
 class _SSEStream:
     """One SSE response, fed from a reader callback: HTTP head, chunked body, events."""
 
@@ -272,9 +307,7 @@ class _SSEStream:
         self.settled = False
         self.head = b""
         self.chunked = False
-        self.raw = b""  # undecoded chunked body
-        self.need = 0  # bytes left in the current chunk
-        self.skip = 0  # CRLF bytes after a chunk still to drop
+        self.body = ChunkedBody()
         self.text = b""  # decoded body not yet split into events
 
     def on_readable(self, sock: socket.socket) -> None:
@@ -315,28 +348,10 @@ class _SSEStream:
             self._event(block, now, arrived)
 
     def _dechunk(self, data: bytes) -> bytes:
-        self.raw += data
-        body: list[bytes] = []
-        while self.raw:
-            if self.skip:
-                dropped = min(self.skip, len(self.raw))
-                self.raw, self.skip = self.raw[dropped:], self.skip - dropped
-            elif self.need:
-                piece = self.raw[: self.need]
-                body.append(piece)
-                self.raw, self.need = self.raw[len(piece) :], self.need - len(piece)
-                if not self.need:
-                    self.skip = 2
-            else:
-                line, sep, rest = self.raw.partition(b"\r\n")
-                if not sep:
-                    break
-                size = int(line.split(b";", 1)[0], 16)
-                if size == 0:
-                    self.done.set_result(None)
-                    break
-                self.raw, self.need = rest, size
-        return b"".join(body)
+        body = self.body.feed(data)
+        if self.body.ended and not self.done.done():
+            self.done.set_result(None)
+        return body
 
     def _event(self, block: bytes, now: float, arrived: float) -> None:
         event, key, data = b"message", -1, []

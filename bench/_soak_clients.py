@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-from _fanout_clients import SO_TIMESTAMPNS, _kernel_time, _newest_ts
+from _fanout_clients import SO_TIMESTAMPNS, ChunkedBody, _kernel_time, _newest_ts
 from websockets.asyncio.client import connect
 
 CONNECT_BATCH = 50  # streams opened together before yielding to the loop
@@ -259,9 +259,7 @@ class _SSEParser:
         self.ended = False
         self.head = b""
         self.chunked = False
-        self.raw = b""
-        self.need = 0
-        self.skip = 0
+        self.body = ChunkedBody()
         self.text = b""
 
     def feed(self, data: bytes) -> list[str]:
@@ -282,28 +280,9 @@ class _SSEParser:
         return events
 
     def _dechunk(self, data: bytes) -> bytes:
-        self.raw += data
-        body: list[bytes] = []
-        while self.raw:
-            if self.skip:
-                dropped = min(self.skip, len(self.raw))
-                self.raw, self.skip = self.raw[dropped:], self.skip - dropped
-            elif self.need:
-                piece = self.raw[: self.need]
-                body.append(piece)
-                self.raw, self.need = self.raw[len(piece) :], self.need - len(piece)
-                if not self.need:
-                    self.skip = 2
-            else:
-                line, sep, rest = self.raw.partition(b"\r\n")
-                if not sep:
-                    break
-                size = int(line.split(b";", 1)[0], 16)
-                if size == 0:
-                    self.ended = True
-                    break
-                self.raw, self.need = rest, size
-        return b"".join(body)
+        body = self.body.feed(data)
+        self.ended = self.body.ended
+        return body
 
 
 def _prices_data(block: bytes) -> str | None:
