@@ -69,14 +69,18 @@ class CouncilRun:
         settings: Settings,
         sessions: sessionmaker[Session],
         run_id: int,
-        job_id: int,
+        job_id: int | None,
         gateway: LLMGateway,
+        caveat: str | None = None,
     ) -> None:
+        """`job_id` None: a council backtest's sitting, followed by the backtest's job.
+        `caveat` (the members who may remember what followed) heads every artifact."""
         self.settings = settings
         self.sessions = sessions
         self.run_id = run_id
         self.job_id = job_id
         self.gateway = gateway
+        self.caveat = caveat
         self.bus: Bus | None = make_bus(settings.redis_url) if settings.redis_url else None
 
     async def close(self) -> None:
@@ -87,6 +91,8 @@ class CouncilRun:
         """The run reached `stage`: its job row says so, and with Redis `jobs:updates` does
         (without Redis the realtime process polls the jobs table: it cannot hear this one)."""
         job_id = self.job_id
+        if job_id is None:
+            return
         update = await asyncio.to_thread(
             transaction,
             self.sessions,
@@ -107,6 +113,10 @@ class CouncilRun:
         )
         await self._announce(update)
         return row
+
+    def described(self, description: str) -> str:
+        """An artifact's description, headed by the run's caveat when it has one."""
+        return f"{self.caveat}. {description}" if self.caveat else description
 
     async def _announce(self, update: JobUpdate | None) -> None:
         if update is not None and self.bus is not None:
@@ -158,6 +168,7 @@ async def research_task(
     lines = [
         f"# Research as of {snapshot.as_of:%Y-%m-%d}",
         "",
+        *([f"> **Warning:** {run.caveat}", ""] if run.caveat else []),
         f"Screen: {screened.describe()}; "
         f"shards per analyst: {', '.join(f'{o.member.name} {len(o.shards)}' for o in outcomes)}",
         "",
@@ -169,7 +180,9 @@ async def research_task(
             lines.append(f"* **{o.member.name}** ({o.member.model}): {o.pack.regime}")
             lines.extend(f"  * {v.sector}: {v.stance} — {v.reason}" for v in o.pack.sector_views)
     await acreate_markdown_artifact(
-        markdown="\n".join(lines), key=f"council-{run.run_id}-research", description="Research"
+        markdown="\n".join(lines),
+        key=f"council-{run.run_id}-research",
+        description=run.described("Research"),
     )
     await run.progress(
         "research",
@@ -262,7 +275,7 @@ async def review_task(
     await acreate_table_artifact(
         table=table,
         key=f"council-{run.run_id}-pitches",
-        description=(
+        description=run.described(
             f"Pitches ranked by normalised Borda count; agreement (Kendall's W) "
             f"{_fmt(outcome.agreement)}, position effect {_fmt(outcome.position_effect)}"
         ),

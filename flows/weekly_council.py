@@ -55,6 +55,7 @@ from models.errors import BudgetExceededError, InvalidInputError, describe_failu
 from services.bus.job_updates import announce_job
 from services.llm.budget import RunBudget
 from services.llm.catalog import catalog_from_settings
+from services.llm.cutoffs import MAY_KNOW, CutoffFlag, cutoff_flags
 from services.llm.gateway import LLMGateway
 from services.llm.limits import ProviderLimits
 from services.llm.offline import register_offline_provider
@@ -92,6 +93,8 @@ async def weekly_council(
     stop_after: Literal["research", "pitches", "chairman"] | None = None,
     job_id: int | None = None,
     replay: bool = False,
+    sitting_of: int | None = None,
+    cutoff_policy: Literal["flag", "refuse"] | None = None,
 ) -> State[Any]:
     """One council sitting for `as_of` (default: the latest day with stored daily bars; a day
     outside the stored range is refused, tasks/council/week.py); returns the run's summary.
@@ -109,6 +112,14 @@ async def weekly_council(
     answer not in the cache is an abstention, "not in cache"), nothing is spent, and the
     run ends after the chairman: its decisions are never approved or executed. They are
     there to compare with the original run's (`aitrader council replay`).
+
+    `sitting_of` names the council backtest this run is a sitting of
+    (flows/council_backtest.py): it makes no job of its own, ends after the chairman and
+    executes nothing; the backtest executes its decisions over the stored bars.
+
+    A day before a member's training cutoff is flagged on the run, its artifacts and its
+    summary ("this model may know what happened next", services/llm/cutoffs.py), or
+    refused with `cutoff_policy="refuse"` (default: COUNCIL_CUTOFF_POLICY).
     """
     settings = get_settings()
     register_offline_provider()
@@ -122,7 +133,7 @@ async def weekly_council(
         roster = default_roster(configured)
     else:
         roster = seat_models(default_roster(configured), models_file.roster)
-    if replay:
+    if replay or sitting_of is not None:
         execute, stop_after = False, "chairman"
     sessions = make_session_factory(make_engine(settings.database_url))
     with read_sessions_of(sessions)() as session:
@@ -131,6 +142,14 @@ async def weekly_council(
         symbols = universe or sorted({c.symbol for c in bar_coverage(session, None, Timeframe.D1)})
     when = _as_of_instant(as_of if isinstance(as_of, datetime) else chosen.day)
     get_run_logger().info("council %s", chosen.describe())
+    seats = [(m.name, m.model) for m in roster.members]
+    seats += [(m.name, m.review_model) for m in roster.pms if m.review_model]
+    flags = cutoff_flags(catalog, seats, when.date())
+    caveat = _caveat(flags)
+    if flags and (cutoff_policy or settings.council_cutoff_policy) == "refuse":
+        raise InvalidInputError("as_of", f"{caveat}; refused (COUNCIL_CUTOFF_POLICY=refuse)")
+    if caveat:
+        get_run_logger().warning("council as of %s: %s", when.date(), caveat)
     params = {
         "universe": symbols,
         "roster": [m.model_dump(mode="json") for m in roster.members],
@@ -141,6 +160,10 @@ async def weekly_council(
     }
     if replay:
         params["replay"] = True
+    if sitting_of is not None:
+        params["sitting_of"] = sitting_of
+    if flags:
+        params["may_know"] = [f.record() for f in flags]
     budget = Decimal(str(budget_usd)) if budget_usd is not None and not replay else None
     council, opened = await asyncio.to_thread(
         transaction,
@@ -153,10 +176,10 @@ async def weekly_council(
             as_of=when,
             budget_usd=budget,
             params=params,
+            own_job=sitting_of is None,
         ),
     )
     run_id, job_id = council.id, council.job_id
-    assert job_id is not None  # open_council_run gives every run a job
     gateway = LLMGateway(
         SqlCallStore(sessions),
         budget=RunBudget(budget) if budget is not None else None,
@@ -164,7 +187,7 @@ async def weekly_council(
         catalog=catalog,
         cache_only=replay,
     )
-    run = CouncilRun(settings, sessions, run_id, job_id, gateway)
+    run = CouncilRun(settings, sessions, run_id, job_id, gateway, caveat)
     if opened is not None and run.bus is not None:
         await announce_job(run.bus, opened)
     try:
@@ -237,7 +260,7 @@ async def _sit(
         )
         await step(5)
         if stop_after == "chairman":
-            return await _stopped_after(run, "chairman", run.gateway.cache_only)
+            return await _stopped_after(run, "chairman", run.gateway.cache_only, decision_ids)
     except BudgetExceededError as exc:
         detail = f"stopped on its LLM budget: {exc}; no decision was made"
         await run.finish(RunStatus.CANCELED, detail, stage="budget")
@@ -259,7 +282,7 @@ async def _sit(
         )
     await step(6)
     await acreate_table_artifact(
-        table=settled, key=f"council-{run_id}-decisions", description="Decisions"
+        table=settled, key=f"council-{run_id}-decisions", description=run.described("Decisions")
     )
     approved = [d["decision"] for d in settled if d["approved"]]
     orders: list[dict[str, Any]] = []
@@ -280,19 +303,34 @@ async def _sit(
         "orders": orders,
         "cost_usd": str(cost),
     }
+    if run.caveat:
+        summary["may_know"] = run.caveat
     if failed:
         return Failed(message=trouble, data=summary)
     return Completed(message=f"{len(settled)} decisions, ${cost}", data=summary)
 
 
-async def _stopped_after(run: CouncilRun, stage: str, replay: bool = False) -> State[Any]:
+async def _stopped_after(
+    run: CouncilRun, stage: str, replay: bool = False, decision_ids: list[int] | None = None
+) -> State[Any]:
     """End the run after `stage`, as asked: completed, with what it has so far."""
     detail = f"stopped after {stage}, as asked"
     if replay:
         detail = "replay from the response cache: no model asked, nothing executed"
+    elif run.job_id is None:
+        detail = "a council backtest's sitting: decided here, executed by the backtest alone"
+    if run.caveat:
+        detail = f"{detail}; {run.caveat}"
     finished = await run.finish(RunStatus.COMPLETED, detail, stopped_after=stage)
     cost = str(finished.cost_usd.quantize(Decimal("0.000001")))
-    summary = {"council_run_id": run.run_id, "stopped_after": stage, "cost_usd": cost}
+    summary: dict[str, Any] = {
+        "council_run_id": run.run_id,
+        "stopped_after": stage,
+        "cost_usd": cost,
+        "decisions": decision_ids or [],
+    }
+    if run.caveat:
+        summary["may_know"] = run.caveat
     return Completed(message=detail, data=summary)
 
 
@@ -320,6 +358,16 @@ def _settle(
             }
             for r in rows
         ]
+
+
+def _caveat(flags: list[CutoffFlag]) -> str | None:
+    """One line naming every member that may know what followed, or None."""
+    if not flags:
+        return None
+    return f"{MAY_KNOW}: " + "; ".join(
+        f"{f.member} ({f.model}, {'cutoff ' + str(f.cutoff) if f.cutoff else 'cutoff unknown'})"
+        for f in flags
+    )
 
 
 def unwalked(value: T) -> T:

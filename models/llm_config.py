@@ -13,6 +13,7 @@ and which seat uses which (`LLM_MODELS_FILE`, YAML or JSON).
         timeout_s: 120
         tries: 3
         concurrency: 2                 # calls in flight to this model
+        training_cutoff: 2023-12-31    # the last day its training data may know
     roster:
       analyst: local-8b                # every analyst seat
       pm: local-8b                     # every portfolio manager's pitch
@@ -28,6 +29,7 @@ run under a budget. Only the key's variable name is written here, never a key.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Self
 
@@ -54,6 +56,11 @@ class ModelSpec(BaseModel):
         None, ge=1, le=10, description="Tries per request, the first included; default 4."
     )
     concurrency: int | None = Field(None, ge=1, le=64, description="Calls in flight, this model.")
+    training_cutoff: date | None = Field(
+        None,
+        description="The last day its training data may know. A historical council before it "
+        "is flagged (services/llm/cutoffs.py); unset: the built-in table, else unknown.",
+    )
     token_margin: float = Field(
         0.1,
         ge=0,

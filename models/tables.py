@@ -10,6 +10,7 @@ from models import (
     sentiment,
     strategy,
     suggestions,
+    track_record,
     trading,
     users,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "sentiment",
     "strategy",
     "suggestions",
+    "track_record",
     "trading",
     "users",
 ]

@@ -13,7 +13,7 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -165,6 +165,11 @@ class Settings(BaseSettings):
     )
     council_screen_max_volatility: float = Field(
         1.0, gt=0, description="Highest annualised 20-day volatility a studied symbol has."
+    )
+    council_cutoff_policy: Literal["flag", "refuse"] = Field(
+        "flag",
+        description="A historical council whose as_of is before a member's training cutoff: "
+        "flag it on every artifact and result, or refuse to sit it (services/llm/cutoffs.py).",
     )
     sample_data_dir: Path = Path("data/sample")
 

@@ -165,11 +165,13 @@ def open_council_run(
     as_of: datetime,
     budget_usd: Decimal | None,
     params: dict[str, Any],
+    own_job: bool = True,
 ) -> tuple[CouncilRun, JobUpdate | None]:
     """The council run of a flow run (created on its first execution) and its job, running.
 
     A council started from the CLI or a schedule has no job yet: one is made, so every
-    council run is followed the same way.
+    council run is followed the same way. A council backtest's sitting (`own_job` False)
+    gets none: the backtest's job follows it.
     """
     run = session.scalar(select(CouncilRun).where(CouncilRun.flow_run_id == flow_run_id))
     if run is None:
@@ -183,6 +185,9 @@ def open_council_run(
         )
         session.add(run)
         session.flush()
+    if not own_job and job_id is None:
+        run.params = {**(run.params or {}), **params}
+        return run, None
     job = _locked(session, job_id) if job_id is not None else None
     if job is None:
         job = Job(type="council", status=RunStatus.PENDING, params={}, flow_run_id=flow_run_id)

@@ -192,6 +192,11 @@ class PaperBroker:
             }
         )
 
+    def symbols_in_play(self) -> set[str]:
+        """Symbols held or with a working order: those whose prices can change anything."""
+        working = {r.order.symbol for r in self._state.orders.values() if r.order.is_open}
+        return working | set(self._state.positions)
+
     def last_price(self, symbol: str) -> Decimal | None:
         """The newest price of `symbol` this broker was given, if any."""
         return self._state.last_prices.get(symbol.strip().upper())

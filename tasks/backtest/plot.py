@@ -20,15 +20,20 @@ def equity_png(
     benchmark: np.ndarray | None,
     *,
     title: str,
+    label: str = "strategy",
+    others: dict[str, np.ndarray] | None = None,
 ) -> bytes:
-    """Two panels sharing the time axis: equity (and buy-and-hold), then drawdown in %."""
+    """Two panels sharing the time axis: equity (and buy-and-hold, and any `others` by
+    name), then the first curve's drawdown in %."""
     figure = Figure(figsize=(10, 6), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     x = dates.tz_convert(None) if dates.tz is not None else dates
-    top.plot(x, equity, label="strategy", color="#1f77b4", linewidth=1.4)
+    top.plot(x, equity, label=label, color="#1f77b4", linewidth=1.4)
     if benchmark is not None:
         top.plot(x, benchmark, label="buy and hold", color="#7f7f7f", linewidth=1.0)
+    for name, curve in (others or {}).items():
+        top.plot(x, curve, label=name, linewidth=1.0)
     top.set_title(title)
     top.set_ylabel("equity")
     top.grid(alpha=0.3)

@@ -201,7 +201,7 @@ def agreement(ballots: Iterable[Ballot]) -> float | None:
         common = sorted(a.scores.keys() & b.scores.keys())
         if len(common) < MIN_COMMON_PITCHES:
             continue
-        rho = _spearman([a.scores[p] for p in common], [b.scores[p] for p in common])
+        rho = spearman([a.scores[p] for p in common], [b.scores[p] for p in common])
         if rho is None:
             continue
         correlations.append(rho)
@@ -232,7 +232,7 @@ def position_effect(ballots: Iterable[Ballot]) -> float | None:
     pairs = [(b.positions[p], s) for b in ballots for p, s in b.scores.items()]
     if len(pairs) < 3:
         return None
-    return _spearman([pos for pos, _ in pairs], [score for _, score in pairs])
+    return spearman([pos for pos, _ in pairs], [score for _, score in pairs])
 
 
 # --- private ------------------------------------------------------------------
@@ -283,7 +283,7 @@ def _average_ranks(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return mean_rank[inverse]
 
 
-def _spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Spearman's rho with average ranks for ties; None when either side is constant."""
     rx = _average_ranks(np.asarray(x, dtype=np.float64))
     ry = _average_ranks(np.asarray(y, dtype=np.float64))

@@ -72,8 +72,8 @@ def plan_intent(
         return found
     pitch = session.get(Pitch, decision.pitch_id) if decision.pitch_id else None
     side = Side.BUY if decision.action is DecisionAction.BUY else Side.SELL
-    take_profit = _cents(pitch.take_profit) if pitch else None
-    stop_loss = _cents(pitch.stop_loss) if pitch else None
+    take_profit = to_cents(pitch.take_profit) if pitch else None
+    stop_loss = to_cents(pitch.stop_loss) if pitch else None
     closes = [
         Decimal(str(b.close))
         for b in bars_as_of(
@@ -141,6 +141,6 @@ def _verdict(intent: TradeIntent) -> dict[str, object]:
     return {"at": intent.updated_at.isoformat(), "reason": intent.reject_reason, **checks}
 
 
-def _cents(value: Decimal | None) -> Decimal | None:
+def to_cents(value: Decimal | None) -> Decimal | None:
     """Exit prices in whole cents, as US equity venues take them."""
     return None if value is None else Decimal(value).quantize(CENT, rounding=ROUND_HALF_EVEN)

@@ -33,10 +33,43 @@ def bar_path(bar: Bar) -> list[tuple[Decimal, datetime]]:
     order executed at the previous close (stamped just after it) still sees
     this bar's open as its next price.
     """
-    step = bar.timeframe.duration / 4
-    o, h, low, c = (Decimal(str(v)) for v in (bar.open, bar.high, bar.low, bar.close))
-    first, second = (low, h) if abs(o - low) <= abs(h - o) else (h, low)
-    return [(p, bar.ts + step * (i + 1)) for i, p in enumerate((o, first, second, c))]
+    return ohlc_path(bar.open, bar.high, bar.low, bar.close, bar.ts, bar.timeframe.duration)
+
+
+def ohlc_path(
+    open_: float | Decimal,
+    high: float | Decimal,
+    low: float | Decimal,
+    close: float | Decimal,
+    start: datetime,
+    duration: timedelta,
+) -> list[tuple[Decimal, datetime]]:
+    """`bar_path` from the bar's numbers: a backtest plays its in-memory bars through here, so
+    a paper broker fed from a panel sees the very prices `feed_bars` would give it."""
+    step = duration / 4
+    o, h, lo, c = (Decimal(str(v)) for v in (open_, high, low, close))
+    first, second = (lo, h) if abs(o - lo) <= abs(h - o) else (h, lo)
+    return [(p, start + step * (i + 1)) for i, p in enumerate((o, first, second, c))]
+
+
+def play_path(
+    broker: PaperBroker,
+    symbol: str,
+    path: list[tuple[Decimal, datetime]],
+    seen: datetime | None = None,
+) -> list[BrokerFill]:
+    """Give `broker` the path's prices after `seen`, each working level between two points
+    quoted on the way; the fills they made."""
+    fills: list[BrokerFill] = []
+    previous: Decimal | None = None
+    for price, ts in path:
+        if seen is not None and ts <= seen:
+            continue
+        if previous is not None:  # inside a bar the price moves through every level
+            fills.extend(_visit_levels(broker, symbol, previous, price, ts))
+        fills.extend(broker.on_price(symbol, price, ts))
+        previous = price
+    return fills
 
 
 def feed_bars(
@@ -62,14 +95,7 @@ def feed_bars(
             after = seen - timeframe.duration + timedelta(microseconds=1)
             bars = list(session.scalars(stmt.where(Bar.ts >= after).order_by(Bar.ts)))
         for bar in bars:
-            previous: Decimal | None = None
-            for price, ts in bar_path(bar):
-                if seen is not None and ts <= seen:
-                    continue
-                if previous is not None:  # inside a bar the price moves through every level
-                    fills.extend(_visit_levels(broker, symbol, previous, price, ts))
-                fills.extend(broker.on_price(symbol, price, ts))
-                previous = price
+            fills.extend(play_path(broker, symbol, bar_path(bar), seen))
     return fills
 
 

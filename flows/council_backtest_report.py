@@ -1,0 +1,351 @@
+"""What a council backtest leaves behind: the books executed and compared, the pitches and
+reviewers scored, the bias report, stored in one transaction, then shown as artifacts.
+
+Split from flows/council_backtest.py, which sits the council; this module only
+reads what the sittings stored and the bars.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_table_artifact,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.engine import read_sessions_of, transaction
+from db.queries import track_record as tr
+from db.queries.backtests import json_metrics
+from db.queries.instruments import sectors_of
+from models.accounts import AccountConfig
+from models.backtest import Metrics
+from models.council import CouncilRun
+from models.enums import DecisionAction, RunStatus, Side
+from services.settings import get_settings
+from tasks.backtest.metrics import compute_metrics, metric_text
+from tasks.backtest.panel import PricePanel
+from tasks.backtest.plot import equity_png
+from tasks.council_backtest.baselines import buy_and_hold_orders, momentum_orders
+from tasks.council_backtest.bias import bias_report
+from tasks.council_backtest.book import BookOrder, BookResult, simulate_book
+from tasks.council_backtest.judge import Seat, score_sittings
+
+BOOKS = ("council", "buy_and_hold", "momentum")
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A finished backtest: its summary (JSON, the flow's result), the metrics as objects
+    and the plot, for the artifacts."""
+
+    summary: dict[str, Any]
+    metrics: dict[str, Metrics]
+    png: bytes
+
+
+def store_results(
+    sessions: sessionmaker[Session],
+    backtest_id: int,
+    panel: PricePanel,
+    bar_of_day: Mapping[date, int],
+    sat: Mapping[date, int],
+    account: AccountConfig,
+    max_positions: int,
+) -> Judged:
+    """Execute, compare, score and store."""
+    run_ids = list(sat.values())
+    with read_sessions_of(sessions)() as session:
+        decisions = tr.decisions_of(session, run_ids)
+        pitches = tr.pitches_of(session, run_ids)
+        reviews = tr.reviews_of(session, run_ids)
+        runs = {r: session.get(CouncilRun, r) for r in run_ids}
+        sectors = {k: v for k, v in sectors_of(session, list(panel.symbols)).items() if v}
+        for row in (*[d.decision for d in decisions], *[p for p, _ in pitches], *reviews):
+            session.expunge(row)
+        seats, flagged_runs = _seats(runs)
+    sitting_bars = sorted(bar_of_day[d] for d in sat)
+    first = sitting_bars[0]
+    orders = [
+        BookOrder(
+            bar=bar_of_day[(d.as_of - timedelta(days=1)).date()],
+            symbol=d.decision.symbol,
+            side=Side.BUY if d.decision.action is DecisionAction.BUY else Side.SELL,
+            tag=f"decision-{d.decision.id}",
+            weight=Decimal(d.decision.target_weight),
+            take_profit=d.pitch.take_profit if d.pitch else None,
+            stop_loss=d.pitch.stop_loss if d.pitch else None,
+            horizon=d.pitch.horizon_days if d.pitch else None,
+        )
+        for d in decisions
+    ]
+    flagged = {f"decision-{d.decision.id}" for d in decisions if d.decision.run_id in flagged_runs}
+    results = {
+        "council": simulate_book(panel, orders, account),
+        "buy_and_hold": simulate_book(panel, buy_and_hold_orders(panel, first), account),
+        "momentum": simulate_book(
+            panel, momentum_orders(panel, sitting_bars, max_positions), account
+        ),
+    }
+    metrics = {name: _metrics(r, first) for name, r in results.items()}
+    split = _cutoff_split(panel, orders, flagged, account, first)
+    approved = {d.pitch.id for d in decisions if d.pitch is not None}
+    bar_of_as_of = {_as_of(day): bar for day, bar in bar_of_day.items()}
+    outcomes, scores = score_sittings(panel, bar_of_as_of, pitches, reviews, seats, approved)
+    report = {
+        "bias": bias_report(reviews, [p for p, _ in pitches], sectors),
+        "cutoff": {
+            "flagged_sittings": sum(1 for r in run_ids if r in flagged_runs),
+            "sittings": len(run_ids),
+            "books": split,
+            "pitches": _pitch_split(outcomes),
+        },
+        "pitches_scored": len(outcomes),
+        "pitches_kept": len(pitches),
+    }
+    dates = panel.dates[first:]
+    curves = [results[b].equity[first:] for b in BOOKS]
+    equity = [[ts.isoformat(), *(float(c[i]) for c in curves)] for i, ts in enumerate(dates)]
+    trade_rows = [
+        row
+        for name, result in results.items()
+        for row in _trade_rows(name, result, panel, decisions_by_tag(decisions))
+    ]
+
+    def write(session: Session) -> tuple[Decimal, int, int]:
+        tr.add_book_trades(session, backtest_id, trade_rows)
+        tr.save_outcomes(session, outcomes)
+        tr.save_reviewer_scores(session, scores)
+        row = tr.finish_council_backtest(
+            session,
+            backtest_id,
+            RunStatus.COMPLETED,
+            metrics={k: json_metrics(v.model_dump()) for k, v in metrics.items()},
+            equity=equity,
+            report=report,
+        )
+        return row.cost_usd, row.requests, row.cache_hits
+
+    cost, requests, hits = transaction(sessions, write)
+    png = equity_png(
+        dates, curves[0], curves[1], title=f"Council backtest {backtest_id}",
+        label="council", others={"momentum": curves[2]},
+    )  # fmt: skip
+    plot = _write_plot(get_settings().backtest_plot_dir, backtest_id, png)
+    council = metrics["council"]
+    summary = {
+        "council_backtest_id": backtest_id,
+        "headline": (
+            f"council {metric_text('total_return', council.total_return)} vs buy-and-hold "
+            f"{metric_text('total_return', metrics['buy_and_hold'].total_return)}, momentum "
+            f"{metric_text('total_return', metrics['momentum'].total_return)}; "
+            f"{len(run_ids)} sittings, ${cost.quantize(Decimal('0.000001'))}"
+        ),
+        "sittings": len(run_ids),
+        "cost_usd": str(cost.quantize(Decimal("0.000001"))),
+        "requests": requests,
+        "cache_hits": hits,
+        "metrics": {k: json_metrics(v.model_dump()) for k, v in metrics.items()},
+        "trades": {k: len(r.trades()) for k, r in results.items()},
+        "refused": {k: sum(1 for lot in r.lots if lot.refused) for k, r in results.items()},
+        "cutoff": report["cutoff"],
+        "bias": report["bias"],
+        "plot": str(plot),
+    }
+    return Judged(summary, metrics, png)
+
+
+async def publish(backtest_id: int, judged: Judged) -> None:
+    """The run's artifacts: metrics beside the baselines, the plot, the cutoff warning, the
+    bias report."""
+    summary = judged.summary
+    cutoff = summary["cutoff"]
+    warning = ""
+    if cutoff["flagged_sittings"]:
+        warning = (
+            f"**Warning:** {cutoff['flagged_sittings']} of {cutoff['sittings']} sittings "
+            "seat a model whose training cutoff is after their as_of: this model may know "
+            "what happened next. Results before and after the cutoff are shown apart."
+        )
+    rows = [
+        {
+            "metric": name,
+            **{book: metric_text(name, getattr(judged.metrics[book], name)) for book in BOOKS},
+        }
+        for name in Metrics.model_fields
+    ]
+    description = f"Council backtest {backtest_id}: the council beside its baselines"
+    await acreate_table_artifact(
+        table=rows,
+        key=f"council-backtest-{backtest_id}-metrics",
+        description=f"{warning} {description}".strip(),
+    )
+    bias = summary["bias"]
+    lines = [
+        f"# Council backtest {backtest_id}",
+        "",
+        *([warning, ""] if warning else []),
+        summary["headline"],
+        "",
+        f"![equity and drawdown](data:image/png;base64,{base64.b64encode(judged.png).decode()})",
+        "",
+        "## Bias",
+        f"* position effect (rank correlation of display position with score): "
+        f"{_num(bias['position_effect'])}",
+        f"* mean agreement (Kendall's W): {_num(bias['mean_agreement'])}",
+        f"* pitches by sector: {bias['sectors']['by_sector']} "
+        f"(top share {_num(bias['sectors']['top_share'])}, "
+        f"entropy {_num(bias['sectors']['entropy'])})",
+    ]
+    await acreate_markdown_artifact(
+        markdown="\n".join(lines),
+        key=f"council-backtest-{backtest_id}-report",
+        description=f"Council backtest {backtest_id}",
+    )
+
+
+def decisions_by_tag(decisions: Sequence[tr.SittingDecision]) -> dict[str, tr.SittingDecision]:
+    return {f"decision-{d.decision.id}": d for d in decisions}
+
+
+def _seats(runs: Mapping[int, CouncilRun | None]) -> tuple[dict[tuple[int, str], Seat], set[int]]:
+    """Each run's seats (from its stored roster) and the runs with a flagged member."""
+    seats: dict[tuple[int, str], Seat] = {}
+    flagged: set[int] = set()
+    for run_id, run in runs.items():
+        params = (run.params if run else None) or {}
+        may_know = {f["member"] for f in params.get("may_know", [])}
+        if may_know:
+            flagged.add(run_id)
+        for m in params.get("roster", []):
+            seats[(run_id, m["name"])] = Seat(
+                model=m["model"],
+                review_model=m.get("review_model") or m["model"],
+                may_know=m["name"] in may_know,
+            )
+    return seats, flagged
+
+
+def _metrics(result: BookResult, first: int) -> Metrics:
+    equity, trades = result.since(first)
+    return compute_metrics(equity, trades, init_cash=result.init_cash)
+
+
+def _cutoff_split(
+    panel: PricePanel,
+    orders: list[BookOrder],
+    flagged: set[str],
+    account: AccountConfig,
+    first: int,
+) -> dict[str, Any]:
+    """The council's book run on the flagged sittings' decisions alone and on the others'
+    alone: a model that remembers shows up as a gap between the two."""
+    out: dict[str, Any] = {}
+    for name, chosen in (
+        ("before_cutoff", [o for o in orders if o.tag in flagged]),
+        ("after_cutoff", [o for o in orders if o.tag not in flagged]),
+    ):
+        if chosen:
+            m = _metrics(simulate_book(panel, chosen, account), first)
+            out[name] = {"decisions": len(chosen), **json_metrics(m.model_dump())}
+        else:
+            out[name] = {"decisions": 0}
+    return out
+
+
+def _pitch_split(outcomes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, chosen in (
+        ("before_cutoff", [o for o in outcomes if o["may_know"]]),
+        ("after_cutoff", [o for o in outcomes if not o["may_know"]]),
+    ):
+        excess = [o["excess"] for o in chosen]
+        out[name] = {
+            "pitches": len(chosen),
+            "mean_excess": float(np.mean(excess)) if excess else None,
+            "hit_rate": float(np.mean([e > 0 for e in excess])) if excess else None,
+        }
+    return out
+
+
+def _trade_rows(
+    book: str,
+    result: BookResult,
+    panel: PricePanel,
+    decisions: Mapping[str, tr.SittingDecision],
+) -> list[dict[str, Any]]:
+    rows = []
+    last = len(panel.dates) - 1
+    for lot in result.lots:
+        decision = decisions.get(lot.order.tag) if book == "council" else None
+        if lot.order.closes is not None:
+            continue
+        entry_ts = panel.dates[lot.entry_bar].to_pydatetime() if lot.entry_price else None
+        closed = lot.exit_price is not None
+        exit_bar = lot.exit_bar if closed else last
+        pnl = None
+        ret = None
+        exit_price = lot.exit_price
+        if lot.entry_price is not None:
+            s = panel.symbols.index(lot.order.symbol)
+            exit_price = lot.exit_price if closed else Decimal(str(_last_close(panel, s, exit_bar)))
+            assert exit_price is not None
+            sign = 1 if lot.order.side is Side.BUY else -1
+            pnl = sign * lot.qty * (exit_price - lot.entry_price) - lot.entry_fee - lot.exit_fee
+            outlay = lot.qty * lot.entry_price + lot.entry_fee
+            ret = float(pnl / outlay) if outlay else None
+        rows.append(
+            {
+                "book": book,
+                "decision_id": decision.decision.id if decision else None,
+                "decided_at": panel.dates[lot.order.bar].to_pydatetime() + timedelta(days=1),
+                "symbol": lot.order.symbol,
+                "side": lot.order.side,
+                "weight": lot.order.weight,
+                "qty": lot.qty,
+                "entry_ts": entry_ts,
+                "entry_price": lot.entry_price,
+                "exit_ts": panel.dates[exit_bar].to_pydatetime() if lot.entry_price else None,
+                "exit_price": exit_price,
+                "pnl": pnl,
+                "return_pct": ret,
+                "exit_reason": str(lot.exit_reason)
+                if lot.exit_reason
+                else ("open" if lot.entry_price is not None else None),
+                "refused": lot.refused,
+            }
+        )
+    return rows
+
+
+def _as_of(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def _last_close(panel: PricePanel, s: int, t: int) -> float:
+    column = panel.close[: t + 1, s]
+    return float(column[~np.isnan(column)][-1])
+
+
+def _write_plot(directory: Path, backtest_id: int, png: bytes) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"council-backtest-{backtest_id}.png"
+    path.write_bytes(png)
+    return path.resolve()
+
+
+def _num(value: float | None) -> str:
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.3f}"
+    )
