@@ -89,11 +89,12 @@ def store_results(
         for d in decisions
     ]
     flagged = {f"decision-{d.decision.id}" for d in decisions if d.decision.run_id in flagged_runs}
+    cap = account.limits.max_position_pct
     results = {
         "council": simulate_book(panel, orders, account),
-        "buy_and_hold": simulate_book(panel, buy_and_hold_orders(panel, first), account),
+        "buy_and_hold": simulate_book(panel, buy_and_hold_orders(panel, first, cap), account),
         "momentum": simulate_book(
-            panel, momentum_orders(panel, sitting_bars, max_positions), account
+            panel, momentum_orders(panel, sitting_bars, max_positions, cap=cap), account
         ),
     }
     metrics = {name: _metrics(r, first) for name, r in results.items()}

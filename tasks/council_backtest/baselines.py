@@ -7,7 +7,9 @@
   drops out is sold at the next open, a newcomer bought. No brackets.
 
 Both go through `simulate_book` with the council's account, so the three
-share fills, costs, sizing and risk checks.
+share fills, costs, sizing and risk checks; their weights are capped at the
+account's position limit, which would otherwise refuse a 1/N of a small
+universe outright (the rest stays in cash).
 """
 
 from __future__ import annotations
@@ -24,15 +26,22 @@ from tasks.council_backtest.book import BookOrder
 MOMENTUM_LOOKBACK = 63  # about three months of trading days
 
 
-def buy_and_hold_orders(panel: PricePanel, first: int) -> list[BookOrder]:
-    """Every symbol with a close at bar `first`, bought at 1/N of equity."""
+def buy_and_hold_orders(
+    panel: PricePanel, first: int, cap: Decimal | None = None
+) -> list[BookOrder]:
+    """Every symbol with a close at bar `first`, bought at 1/N of equity (at most `cap`, the
+    account's position limit, so a small universe is not refused outright)."""
     held = [s for i, s in enumerate(panel.symbols) if not np.isnan(panel.close[first, i])]
-    weight = _weight(len(held))
+    weight = _weight(len(held), cap)
     return [BookOrder(first, s, Side.BUY, f"bh-{s}", weight) for s in held]
 
 
 def momentum_orders(
-    panel: PricePanel, sittings: Sequence[int], top: int, lookback: int = MOMENTUM_LOOKBACK
+    panel: PricePanel,
+    sittings: Sequence[int],
+    top: int,
+    lookback: int = MOMENTUM_LOOKBACK,
+    cap: Decimal | None = None,
 ) -> list[BookOrder]:
     """Rebalance into the `top` best trailing returns at each sitting."""
     orders: list[BookOrder] = []
@@ -44,7 +53,7 @@ def momentum_orders(
             orders.append(
                 BookOrder(t, symbol, Side.SELL, f"mom-{step}-x-{symbol}", closes=held.pop(symbol))
             )
-        weight = _weight(top)
+        weight = _weight(top, cap)
         for symbol in sorted(best - set(held)):
             held[symbol] = tag = f"mom-{step}-{symbol}"
             orders.append(BookOrder(t, symbol, Side.BUY, tag, weight))
@@ -64,8 +73,9 @@ def _trailing_returns(panel: PricePanel, t: int, lookback: int) -> list[tuple[st
     return sorted(out, key=lambda pair: (-pair[1], pair[0]))
 
 
-def _weight(n: int) -> Decimal:
-    """1/n to six places, rounded down so the weights never sum past 1."""
+def _weight(n: int, cap: Decimal | None) -> Decimal:
+    """1/n to six places, rounded down so the weights never sum past 1; at most `cap`."""
     if n <= 0:
         return Decimal(0)
-    return (Decimal(1) / n).quantize(Decimal("0.000001"), rounding="ROUND_DOWN")
+    weight = (Decimal(1) / n).quantize(Decimal("0.000001"), rounding="ROUND_DOWN")
+    return min(weight, cap) if cap is not None else weight
