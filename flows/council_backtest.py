@@ -39,6 +39,7 @@ from db.queries.jobs import record_stage
 from flows.council_backtest_report import publish, store_results
 from flows.job_hooks import JOB_HOOKS
 from flows.weekly_council import weekly_council
+from models.accounts import AccountConfig
 from models.enums import RunStatus, Timeframe
 from models.errors import InvalidInputError, describe_failure
 from services.settings import get_settings
@@ -74,11 +75,38 @@ async def council_backtest(
     answer from the cache, no model asked (a sitting never sat before abstains).
     """
     settings = get_settings()
-    logger = get_run_logger()
     if end <= start:
         raise InvalidInputError("end", f"{end} is not after start {start}")
     chosen = settings.account(account) if account else settings.accounts[0]
-    sessions = make_session_factory(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    try:
+        return await _backtest(
+            make_session_factory(engine), start, end, universe, models, members, rebalance,
+            budget_usd, chosen, max_positions, max_weight, min_reward_risk, cutoff_policy,
+            replay, job_id,
+        )  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+async def _backtest(
+    sessions: sessionmaker[Session],
+    start: date,
+    end: date,
+    universe: list[str] | None,
+    models: list[str] | None,
+    members: list[Member] | None,
+    rebalance: Rebalance,
+    budget_usd: float | None,
+    chosen: AccountConfig,
+    max_positions: int,
+    max_weight: float,
+    min_reward_risk: float,
+    cutoff_policy: Literal["flag", "refuse"] | None,
+    replay: bool,
+    job_id: int | None,
+) -> State[Any]:
+    logger = get_run_logger()
     with read_sessions_of(sessions)() as session:
         council_day(session, start, universe, field="start")
         council_day(session, end, universe, field="end")

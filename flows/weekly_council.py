@@ -135,59 +135,66 @@ async def weekly_council(
         roster = seat_models(default_roster(configured), models_file.roster)
     if replay or sitting_of is not None:
         execute, stop_after = False, "chairman"
-    sessions = make_session_factory(make_engine(settings.database_url))
-    with read_sessions_of(sessions)() as session:
-        asked = as_of.date() if isinstance(as_of, datetime) else as_of
-        chosen = council_day(session, asked, universe)
-        symbols = universe or sorted({c.symbol for c in bar_coverage(session, None, Timeframe.D1)})
-    when = _as_of_instant(as_of if isinstance(as_of, datetime) else chosen.day)
-    get_run_logger().info("council %s", chosen.describe())
-    seats = [(m.name, m.model) for m in roster.members]
-    seats += [(m.name, m.review_model) for m in roster.pms if m.review_model]
-    flags = cutoff_flags(catalog, seats, when.date())
-    caveat = _caveat(flags)
-    if flags and (cutoff_policy or settings.council_cutoff_policy) == "refuse":
-        raise InvalidInputError("as_of", f"{caveat}; refused (COUNCIL_CUTOFF_POLICY=refuse)")
-    if caveat:
-        get_run_logger().warning("council as of %s: %s", when.date(), caveat)
-    params = {
-        "universe": symbols,
-        "roster": [m.model_dump(mode="json") for m in roster.members],
-        "approval": approval,
-        "max_positions": max_positions,
-        "max_weight": max_weight,
-        "min_reward_risk": min_reward_risk,
-    }
-    if replay:
-        params["replay"] = True
-    if sitting_of is not None:
-        params["sitting_of"] = sitting_of
-    if flags:
-        params["may_know"] = [f.record() for f in flags]
-    budget = Decimal(str(budget_usd)) if budget_usd is not None and not replay else None
-    council, opened = await asyncio.to_thread(
-        transaction,
-        sessions,
-        lambda s: open_council_run(
-            s,
-            job_id=job_id,
-            owner=job_owner() if job_id is None else None,  # a CLI or scheduled sitting
-            flow_run_id=str(current_flow_run.id),
-            as_of=when,
-            budget_usd=budget,
-            params=params,
-            own_job=sitting_of is None,
-        ),
-    )
-    run_id, job_id = council.id, council.job_id
-    gateway = LLMGateway(
-        SqlCallStore(sessions),
-        budget=RunBudget(budget) if budget is not None else None,
-        limits=ProviderLimits(settings.llm_concurrency),
-        catalog=catalog,
-        cache_only=replay,
-    )
-    run = CouncilRun(settings, sessions, run_id, job_id, gateway, caveat)
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    try:
+        with read_sessions_of(sessions)() as session:
+            asked = as_of.date() if isinstance(as_of, datetime) else as_of
+            chosen = council_day(session, asked, universe)
+            symbols = universe or sorted(
+                {c.symbol for c in bar_coverage(session, None, Timeframe.D1)}
+            )
+        when = _as_of_instant(as_of if isinstance(as_of, datetime) else chosen.day)
+        get_run_logger().info("council %s", chosen.describe())
+        seats = [(m.name, m.model) for m in roster.members]
+        seats += [(m.name, m.review_model) for m in roster.pms if m.review_model]
+        flags = cutoff_flags(catalog, seats, when.date())
+        caveat = _caveat(flags)
+        if flags and (cutoff_policy or settings.council_cutoff_policy) == "refuse":
+            raise InvalidInputError("as_of", f"{caveat}; refused (COUNCIL_CUTOFF_POLICY=refuse)")
+        if caveat:
+            get_run_logger().warning("council as of %s: %s", when.date(), caveat)
+        params = {
+            "universe": symbols,
+            "roster": [m.model_dump(mode="json") for m in roster.members],
+            "approval": approval,
+            "max_positions": max_positions,
+            "max_weight": max_weight,
+            "min_reward_risk": min_reward_risk,
+        }
+        if replay:
+            params["replay"] = True
+        if sitting_of is not None:
+            params["sitting_of"] = sitting_of
+        if flags:
+            params["may_know"] = [f.record() for f in flags]
+        budget = Decimal(str(budget_usd)) if budget_usd is not None and not replay else None
+        council, opened = await asyncio.to_thread(
+            transaction,
+            sessions,
+            lambda s: open_council_run(
+                s,
+                job_id=job_id,
+                owner=job_owner() if job_id is None else None,  # a CLI or scheduled sitting
+                flow_run_id=str(current_flow_run.id),
+                as_of=when,
+                budget_usd=budget,
+                params=params,
+                own_job=sitting_of is None,
+            ),
+        )
+        run_id, job_id = council.id, council.job_id
+        gateway = LLMGateway(
+            SqlCallStore(sessions),
+            budget=RunBudget(budget) if budget is not None else None,
+            limits=ProviderLimits(settings.llm_concurrency),
+            catalog=catalog,
+            cache_only=replay,
+        )
+        run = CouncilRun(settings, sessions, run_id, job_id, gateway, caveat)
+    except BaseException:  # not sitting after all: its connections go with it
+        engine.dispose()
+        raise
     if opened is not None and run.bus is not None:
         await announce_job(run.bus, opened)
     try:
@@ -211,6 +218,7 @@ async def weekly_council(
         return Failed(message=cause)
     finally:
         await run.close()
+        engine.dispose()  # a backtest sits a hundred councils in one process
 
 
 async def _sit(
