@@ -22,12 +22,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp500_daily_2015_2020.csv.gz"
+DEFAULT_DATA = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "sp500_daily_2015_2020.csv.gz"
+)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--sectors", type=Path, default=DEFAULT_DATA.with_name("sp500_sectors.csv"))
     parser.add_argument("--db", default="sqlite:///data/bench-council-backtest.db")
     parser.add_argument("--universe", type=int, default=30, help="first N symbols by name; 0: all")
     parser.add_argument("--rebalance", choices=("weekly", "monthly"), default="weekly")
@@ -37,7 +40,7 @@ def main() -> int:
     os.environ["DATABASE_URL"] = args.db
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    symbols = _load(args.db, args.data)
+    symbols = _load(args.db, args.data, args.sectors)
     universe = symbols[: args.universe] if args.universe else symbols
     from flows.council_backtest import council_backtest
 
@@ -61,17 +64,20 @@ def main() -> int:
         summary["seconds"] = took
         passes.append(summary)
     _print(passes, len(universe))
-    same = passes[0]["metrics"] == passes[1]["metrics"] and passes[0]["trades"] == passes[1]["trades"]
+    same = (
+        passes[0]["metrics"] == passes[1]["metrics"] and passes[0]["trades"] == passes[1]["trades"]
+    )
     print(f"\nidentical results: {same}; second pass requests {passes[1]['requests']}, "
           f"cost ${passes[1]['cost_usd']}")  # fmt: skip
     return 0 if same and passes[1]["requests"] == 0 else 1
 
 
-def _load(url: str, data: Path) -> list[str]:
+def _load(url: str, data: Path, sectors: Path) -> list[str]:
     from db.engine import make_engine, make_session_factory, unit_of_work
     from db.migrate import upgrade
     from db.queries.bars import stored_symbols
     from tasks.import_bars import import_bar_file
+    from tasks.import_instruments import import_instrument_file
 
     engine = make_engine(url)
     upgrade(engine)
@@ -82,6 +88,8 @@ def _load(url: str, data: Path) -> list[str]:
         with unit_of_work(make_session_factory(engine)) as session:
             report = import_bar_file(session, data)
         print(f"imported {data.name} in {time.perf_counter() - started:.0f} s: {report}")
+        with unit_of_work(make_session_factory(engine)) as session:
+            print(f"sectors: {import_instrument_file(session, sectors)}")
         with make_session_factory(engine)() as session:
             stored = stored_symbols(session)
     engine.dispose()

@@ -246,3 +246,21 @@ def test_order_request_refuses_exits_on_the_wrong_side() -> None:
             stop_loss=Decimal(100),
         )
     assert _bracket(side=Side.SELL).is_bracket
+
+
+async def test_an_account_short_of_buying_power_may_still_close_what_it_holds() -> None:
+    """A market order that fills above the price it was checked at (a gap up) can leave
+    cash, so buying power, below zero (the council backtest's 2018 found one); an order
+    that only reduces a position needs no buying power, as the pre-trade checks say."""
+    broker = PaperBroker(Decimal(10_000), commission_per_share=Decimal("0.01"))
+    broker.on_price("AAPL", Decimal(100), T0)
+    await broker.submit(_market("m1", Side.BUY, 99))  # checked at 100
+    broker.on_price("AAPL", Decimal(110), _ts(1))  # filled at 110
+    assert (await broker.account()).buying_power < 0
+    with pytest.raises(OrderRejectedError, match="insufficient buying power"):
+        await broker.submit(_market("m2", Side.BUY, 1))  # growing it is still refused
+    closing = await broker.submit(_market("m3", Side.SELL, 50))
+    assert closing.status is OrderStatus.ACCEPTED
+    fills = broker.on_price("AAPL", Decimal(111), _ts(2))
+    assert [(f.client_order_id, f.qty) for f in fills] == [("m3", Decimal(50))]
+    assert (await broker.account()).buying_power > 0

@@ -84,7 +84,7 @@ class PaperBroker:
         opening = self._opening_qty(request.symbol, request.side, request.qty)
         required = opening * reference + request.qty * self.commission_per_share
         available = self._buying_power()
-        if required > available:
+        if opening > 0 and required > available:  # reducing a position needs no power
             raise OrderRejectedError(
                 f"{request.symbol}: insufficient buying power: {request.side} {request.qty} "
                 f"needs {required}, {available} available"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ from tasks.execution.risk import AccountState, ProposedOrder, pre_trade_checks, 
 from tasks.execution.sizing import size_order
 
 DAY = timedelta(days=1)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,11 @@ class _Book:
             type=OrderType.MARKET,
             time_in_force=TimeInForce.GTC,
         )
-        placed = await self.broker.submit(request)
+        try:
+            placed = await self.broker.submit(request)
+        except OrderRejectedError as exc:  # its legs are gone: tried again at the next close
+            logger.warning("%s: closing %s refused: %s", lot.order.symbol, lot.order.tag, exc)
+            return
         lot.close_id = placed.order_id
         self.by_order[placed.order_id] = (lot, role)
 
