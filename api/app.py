@@ -46,6 +46,7 @@ from api.routers import (
     signals,
     stream,
     suggestions,
+    track_record,
     trading,
     watchlist,
     ws,
@@ -63,6 +64,7 @@ GUARDED = (
     audit.router,
     jobs.router,
     backtests.router,
+    track_record.router,  # before council's: `/api/council/{run_id}` would take its paths
     council.router,
     market.router,
     research.router,

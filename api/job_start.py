@@ -25,9 +25,10 @@ from db.queries.instruments import instrument_exists
 from db.queries.jobs import create_job, get_job
 from db.queries.tokens import ensure_user
 from models.enums import Timeframe
-from models.errors import InvalidInputError, JobLaunchError
+from models.errors import ConfigurationError, InvalidInputError, JobLaunchError
 from models.jobs import (
     BacktestJob,
+    CouncilBacktestJob,
     CouncilJob,
     JobOut,
     PatternScanJob,
@@ -38,6 +39,7 @@ from models.jobs import (
 )
 from models.ops import AuditEvent, Job
 from realtime.runtime import Runtime
+from services.settings import Settings
 from tasks.council.week import council_day
 
 JobRequestBody = (
@@ -48,10 +50,13 @@ JobRequestBody = (
     | PatternScanJob
     | SuggestionJob
     | SentimentJob
+    | CouncilBacktestJob
 )
 
 
 async def start_job(runtime: Runtime, request: JobRequestBody, caller: Principal) -> JobOut:
+    if isinstance(request, CouncilBacktestJob):
+        _check_account(runtime.settings, request)
     recorded = await asyncio.to_thread(_record, runtime, request, caller)
     try:
         await runtime.jobs.launch(recorded.id, request.type)
@@ -111,9 +116,28 @@ def _check_instruments(session: Session, params: dict[str, Any]) -> None:
         raise InvalidInputError("body.params.symbols", f"not an instrument: {', '.join(unknown)}")
 
 
+def _check_account(settings: Settings, request: CouncilBacktestJob) -> None:
+    """Refuse a council backtest sized for an account this server does not configure: its
+    worker has the same settings, so the flow would fail on it at once."""
+    if (name := request.params.account) is None:
+        return
+    try:
+        settings.account(name)
+    except ConfigurationError as error:
+        raise InvalidInputError("body.params.account", str(error)) from None
+
+
+def _check_range(session: Session, request: CouncilBacktestJob, universe: list[str] | None) -> None:
+    """Refuse a council backtest whose start or end the stored daily bars (of its universe)
+    do not cover, as its flow would, before its job exists."""
+    council_day(session, request.params.start, universe, "body.params.start")
+    council_day(session, request.params.end, universe, "body.params.end")
+
+
 def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobOut:
     params = request.flow_parameters()
-    field = "universe" if isinstance(request, CouncilJob | ResearchJob) else "symbols"
+    council = CouncilJob | ResearchJob | CouncilBacktestJob
+    field = "universe" if isinstance(request, council) else "symbols"
     if isinstance(request, SentimentJob):
         _check_instruments(session, params)
     elif universe := params.get(field):
@@ -128,6 +152,8 @@ def _write(session: Session, request: JobRequestBody, caller: Principal) -> JobO
         _check_training(session, request)
     elif isinstance(request, PatternScanJob | SuggestionJob):
         _check_stored(session, params)
+    elif isinstance(request, CouncilBacktestJob):
+        _check_range(session, request, params.get(field))
     elif isinstance(request, CouncilJob | ResearchJob):  # the week is fixed now, and shown
         universe = params.get(field)
         asked = request.params.as_of

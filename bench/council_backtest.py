@@ -47,15 +47,17 @@ def main() -> int:
     passes: list[dict[str, Any]] = []
     for k in (1, 2):
         started = time.perf_counter()
-        state = asyncio.run(
-            council_backtest(
+
+        async def sit() -> Any:
+            return await council_backtest(
                 start=args.start,
                 end=args.end,
                 universe=universe,
                 rebalance=args.rebalance,
                 return_state=True,
             )
-        )
+
+        state = asyncio.run(sit())
         took = time.perf_counter() - started
         if not state.is_completed():
             print(f"pass {k} ended {state.type.value}: {state.message}", file=sys.stderr)

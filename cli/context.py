@@ -81,6 +81,18 @@ def open_context() -> CommandContext:
     return CommandContext(settings=settings, engine=engine, sessions=make_session_factory(engine))
 
 
+def quiet_prefect() -> None:
+    """Load Prefect, and take its console handler off the root logger.
+
+    Prefect puts it beside ours, so each of the flow's records would print twice. Ours
+    stays: LOG_FORMAT applies to the flow's logs too."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, PrefectConsoleHandler)]:
+        root.removeHandler(handler)
+
+
 def _say(line: str) -> None:
     err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 

@@ -20,7 +20,6 @@ must answer in 0.5 s.
 from __future__ import annotations
 
 import getpass
-import logging
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
@@ -31,7 +30,15 @@ from uuid import UUID
 import typer
 from rich.table import Table
 
-from cli.context import CommandContext, console, err_console, open_context, run_command
+from cli.context import (
+    CommandContext,
+    console,
+    err_console,
+    open_context,
+    quiet_prefect,
+    run_command,
+)
+from cli.council_backtest import backtest_cmd
 from cli.council_roster import roster_cmd
 from cli.council_views import (
     day,
@@ -63,7 +70,7 @@ CALL_COLUMNS = ("call", "stage", "model", "status", "cached", "cost")
 app = typer.Typer(
     rich_markup_mode=None,  # plain help: see cli/__init__.py
     cls=QuickHelpGroup,
-    help="The weekly council: run, replay, approve, show, audit, roster.",
+    help="The weekly council: run, replay, backtest, approve, show, audit, roster.",
     no_args_is_help=True,
 )
 
@@ -146,6 +153,7 @@ def replay_cmd(
         console.print(f"  {symbol}: {then} -> {later}", markup=False, soft_wrap=True)
 
 
+app.command("backtest")(backtest_cmd)
 app.command("roster")(roster_cmd)
 
 
@@ -161,7 +169,7 @@ def approve_cmd(
 ) -> None:
     """Resume a paused council run: approve its decisions except the rejected ones."""
     ctx = _council_context()
-    _quiet_prefect()
+    quiet_prefect()
     from prefect.flow_runs import resume_flow_run
 
     from db.queries import council as q
@@ -282,18 +290,6 @@ def _council_context() -> CommandContext:
     return ctx
 
 
-def _quiet_prefect() -> None:
-    """Load Prefect, and take its console handler off the root logger.
-
-    Prefect puts it beside ours, so each of the flow's records would print twice. Ours
-    stays: LOG_FORMAT applies to the flow's logs too."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, PrefectConsoleHandler)]:
-        root.removeHandler(handler)
-
-
 def _flow_params(
     as_of: datetime | None,
     approval: Approval,
@@ -333,7 +329,7 @@ def _sit(ctx: CommandContext, params: dict[str, Any]) -> int:
         chosen = council_day(session, params.get("as_of"), symbols)
     params = {**params, "as_of": chosen.day}
     console.print(f"council {chosen.describe()}")
-    _quiet_prefect()
+    quiet_prefect()
     manual = params["approval"] == Approval.MANUAL and not params.get("replay")
     announce = _announcer(ctx) if manual else None
     with ctx.prefect():

@@ -20,7 +20,9 @@ class Commands(LazyGroup):
         "db": LazyCommand("cli.database", "app", "Database schema: upgrade, current, check."),
         "data": LazyCommand("cli.data", "app", "Market data: import, instruments, news, list."),
         "council": LazyCommand(
-            "cli.council", "app", "The weekly council: run, replay, approve, show, audit, roster."
+            "cli.council",
+            "app",
+            "The weekly council: run, replay, backtest, approve, show, audit, roster.",
         ),
         "backtest": LazyCommand(
             "cli.backtest", "app", "Backtests: single runs, parameter sweeps, walk-forward."

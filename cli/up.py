@@ -193,6 +193,7 @@ def served_deployments() -> list[str]:
     names = [
         "weekly-council/weekly-council",
         "backtest/backtest",
+        "council-backtest/council-backtest",
         "pattern-scan/pattern-scan",
         "suggestion/suggestion",
         "sentiment-analysis/sentiment-analysis",

@@ -1,7 +1,7 @@
 """`python -m deployments.serve`: the weekly council, the daily account sync, the quarter-
 hourly sentiment analysis and the weekly training, served with their schedules, and the
-backtest, pattern scan and suggestion flows (no schedule: started by API jobs or the UI),
-no work pool.
+backtest, council backtest, pattern scan and suggestion flows (no schedule: started by API
+jobs or the UI), no work pool.
 
 This is the local way to run deployments (`aitrader up` starts it beside a
 Prefect server): one long-lived process polls the Prefect API at
@@ -95,6 +95,27 @@ def backtest_deployment() -> RunnerDeployment:
         name=BACKTEST,
         description="A backtest, parameter sweep or walk-forward of a signal strategy.",
         concurrency_limit=BACKTEST_CONCURRENCY,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    return cast("RunnerDeployment", deployment)
+
+
+COUNCIL_BACKTEST = "council-backtest"
+# One at a time, as the weekly council: its sittings are councils in the run's process,
+# and the gateway's per-provider limit is process-wide (docs/decisions/0007).
+COUNCIL_BACKTEST_CONCURRENCY = 1
+
+
+def council_backtest_deployment() -> RunnerDeployment:
+    """The council backtest as `prefect.yaml` declares it: run on request, never scheduled."""
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.council_backtest import council_backtest
+
+    deployment = council_backtest.to_deployment(
+        name=COUNCIL_BACKTEST,
+        description="Sits the council at each rebalance day of a past range; judges it.",
+        concurrency_limit=COUNCIL_BACKTEST_CONCURRENCY,
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
     return cast("RunnerDeployment", deployment)
@@ -209,6 +230,7 @@ def _serve() -> None:
 
     runner = CtrlCRunner(pause_on_shutdown=True)
     served = [council_deployment(), sync_deployment(), backtest_deployment()]
+    served.append(council_backtest_deployment())
     served.append(sentiment_deployment())
     served += on_request_deployments()
     if (trainer := training_deployment()) is not None:

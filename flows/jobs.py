@@ -76,6 +76,14 @@ def _run(kind: JobType, params: dict[str, Any], job_id: int) -> State[Any]:
 
         trained: State[Any] = training(**params, job_id=job_id, return_state=True)
         return trained
+    if kind is JobType.COUNCIL_BACKTEST:  # an async flow, as the council's
+        from flows.council_backtest import council_backtest
+
+        async def judge() -> State[Any]:
+            judged: State[Any] = await council_backtest(**params, job_id=job_id, return_state=True)
+            return judged
+
+        return asyncio.run(judge())
     from flows.weekly_council import weekly_council
 
     async def sit() -> State[Any]:

@@ -178,6 +178,7 @@ class JobType(StrEnum):
     SENTIMENT = "sentiment"
     PATTERN_SCAN = "pattern_scan"
     SUGGESTION = "suggestion"
+    COUNCIL_BACKTEST = "council_backtest"
 
 
 class SizingMode(StrEnum):

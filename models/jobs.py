@@ -94,6 +94,92 @@ class ResearchJob(BaseModel):
         return {**given, "approval": "auto", "stop_after": self.stop_after, "execute": False}
 
 
+class CouncilBacktestParams(BaseModel):
+    """The council backtest's parameters (flows/council_backtest.py), as a job may set them.
+
+    `models` seats the standard roster on those models; a roster of one's own (the flow's
+    `members`) is not taken here. A member is a `tasks.council.roster.Member`, which this
+    vocabulary may not import, and a council job does not take one either: who sits in
+    which role is the operator's configuration (LLM_MODELS, the models file, checked by
+    `aitrader council roster`), not something a request names. The CLI and Prefect's UI
+    can still pass `members` to the flow.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: DecisionDay = Field(
+        description="The first day a sitting may fall on: a day the stored daily bars cover."
+    )
+    end: DecisionDay = Field(
+        description="The last day a sitting may fall on (after start), inside the stored bars."
+    )
+    universe: list[Symbol] | None = Field(
+        None, min_length=1, max_length=500, description="Symbols; default every stored one."
+    )
+    models: list[ModelName] | None = Field(
+        None, min_length=1, max_length=16, description="litellm models; default LLM_MODELS."
+    )
+    rebalance: Literal["weekly", "monthly"] = Field(
+        "weekly", description="Sit on the last stored day of each whole week, or month."
+    )
+    budget_usd: float | None = Field(
+        None, ge=0, le=10_000, description="LLM budget of the whole backtest, every sitting."
+    )
+    account: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Size and check orders as this configured account does; default the first.",
+    )
+    max_positions: int = Field(5, ge=1, le=50)
+    max_weight: float = Field(0.2, gt=0, le=1)
+    min_reward_risk: float = Field(1.5, ge=0, le=100)
+    cutoff_policy: Literal["flag", "refuse"] | None = Field(
+        None,
+        description="A sitting before a member's training cutoff: flag it, or refuse to sit "
+        "it; default COUNCIL_CUTOFF_POLICY.",
+    )
+    replay: bool = Field(
+        False, description="Every answer from the LLM cache, no model asked, nothing spent."
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> CouncilBacktestParams:
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end} must be after start {self.start}")
+        return self
+
+
+class CouncilBacktestJob(BaseModel):
+    """Sit the council at every rebalance day of a past range and judge what it decided
+    against buy-and-hold and momentum; its rows are read at `/api/council/backtests`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "council_backtest",
+                    "params": {
+                        "start": "2019-01-01",
+                        "end": "2019-06-30",
+                        "universe": ["AAPL", "MSFT", "XOM"],
+                        "rebalance": "monthly",
+                        "budget_usd": 5,
+                    },
+                }
+            ]
+        },
+    )
+
+    type: Literal[JobType.COUNCIL_BACKTEST]
+    params: CouncilBacktestParams
+
+    def flow_parameters(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json", exclude_none=True)
+
+
 class BacktestJob(BaseModel):
     """The backtest flow (flows/backtest.py). Over HTTP only the built-in strategies run:
     a `package.module:function` would import code a request names."""
@@ -332,7 +418,8 @@ JobRequest = Annotated[
     | TrainingJob
     | PatternScanJob
     | SuggestionJob
-    | SentimentJob,
+    | SentimentJob
+    | CouncilBacktestJob,
     Field(discriminator="type"),
 ]
 
@@ -345,6 +432,7 @@ DEPLOYMENTS: dict[JobType, str] = {
     JobType.PATTERN_SCAN: "pattern-scan/pattern-scan",
     JobType.SUGGESTION: "suggestion/suggestion",
     JobType.SENTIMENT: "sentiment-analysis/sentiment-analysis",
+    JobType.COUNCIL_BACKTEST: "council-backtest/council-backtest",
 }
 
 

@@ -91,10 +91,11 @@ async def deploy_backtest() -> None:
 
 
 async def deploy_model_jobs() -> None:
-    """The training, pattern-scan, suggestion and sentiment deployments, as
-    `deployments.serve` names them (models/jobs.py `DEPLOYMENTS`)."""
+    """The training, pattern-scan, suggestion, sentiment and council-backtest deployments,
+    as `deployments.serve` names them (models/jobs.py `DEPLOYMENTS`)."""
     from prefect.types.entrypoint import EntrypointType
 
+    from flows.council_backtest import council_backtest
     from flows.pattern_scan import pattern_scan
     from flows.sentiment import sentiment_analysis
     from flows.suggestion import suggestion
@@ -102,7 +103,8 @@ async def deploy_model_jobs() -> None:
 
     for flow, name in ((training, "training"), (pattern_scan, "pattern-scan"),
                        (suggestion, "suggestion"),
-                       (sentiment_analysis, "sentiment-analysis")):  # fmt: skip
+                       (sentiment_analysis, "sentiment-analysis"),
+                       (council_backtest, "council-backtest")):  # fmt: skip
         deployment = flow.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH)
         assert inspect.isawaitable(deployment)
         applied = (await deployment).apply()
@@ -293,3 +295,66 @@ def test_a_bad_backtest_job_is_a_422_naming_the_field_and_writes_nothing(
     assert any(f.startswith(field) for f in fields), fields
     with api.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+COUNCIL_BACKTEST = {
+    "type": "council_backtest",
+    "params": {
+        "start": "2019-01-01",
+        "end": "2019-06-30",
+        "universe": ["AAPL", "MSFT"],
+        "rebalance": "monthly",
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"universe": ["AAPL", "NOPE"]}, "body.params.universe"),
+        ({"start": "2010-01-04"}, "body.params.start"),  # before the stored bars
+        ({"end": "2020-06-30"}, "body.params.end"),  # after them
+        ({"end": "2019-01-01"}, "body.council_backtest.params"),  # not after start
+        ({"account": "nobody"}, "body.params.account"),
+        ({"rebalance": "daily"}, "body.council_backtest.params.rebalance"),
+        ({"budget_usd": -1}, "body.council_backtest.params.budget_usd"),
+        ({"cutoff_policy": "ignore"}, "body.council_backtest.params.cutoff_policy"),
+        ({"members": [{"name": "x"}]}, "body.council_backtest.params.members"),  # not over HTTP
+    ],
+)
+def test_a_bad_council_backtest_job_is_a_422_naming_the_field_and_writes_nothing(
+    api: Api, change: dict[str, Any], field: str
+) -> None:
+    body = {**COUNCIL_BACKTEST, "params": {**COUNCIL_BACKTEST["params"], **change}}  # type: ignore[dict-item]
+    response = api.post("/api/jobs", json=body)
+    assert response.status_code == 422, response.text
+    fields = [e["field"] for e in response.json()["errors"]]
+    assert any(f.startswith(field) for f in fields), fields
+    with api.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_a_council_backtest_job_runs_its_flow_in_a_worker_process(process_api: Api) -> None:
+    """Dispatched to the council-backtest flow (flows/jobs.py), which refuses a range holding
+    no whole week before it sits anything: the job fails with that cause, and no backtest
+    row was written."""
+    from models.track_record import CouncilBacktest
+
+    body = {"type": "council_backtest", "params": {"start": "2019-06-03", "end": "2019-06-05"}}
+    job = process_api.post("/api/jobs", json=body)
+    assert job.status_code == 202, job.text
+    assert job.json()["runner"] == "process"
+
+    def ended() -> dict[str, Any] | None:
+        response = process_api.get(f"/api/jobs/{job.json()['id']}")
+        if response.status_code == 503:
+            return None
+        state: dict[str, Any] = response.json()
+        return state if state["status"] not in {"pending", "running"} else None
+
+    done = _until("the council backtest job to end", ended, timeout_s=120)
+    assert done["status"] == "failed", done
+    assert "no weekly sitting between 2019-06-03 and 2019-06-05" in done["error"]
+    assert done["flow_run_id"] is not None
+    with process_api.sessions() as session:
+        assert session.scalars(select(CouncilBacktest)).all() == []

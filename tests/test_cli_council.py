@@ -358,7 +358,7 @@ def test_up_resolves_a_relative_prefect_home_against_the_working_directory(
 def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves() -> None:
     doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
     PrefectYamlModel.model_validate(doc)  # the shape `prefect deploy` reads
-    council, sync, backtest, trainer, scan, suggest, sentiment = doc["deployments"]
+    council, sync, backtest, judged, trainer, scan, suggest, sentiment = doc["deployments"]
     assert council["name"] == served.WEEKLY_COUNCIL == "weekly-council"
     assert council["entrypoint"] == "flows/weekly_council.py:weekly_council"
     flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / council["entrypoint"]))
@@ -405,6 +405,18 @@ def test_prefect_yaml_declares_the_weekly_council_that_deployments_serve_serves(
     assert not served_backtest.schedules
     assert backtest["concurrency_limit"] == served_backtest.concurrency_limit
     assert served_backtest.concurrency_limit == served.BACKTEST_CONCURRENCY
+
+    # council backtests: on request only, one at a time, the same in both places
+    assert judged["name"] == served.COUNCIL_BACKTEST == "council-backtest"
+    judged_flow: Flow[Any, Any] = load_flow_from_entrypoint(str(REPO / judged["entrypoint"]))
+    assert judged_flow.name == "council-backtest"
+    served_judged = served.council_backtest_deployment()
+    assert served_judged.entrypoint == "flows.council_backtest.council_backtest"
+    assert judged["schedules"] == []
+    assert not served_judged.schedules
+    assert judged["concurrency_limit"] == served_judged.concurrency_limit
+    assert served_judged.concurrency_limit == served.COUNCIL_BACKTEST_CONCURRENCY == 1
+    assert "council-backtest/council-backtest" in up.served_deployments()
 
     # weekly training: Saturdays, the same in both places
     assert trainer["name"] == served.TRAINING == "training"

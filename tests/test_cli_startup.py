@@ -23,6 +23,7 @@ HELP_PAGES = [
     ["council"],
     ["council", "run"],
     ["council", "execute"],
+    ["council", "backtest"],
     ["data", "import"],
     ["backtest", "run"],
     ["db", "upgrade"],

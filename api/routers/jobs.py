@@ -72,6 +72,19 @@ async def create_job(
                         "params": {"start": "2024-01-01", "end": "2024-01-31", "step_hours": 24},
                     },
                 },
+                "council_backtest": {
+                    "summary": "Sit the council monthly over 2019 H1; judge it against baselines",
+                    "value": {
+                        "type": "council_backtest",
+                        "params": {
+                            "start": "2019-01-01",
+                            "end": "2019-06-30",
+                            "universe": ["AAPL", "MSFT", "XOM"],
+                            "rebalance": "monthly",
+                            "budget_usd": 5,
+                        },
+                    },
+                },
             },
         ),
     ],
@@ -81,7 +94,9 @@ async def create_job(
     """Start a job's flow run. Accepted means started (or queued for a free worker), not
     done: follow it on `job_updates` or `GET /api/jobs/{id}`. A `sentiment` job without
     `start` scores new news as of now; with `start` (and `end`) it backfills, its progress
-    in `result.done`/`result.total`. `training` needs the ml extra (torch)."""
+    in `result.done`/`result.total`. `training` needs the ml extra (torch). A
+    `council_backtest` reports its sittings the same way; its results are at
+    `GET /api/council/backtests`."""
     return await start_job(runtime, body, caller)
 
 

@@ -115,6 +115,30 @@ def run_spend(session: Session, run_id: int) -> tuple[Decimal, int, int]:
     return Decimal(cost), int(requests), int(hits)
 
 
+def council_backtests(
+    session: Session,
+    *,
+    job_id: int | None = None,
+    status: RunStatus | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[CouncilBacktest]:
+    """Newest first by creation (`since` inclusive, `until` exclusive), every filter given."""
+    stmt = select(CouncilBacktest)
+    if job_id is not None:
+        stmt = stmt.where(CouncilBacktest.job_id == job_id)
+    if status is not None:
+        stmt = stmt.where(CouncilBacktest.status == status)
+    if since is not None:
+        stmt = stmt.where(CouncilBacktest.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(CouncilBacktest.created_at < until)
+    stmt = stmt.order_by(CouncilBacktest.created_at.desc(), CouncilBacktest.id.desc())
+    return list(session.scalars(stmt.offset(offset).limit(limit)))
+
+
 def sittings_of(session: Session, backtest_id: int) -> list[CouncilBacktestSitting]:
     return list(
         session.scalars(
@@ -289,7 +313,7 @@ def track_record(
         days[key(o.member, o.model)].add(o.as_of)
     for r in reviews:
         days[key(r.reviewer, r.model)].add(r.as_of)
-    since = {k: sorted(v)[-window] for k, v in days.items()}  # the window's first sitting
+    since = {k: sorted(v)[-window:][0] for k, v in days.items()}  # the window's first sitting
     skills: dict[tuple[str, str], Skill] = {}
     for o in outcomes:
         k = key(o.member, o.model)
