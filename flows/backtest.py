@@ -21,7 +21,6 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
-from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
@@ -55,7 +54,7 @@ from services.settings import Settings, get_settings
 from tasks.backtest.engine import buy_and_hold
 from tasks.backtest.metrics import metric_text
 from tasks.backtest.panel import PricePanel
-from tasks.backtest.plot import equity_png
+from tasks.backtest.plot import equity_png, write_png
 from tasks.backtest.strategies import get_strategy
 from tasks.backtest.sweep import (
     STOP_PARAMS,
@@ -388,7 +387,7 @@ def _store(
         engine.dispose()
     title = f"{request.strategy} {_params_text(best)} on {len(request.symbols)} symbol(s)"
     png = equity_png(dates, equity, bench_equity, title=title)
-    plot_path = _write_plot(settings.backtest_plot_dir, backtest_id, png)
+    plot_path = write_png(settings.backtest_plot_dir, f"backtest-{backtest_id}", png)
     _artifacts(backtest_id, metrics, benchmark, top, request.optimise, png)
     return {
         "backtest_id": backtest_id,
@@ -451,13 +450,6 @@ def _artifacts(
         key="backtest-equity-plot",
         description=f"Backtest {backtest_id}: equity and drawdown",
     )
-
-
-def _write_plot(directory: Path, backtest_id: int, png: bytes) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"backtest-{backtest_id}.png"
-    path.write_bytes(png)
-    return path.resolve()
 
 
 # --- the run's row -----------------------------------------------------------------------

@@ -19,7 +19,8 @@ sittings it has not sat.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any, Literal
@@ -40,6 +41,7 @@ from flows.council_backtest_report import publish, store_results
 from flows.job_hooks import JOB_HOOKS
 from flows.weekly_council import weekly_council
 from models.accounts import AccountConfig
+from models.days import close_instant
 from models.enums import RunStatus, Timeframe
 from models.errors import InvalidInputError, describe_failure
 from services.settings import get_settings
@@ -49,6 +51,32 @@ from tasks.council.week import council_day
 from tasks.council_backtest.sittings import Rebalance, sitting_bars
 
 HISTORY_DAYS = 140  # bars before `start` for sizing's volatility and momentum's lookback
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A council backtest as asked: its range, who is judged with what, and what every
+    sitting is given (`sitting`, `weekly_council`'s own parameters)."""
+
+    start: date
+    end: date
+    universe: list[str] | None
+    rebalance: Rebalance
+    budget: Decimal | None
+    account: AccountConfig
+    max_positions: int
+    job_id: int | None
+    sitting: dict[str, Any]
+
+    def record(self) -> dict[str, Any]:
+        """The parameters the backtest's row keeps."""
+        members = self.sitting["members"]
+        return {
+            **{k: v for k, v in self.sitting.items() if k not in ("universe", "members")},
+            "members": [m.model_dump(mode="json") for m in members] if members else None,
+            "rebalance": self.rebalance,
+            "account": self.account.name,
+        }
 
 
 @flow(name="council-backtest", retries=0, **JOB_HOOKS)
@@ -77,101 +105,73 @@ async def council_backtest(
     settings = get_settings()
     if end <= start:
         raise InvalidInputError("end", f"{end} is not after start {start}")
-    chosen = settings.account(account) if account else settings.accounts[0]
+    plan = _Plan(
+        start=start,
+        end=end,
+        universe=universe,
+        rebalance=rebalance,
+        budget=Decimal(str(budget_usd)) if budget_usd is not None and not replay else None,
+        account=settings.account(account) if account else settings.accounts[0],
+        max_positions=max_positions,
+        job_id=job_id,
+        sitting={
+            "universe": universe,
+            "models": models,
+            "members": members,
+            "max_positions": max_positions,
+            "max_weight": max_weight,
+            "min_reward_risk": min_reward_risk,
+            "cutoff_policy": cutoff_policy,
+            "replay": replay,
+        },
+    )
     engine = make_engine(settings.database_url)
     try:
-        return await _backtest(
-            make_session_factory(engine), start, end, universe, models, members, rebalance,
-            budget_usd, chosen, max_positions, max_weight, min_reward_risk, cutoff_policy,
-            replay, job_id,
-        )  # fmt: skip
+        return await _backtest(make_session_factory(engine), plan)
     finally:
         engine.dispose()
 
 
-async def _backtest(
-    sessions: sessionmaker[Session],
-    start: date,
-    end: date,
-    universe: list[str] | None,
-    models: list[str] | None,
-    members: list[Member] | None,
-    rebalance: Rebalance,
-    budget_usd: float | None,
-    chosen: AccountConfig,
-    max_positions: int,
-    max_weight: float,
-    min_reward_risk: float,
-    cutoff_policy: Literal["flag", "refuse"] | None,
-    replay: bool,
-    job_id: int | None,
-) -> State[Any]:
-    logger = get_run_logger()
+async def _backtest(sessions: sessionmaker[Session], plan: _Plan) -> State[Any]:
     with read_sessions_of(sessions)() as session:
-        council_day(session, start, universe, field="start")
-        council_day(session, end, universe, field="end")
-        symbols = universe or sorted({c.symbol for c in bar_coverage(session, None, Timeframe.D1)})
-        frame = bars_frame(session, symbols, start - timedelta(days=HISTORY_DAYS), end)
+        council_day(session, plan.start, plan.universe, field="start")
+        council_day(session, plan.end, plan.universe, field="end")
+        coverage = bar_coverage(session, None, Timeframe.D1)
+        symbols = plan.universe or sorted({c.symbol for c in coverage})
+        frame = bars_frame(session, symbols, plan.start - timedelta(days=HISTORY_DAYS), plan.end)
     panel = PricePanel.from_frame(frame, sorted(set(frame["symbol"])))
-    bars = sitting_bars(panel.dates, start, end, rebalance)
+    bars = sitting_bars(panel.dates, plan.start, plan.end, plan.rebalance)
     if not bars:
-        raise InvalidInputError("start", f"no {rebalance} sitting between {start} and {end}")
-    days = [panel.dates[b].date() for b in bars]
-    params = {
-        "rebalance": rebalance,
-        "models": models,
-        "members": [m.model_dump(mode="json") for m in members] if members else None,
-        "account": chosen.name,
-        "max_positions": max_positions,
-        "max_weight": max_weight,
-        "min_reward_risk": min_reward_risk,
-        "replay": replay,
-    }
-    budget = Decimal(str(budget_usd)) if budget_usd is not None and not replay else None
-    backtest_id = await asyncio.to_thread(
-        transaction,
-        sessions,
-        lambda s: (
-            tr.create_council_backtest(
-                s,
-                start=_instant(start),
-                end=_instant(end),
-                universe=symbols,
-                params=params,
-                sittings=len(bars),
-                budget_usd=budget,
-                job_id=job_id,
-                flow_run_id=str(current_flow_run.id),
-            ).id
-        ),
-    )
-    logger.info("council backtest %s: %d %s sittings", backtest_id, len(bars), rebalance)
-    try:
-        sat, stopped = await _sit_all(
-            sessions,
-            backtest_id,
-            days,
-            job_id,
-            budget,
-            dict(
-                universe=universe,
-                models=models,
-                members=members,
-                max_positions=max_positions,
-                max_weight=max_weight,
-                min_reward_risk=min_reward_risk,
-                cutoff_policy=cutoff_policy,
-                replay=replay,
-            ),
+        raise InvalidInputError(
+            "start", f"no {plan.rebalance} sitting between {plan.start} and {plan.end}"
         )
+    days = [panel.dates[b].date() for b in bars]
+    opened = partial(
+        tr.create_council_backtest,
+        start=close_instant(plan.start),
+        end=close_instant(plan.end),
+        universe=symbols,
+        params=plan.record(),
+        sittings=len(bars),
+        budget_usd=plan.budget,
+        job_id=plan.job_id,
+        flow_run_id=str(current_flow_run.id),
+    )
+    backtest_id = await asyncio.to_thread(transaction, sessions, lambda s: opened(s).id)
+    get_run_logger().info(
+        "council backtest %s: %d %s sittings", backtest_id, len(bars), plan.rebalance
+    )
+    try:
+        sat, stopped = await _sit_all(sessions, backtest_id, days, plan)
         if stopped is not None:
             await asyncio.to_thread(_finish, sessions, backtest_id, RunStatus.CANCELED, stopped)
             return Cancelled(message=stopped)
         if not sat:
             raise InvalidInputError("start", "no sitting completed: nothing to judge")
+        bar_of_day = dict(zip(days, bars, strict=True))
         judged = await asyncio.to_thread(
-            store_results, sessions, backtest_id, panel, dict(zip(days, bars, strict=True)), sat,
-            chosen, max_positions,
+            store_results, sessions, backtest_id, panel, bar_of_day, sat, plan.account,
+            plan.max_positions,
         )  # fmt: skip
     except Exception as exc:
         cause = describe_failure(exc)
@@ -182,12 +182,7 @@ async def _backtest(
 
 
 async def _sit_all(
-    sessions: sessionmaker[Session],
-    backtest_id: int,
-    days: list[date],
-    job_id: int | None,
-    budget: Decimal | None,
-    options: dict[str, Any],
+    sessions: sessionmaker[Session], backtest_id: int, days: list[date], plan: _Plan
 ) -> tuple[dict[date, int], str | None]:
     """Sit every day in turn; ({day: council run id} of the completed sittings, why the
     backtest stopped or None)."""
@@ -200,19 +195,17 @@ async def _sit_all(
     spent = Decimal(0)
     logger = get_run_logger()
     for k, day in enumerate(days):
-        left = None if budget is None else max(budget - spent, Decimal(0))
+        left = None if plan.budget is None else max(plan.budget - spent, Decimal(0))
         state = await weekly_council(
             as_of=day,
             approval="auto",
             budget_usd=None if left is None else float(left),
             sitting_of=backtest_id,
             return_state=True,
-            **options,
+            **plan.sitting,
         )
         summary = await state.aresult(raise_on_failure=False) if state.is_completed() else None
-        run_id = summary.get("council_run_id") if isinstance(summary, dict) else None
-        if run_id is None:
-            run_id = await asyncio.to_thread(_run_of_sitting, sessions, backtest_id, day)
+        decided: list[Any] = summary.get("decisions", []) if isinstance(summary, dict) else []
         status = (
             RunStatus.COMPLETED
             if state.is_completed()
@@ -221,36 +214,31 @@ async def _sit_all(
             else RunStatus.FAILED
         )
         detail = state.message if status is not RunStatus.COMPLETED else None
-        decisions = len(summary.get("decisions", [])) if isinstance(summary, dict) else 0
-        flags = await asyncio.to_thread(_flags_of, sessions, run_id)
-        sitting = partial(
+        record = partial(
             _record_sitting,
             backtest_id=backtest_id,
-            as_of=_instant(day),
-            run_id=run_id,
+            as_of=close_instant(day),
             status=status,
-            decisions=decisions,
-            flags=flags,
+            decisions=len(decided),
             detail=detail,
         )
-        row_cost = await asyncio.to_thread(transaction, sessions, sitting)
-        spent += row_cost
+        run_id, cost = await asyncio.to_thread(transaction, sessions, record)
+        spent += cost
         if status is RunStatus.COMPLETED and run_id is not None:
             sat[day] = run_id
         elif status is RunStatus.CANCELED:
-            done = f"{k} of {len(days)}"
             return sat, (
-                f"stopped on its LLM budget at the sitting of {day} after {done} sittings "
-                f"(${spent.quantize(Decimal('0.01'))} spent): {detail}; what was asked is "
-                "cached, so a rerun with a larger budget pays only for the rest"
+                f"stopped on its LLM budget at the sitting of {day} after {k} of {len(days)} "
+                f"sittings (${spent.quantize(Decimal('0.01'))} spent): {detail}; what was "
+                "asked is cached, so a rerun with a larger budget pays only for the rest"
             )
         else:
             logger.warning("sitting %s failed: %s", day, detail)
         await aupdate_progress_artifact(artifact_id=progress, progress=100 * (k + 1) / len(days))
-        if job_id is not None:
+        if plan.job_id is not None:
             stage = partial(
                 record_stage,
-                job_id=job_id,
+                job_id=plan.job_id,
                 stage="sittings",
                 done=k + 1,
                 total=len(days),
@@ -261,42 +249,13 @@ async def _sit_all(
     return sat, None
 
 
-def _record_sitting(session: Session, **facts: Any) -> Decimal:
-    """The sitting's row; what it spent."""
-    return tr.record_sitting(session, **facts).cost_usd
-
-
-def _run_of_sitting(sessions: sessionmaker[Session], backtest_id: int, day: date) -> int | None:
-    """The council run a sitting opened, found by its parameters (a failed sitting returns
-    no summary)."""
-    from sqlalchemy import select
-
-    from models.council import CouncilRun
-
-    with read_sessions_of(sessions)() as session:
-        runs = session.scalars(
-            select(CouncilRun).where(CouncilRun.as_of == _instant(day)).order_by(CouncilRun.id)
-        ).all()
-        mine = [r for r in runs if (r.params or {}).get("sitting_of") == backtest_id]
-        return mine[-1].id if mine else None
-
-
-def _flags_of(sessions: sessionmaker[Session], run_id: int | None) -> list[dict[str, Any]]:
-    if run_id is None:
-        return []
-    from models.council import CouncilRun
-
-    with read_sessions_of(sessions)() as session:
-        run = session.get(CouncilRun, run_id)
-        return list((run.params or {}).get("may_know", [])) if run else []
+def _record_sitting(session: Session, **facts: Any) -> tuple[int | None, Decimal]:
+    """The sitting's row; its council run and what it spent."""
+    row = tr.record_sitting(session, **facts)
+    return row.council_run_id, row.cost_usd
 
 
 def _finish(
     sessions: sessionmaker[Session], backtest_id: int, status: RunStatus, error: str
 ) -> None:
     transaction(sessions, lambda s: tr.finish_council_backtest(s, backtest_id, status, error=error))
-
-
-def _instant(day: date) -> datetime:
-    """A day's decision instant: its end (the close is known), as the council's as_of."""
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)

@@ -11,9 +11,8 @@ import base64
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,11 +29,12 @@ from db.queries.instruments import sectors_of
 from models.accounts import AccountConfig
 from models.backtest import Metrics
 from models.council import CouncilRun
+from models.days import close_instant
 from models.enums import DecisionAction, RunStatus, Side
 from services.settings import get_settings
 from tasks.backtest.metrics import compute_metrics, metric_text
 from tasks.backtest.panel import PricePanel
-from tasks.backtest.plot import equity_png
+from tasks.backtest.plot import equity_png, write_png
 from tasks.council_backtest.baselines import buy_and_hold_orders, momentum_orders
 from tasks.council_backtest.bias import bias_report
 from tasks.council_backtest.book import BookOrder, BookResult, simulate_book
@@ -70,14 +70,13 @@ def store_results(
         reviews = tr.reviews_of(session, run_ids)
         runs = {r: session.get(CouncilRun, r) for r in run_ids}
         sectors = {k: v for k, v in sectors_of(session, list(panel.symbols)).items() if v}
-        for row in (*[d.decision for d in decisions], *[p for p, _ in pitches], *reviews):
-            session.expunge(row)
         seats, flagged_runs = _seats(runs)
+    bar_of_as_of = {close_instant(day): bar for day, bar in bar_of_day.items()}
     sitting_bars = sorted(bar_of_day[d] for d in sat)
     first = sitting_bars[0]
     orders = [
         BookOrder(
-            bar=bar_of_day[(d.as_of - timedelta(days=1)).date()],
+            bar=bar_of_as_of[d.as_of],
             symbol=d.decision.symbol,
             side=Side.BUY if d.decision.action is DecisionAction.BUY else Side.SELL,
             tag=f"decision-{d.decision.id}",
@@ -88,7 +87,10 @@ def store_results(
         )
         for d in decisions
     ]
-    flagged = {f"decision-{d.decision.id}" for d in decisions if d.decision.run_id in flagged_runs}
+    decision_of = {o.tag: d.decision.id for o, d in zip(orders, decisions, strict=True)}
+    flagged = {
+        o.tag for o, d in zip(orders, decisions, strict=True) if d.decision.run_id in flagged_runs
+    }
     cap = account.limits.max_position_pct
     results = {
         "council": simulate_book(panel, orders, account),
@@ -100,7 +102,6 @@ def store_results(
     metrics = {name: _metrics(r, first) for name, r in results.items()}
     split = _cutoff_split(panel, orders, flagged, account, first)
     approved = {d.pitch.id for d in decisions if d.pitch is not None}
-    bar_of_as_of = {_as_of(day): bar for day, bar in bar_of_day.items()}
     outcomes, scores = score_sittings(panel, bar_of_as_of, pitches, reviews, seats, approved)
     report = {
         "bias": bias_report(reviews, [p for p, _ in pitches], sectors),
@@ -117,9 +118,7 @@ def store_results(
     curves = [results[b].equity[first:] for b in BOOKS]
     equity = [[ts.isoformat(), *(float(c[i]) for c in curves)] for i, ts in enumerate(dates)]
     trade_rows = [
-        row
-        for name, result in results.items()
-        for row in _trade_rows(name, result, panel, decisions_by_tag(decisions))
+        row for name, result in results.items() for row in _trade_rows(name, result, decision_of)
     ]
 
     def write(session: Session) -> tuple[Decimal, int, int]:
@@ -141,7 +140,7 @@ def store_results(
         dates, curves[0], curves[1], title=f"Council backtest {backtest_id}",
         label="council", others={"momentum": curves[2]},
     )  # fmt: skip
-    plot = _write_plot(get_settings().backtest_plot_dir, backtest_id, png)
+    plot = write_png(get_settings().backtest_plot_dir, f"council-backtest-{backtest_id}", png)
     council = metrics["council"]
     summary = {
         "council_backtest_id": backtest_id,
@@ -214,10 +213,6 @@ async def publish(backtest_id: int, judged: Judged) -> None:
     )
 
 
-def decisions_by_tag(decisions: Sequence[tr.SittingDecision]) -> dict[str, tr.SittingDecision]:
-    return {f"decision-{d.decision.id}": d for d in decisions}
-
-
 def _seats(runs: Mapping[int, CouncilRun | None]) -> tuple[dict[tuple[int, str], Seat], set[int]]:
     """Each run's seats (from its stored roster) and the runs with a flagged member."""
     seats: dict[tuple[int, str], Seat] = {}
@@ -279,69 +274,37 @@ def _pitch_split(outcomes: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _trade_rows(
-    book: str,
-    result: BookResult,
-    panel: PricePanel,
-    decisions: Mapping[str, tr.SittingDecision],
+    book: str, result: BookResult, decision_of: Mapping[str, int]
 ) -> list[dict[str, Any]]:
+    """Every lot the book opened (a baseline's closing orders are part of their lots)."""
+    panel = result.panel
     rows = []
-    last = len(panel.dates) - 1
     for lot in result.lots:
-        decision = decisions.get(lot.order.tag) if book == "council" else None
         if lot.order.closes is not None:
             continue
-        entry_ts = panel.dates[lot.entry_bar].to_pydatetime() if lot.entry_price else None
-        closed = lot.exit_price is not None
-        exit_bar = lot.exit_bar if closed else last
-        pnl = None
-        ret = None
-        exit_price = lot.exit_price
+        row: dict[str, Any] = {
+            "book": book,
+            "decision_id": decision_of.get(lot.order.tag) if book == "council" else None,
+            "decided_at": panel.dates[lot.order.bar].to_pydatetime() + timedelta(days=1),
+            "symbol": lot.order.symbol,
+            "side": lot.order.side,
+            "weight": lot.order.weight,
+            "qty": lot.qty,
+            "refused": lot.refused,
+        }
         if lot.entry_price is not None:
-            s = panel.symbols.index(lot.order.symbol)
-            exit_price = lot.exit_price if closed else Decimal(str(_last_close(panel, s, exit_bar)))
-            assert exit_price is not None
-            sign = 1 if lot.order.side is Side.BUY else -1
-            pnl = sign * lot.qty * (exit_price - lot.entry_price) - lot.entry_fee - lot.exit_fee
-            outlay = lot.qty * lot.entry_price + lot.entry_fee
-            ret = float(pnl / outlay) if outlay else None
-        rows.append(
-            {
-                "book": book,
-                "decision_id": decision.decision.id if decision else None,
-                "decided_at": panel.dates[lot.order.bar].to_pydatetime() + timedelta(days=1),
-                "symbol": lot.order.symbol,
-                "side": lot.order.side,
-                "weight": lot.order.weight,
-                "qty": lot.qty,
-                "entry_ts": entry_ts,
+            end = result.settled(lot)
+            row |= {
+                "entry_ts": panel.dates[lot.entry_bar].to_pydatetime(),
                 "entry_price": lot.entry_price,
-                "exit_ts": panel.dates[exit_bar].to_pydatetime() if lot.entry_price else None,
-                "exit_price": exit_price,
-                "pnl": pnl,
-                "return_pct": ret,
-                "exit_reason": str(lot.exit_reason)
-                if lot.exit_reason
-                else ("open" if lot.entry_price is not None else None),
-                "refused": lot.refused,
+                "exit_ts": panel.dates[end.exit_bar].to_pydatetime(),
+                "exit_price": end.exit_price,
+                "pnl": end.pnl,
+                "return_pct": end.ret,
+                "exit_reason": str(end.reason),
             }
-        )
+        rows.append(row)
     return rows
-
-
-def _as_of(day: date) -> datetime:
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
-
-
-def _last_close(panel: PricePanel, s: int, t: int) -> float:
-    column = panel.close[: t + 1, s]
-    return float(column[~np.isnan(column)][-1])
-
-
-def _write_plot(directory: Path, backtest_id: int, png: bytes) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"council-backtest-{backtest_id}.png"
-    path.write_bytes(png)
-    return path.resolve()
 
 
 def _num(value: float | None) -> str:

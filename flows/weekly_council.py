@@ -16,7 +16,7 @@ client sessions need.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar, cast
 
@@ -49,13 +49,13 @@ from flows.council_tasks import (
 )
 from flows.execution import execution_stage
 from flows.job_hooks import JOB_HOOKS
-from models.days import not_after_today
+from models.days import close_instant, not_after_today
 from models.enums import DecisionStatus, RunStatus, Timeframe
 from models.errors import BudgetExceededError, InvalidInputError, describe_failure
 from services.bus.job_updates import announce_job
 from services.llm.budget import RunBudget
 from services.llm.catalog import catalog_from_settings
-from services.llm.cutoffs import MAY_KNOW, CutoffFlag, cutoff_flags
+from services.llm.cutoffs import caveat_of, cutoff_flags
 from services.llm.gateway import LLMGateway
 from services.llm.limits import ProviderLimits
 from services.llm.offline import register_offline_provider
@@ -149,7 +149,7 @@ async def weekly_council(
         seats = [(m.name, m.model) for m in roster.members]
         seats += [(m.name, m.review_model) for m in roster.pms if m.review_model]
         flags = cutoff_flags(catalog, seats, when.date())
-        caveat = _caveat(flags)
+        caveat = caveat_of(flags)
         if flags and (cutoff_policy or settings.council_cutoff_policy) == "refuse":
             raise InvalidInputError("as_of", f"{caveat}; refused (COUNCIL_CUTOFF_POLICY=refuse)")
         if caveat:
@@ -368,16 +368,6 @@ def _settle(
         ]
 
 
-def _caveat(flags: list[CutoffFlag]) -> str | None:
-    """One line naming every member that may know what followed, or None."""
-    if not flags:
-        return None
-    return f"{MAY_KNOW}: " + "; ".join(
-        f"{f.member} ({f.model}, {'cutoff ' + str(f.cutoff) if f.cutoff else 'cutoff unknown'})"
-        for f in flags
-    )
-
-
 def unwalked(value: T) -> T:
     """`value`, passed to a task without Prefect walking it. Prefect visits every element of
     every task argument looking for futures; a 482-symbol snapshot (its correlation matrix
@@ -393,7 +383,7 @@ def _as_of_instant(as_of: date | datetime) -> datetime:
         _decision_day(instant.date())
         return instant
     day = _decision_day(as_of)
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+    return close_instant(day)
 
 
 def _decision_day(day: date) -> date:

@@ -13,7 +13,7 @@ under a future date. Backtest days are plain `Day`s: a range past today only end
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
@@ -31,6 +31,12 @@ def not_after_today(day: date) -> date:
             "made as of a day still to come"
         )
     return day
+
+
+def close_instant(day: date) -> datetime:
+    """The instant a day's close is known, the as-of of a decision on that day: the next
+    midnight, UTC."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
 
 
 Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]

@@ -68,28 +68,33 @@ def record_sitting(
     session: Session,
     backtest_id: int,
     as_of: datetime,
-    run_id: int | None,
     status: RunStatus,
     *,
     decisions: int = 0,
-    flags: Sequence[dict[str, Any]] = (),
     detail: str | None = None,
 ) -> CouncilBacktestSitting:
-    """A sitting's row, with what its council run spent and how much the cache answered;
-    the backtest's totals follow."""
-    cost, requests, hits = Decimal(0), 0, 0
-    if run_id is not None:
-        cost, requests, hits = run_spend(session, run_id)
+    """A sitting's row: its council run (the newest this backtest opened as of `as_of`; none
+    when the sitting was refused before it opened one), what the run spent, how much the
+    cache answered and the members it flagged; the backtest's totals follow."""
+    run = session.scalars(
+        select(CouncilRun)
+        .where(
+            CouncilRun.as_of == as_of, CouncilRun.params["sitting_of"].as_integer() == backtest_id
+        )
+        .order_by(CouncilRun.id.desc())
+        .limit(1)
+    ).first()
+    cost, requests, hits = run_spend(session, run.id) if run else (Decimal(0), 0, 0)
     row = CouncilBacktestSitting(
         backtest_id=backtest_id,
         as_of=as_of,
-        council_run_id=run_id,
+        council_run_id=run.id if run else None,
         status=status,
         decisions=decisions,
         cost_usd=cost,
         requests=requests,
         cache_hits=hits,
-        cutoff_flags=list(flags),
+        cutoff_flags=list((run.params or {}).get("may_know", [])) if run else [],
         detail=detail,
     )
     session.add(row)

@@ -114,3 +114,13 @@ def cutoff_flags(
         if cutoff.may_know(as_of):
             flags.append(CutoffFlag(member, model, cutoff.day, cutoff.source))
     return flags
+
+
+def caveat_of(flags: Iterable[CutoffFlag]) -> str | None:
+    """One line naming every seat that may know what followed, or None: what heads a flagged
+    run's artifacts and ends its summary."""
+    named = [
+        f"{f.member} ({f.model}, {f'cutoff {f.cutoff}' if f.cutoff else 'cutoff unknown'})"
+        for f in flags
+    ]
+    return f"{MAY_KNOW}: " + "; ".join(named) if named else None

@@ -161,7 +161,7 @@ def run_backtest(
         short_entries,
         short_exits,
         init_cash,
-        _last_bars(panel.close),
+        panel.last_bars(),
         config.direction is not Direction.SHORT,
         config.direction is not Direction.LONG,
         _SIZE_MODES[config.sizing.mode],
@@ -249,13 +249,6 @@ def _trade_capacity(
     if direction is not Direction.LONG:
         bound += int(np.count_nonzero(short_entries))
     return bound
-
-
-def _last_bars(close: np.ndarray) -> np.ndarray:
-    """Each symbol's last bar with a close (-1 for none)."""
-    valid = ~np.isnan(close)
-    last = close.shape[0] - 1 - valid[::-1].argmax(axis=0)
-    return np.where(valid.any(axis=0), last, -1).astype(np.int64)
 
 
 def _trade_records(tf: np.ndarray, ti: np.ndarray) -> np.ndarray:

@@ -68,6 +68,19 @@ class PricePanel:
             arrays[name] = np.ascontiguousarray(wide.to_numpy(dtype=np.float64))
         return cls(dates=dates, symbols=tuple(order), **arrays)
 
+    def last_bars(self) -> np.ndarray:
+        """Each symbol's last bar with a close (-1 for none): where its data ends."""
+        valid = ~np.isnan(self.close)
+        last = self.close.shape[0] - 1 - valid[::-1].argmax(axis=0)
+        return np.where(valid.any(axis=0), last, -1).astype(np.int64)
+
+    def last_close(self, s: int, t: int) -> float:
+        """Symbol `s`'s newest close at or before bar `t` (NaN if none): a missing bar keeps
+        the last close, as the engine marks positions."""
+        column = self.close[: t + 1, s]
+        known = np.flatnonzero(~np.isnan(column))
+        return float(column[known[-1]]) if known.size else float("nan")
+
     def between(self, first: int, stop: int) -> PricePanel:
         """Bars `first` .. `stop - 1` (a walk-forward window), every symbol kept."""
         return PricePanel(

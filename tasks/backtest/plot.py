@@ -7,11 +7,20 @@ state, no display, safe in Prefect's worker threads.
 from __future__ import annotations
 
 from io import BytesIO
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+
+def write_png(directory: Path, name: str, png: bytes) -> Path:
+    """Write `png` as `directory/name.png` (the folder made if need be); its absolute path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.png"
+    path.write_bytes(png)
+    return path.resolve()
 
 
 def equity_png(

@@ -91,6 +91,18 @@ class Lot:
 
 
 @dataclass(frozen=True)
+class Settled:
+    """A filled lot's end: its exit (or the last close, still open), net P&L and return on
+    its outlay (notional plus entry commission)."""
+
+    exit_bar: int
+    exit_price: Decimal
+    reason: ExitReason
+    pnl: Decimal
+    ret: float | None
+
+
+@dataclass(frozen=True)
 class BookResult:
     """Equity at every close, and every lot (refused ones included, with their reason)."""
 
@@ -99,35 +111,40 @@ class BookResult:
     equity: np.ndarray
     lots: list[Lot] = field(default_factory=list)
 
+    def settled(self, lot: Lot) -> Settled:
+        """How a filled lot ended, or stands at the last close if still open."""
+        assert lot.entry_price is not None
+        if lot.exit_price is None:  # still open: marked at the last close, as the engine does
+            last = len(self.panel.dates) - 1
+            mark = self.panel.last_close(self.panel.symbols.index(lot.order.symbol), last)
+            exit_bar, exit_price, reason = last, Decimal(str(mark)), ExitReason.OPEN
+        else:
+            assert lot.exit_reason is not None
+            exit_bar, exit_price, reason = lot.exit_bar, lot.exit_price, lot.exit_reason
+        sign = 1 if lot.order.side is Side.BUY else -1
+        pnl = sign * lot.qty * (exit_price - lot.entry_price) - lot.entry_fee - lot.exit_fee
+        outlay = lot.qty * lot.entry_price + lot.entry_fee
+        return Settled(exit_bar, exit_price, reason, pnl, float(pnl / outlay) if outlay else None)
+
     def trades(self) -> np.ndarray:
         """The filled lots as the engine's trade records (one cash pool, column = symbol)."""
         filled = [lot for lot in self.lots if lot.entry_price is not None]
         out = np.empty(len(filled), dtype=records.TRADE_DTYPE)
         index = {s: i for i, s in enumerate(self.panel.symbols)}
         for row, lot in zip(out, filled, strict=True):
-            direction = 1 if lot.order.side is Side.BUY else -1
-            assert lot.entry_price is not None
-            entry, qty = float(lot.entry_price), float(lot.qty)
-            if lot.exit_price is None:  # still open: marked at the last close, as the engine does
-                exit_bar = len(self.panel.dates) - 1
-                exit_price = _last_close(self.panel, index[lot.order.symbol], exit_bar)
-                reason = records.OPEN
-            else:
-                exit_bar, exit_price = lot.exit_bar, float(lot.exit_price)
-                assert lot.exit_reason is not None
-                reason = records.EXIT_REASONS.index(lot.exit_reason)
-            fees = float(lot.entry_fee + lot.exit_fee)
-            pnl = direction * qty * (exit_price - entry) - fees
-            outlay = qty * entry + float(lot.entry_fee)
+            end = self.settled(lot)
             row["col"] = row["symbol"] = index[lot.order.symbol]
             row["group"] = 0
-            row["direction"] = direction
-            row["entry_bar"], row["exit_bar"] = lot.entry_bar, exit_bar
-            row["entry_price"], row["exit_price"] = entry, exit_price
+            row["direction"] = 1 if lot.order.side is Side.BUY else -1
+            row["entry_bar"], row["exit_bar"] = lot.entry_bar, end.exit_bar
+            row["entry_price"], row["exit_price"] = (
+                float(lot.entry_price or 0),
+                float(end.exit_price),
+            )
             row["entry_fees"], row["exit_fees"] = float(lot.entry_fee), float(lot.exit_fee)
-            row["qty"], row["pnl"] = qty, pnl
-            row["ret"] = pnl / outlay if outlay > 0 else math.nan
-            row["exit_reason"] = reason
+            row["qty"], row["pnl"] = float(lot.qty), float(end.pnl)
+            row["ret"] = math.nan if end.ret is None else end.ret
+            row["exit_reason"] = records.EXIT_REASONS.index(end.reason)
         return out
 
     def since(self, first: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,14 +178,16 @@ class _Book:
         )
         self.lots: dict[str, Lot] = {}
         self.by_order: dict[str, tuple[Lot, str]] = {}  # broker order id -> (lot, role)
-        self.last_bar = _last_bars(panel.close)
+        self.last_bar = panel.last_bars()
         self.day_start = account.starting_cash
 
     async def run(self, orders: Sequence[BookOrder]) -> BookResult:
         todo: dict[int, list[BookOrder]] = defaultdict(list)
+        tags: set[str] = set()
         for order in orders:
-            if order.tag in self.lots or any(o.tag == order.tag for o in todo[order.bar]):
+            if order.tag in tags:
                 raise ValueError(f"two orders are tagged {order.tag!r}")
+            tags.add(order.tag)
             todo[order.bar].append(order)
         n_bars = len(self.panel.dates)
         equity = np.empty(n_bars)
@@ -176,11 +195,12 @@ class _Book:
             self.now = _close_instant(self.panel, t)
             self._play(t)
             await self._end_of_data(t)
-            equity[t] = float(await self._equity(t))
+            value = await self._equity(t)
+            equity[t] = float(value)
             await self._expire(t)
-            for order in todo.get(t, ()):
+            for order in todo.get(t, ()):  # placing moves no money: the close's equity stands
                 await self._place(order, t)
-            self.day_start = await self._equity(t)
+            self.day_start = value  # the next close's daily loss counts from this one
         lots = list(self.lots.values())
         return BookResult(self.panel, float(self.account.starting_cash), equity, lots)
 
@@ -190,10 +210,11 @@ class _Book:
         return sorted(self.broker.symbols_in_play())
 
     def _play(self, t: int) -> None:
+        p = self.panel
         start = self.panel.dates[t].to_pydatetime()
         for symbol in self._active():
             s = self.index[symbol]
-            o, h, lo, c = (float(a[t, s]) for a in _ohlc(self.panel))
+            o, h, lo, c = (float(a[t, s]) for a in (p.open, p.high, p.low, p.close))
             if math.isnan(o):
                 continue
             path = ohlc_path(o, h, lo, c, start, DAY)
@@ -221,7 +242,7 @@ class _Book:
         which is that close for every symbol it was played)."""
         marks = Decimal(0)
         for position in await self.broker.positions():
-            close = _last_close(self.panel, self.index[position.symbol], t)
+            close = self.panel.last_close(self.index[position.symbol], t)
             mark = Decimal(str(close)) if not math.isnan(close) else position.avg_cost
             marks += position.qty * mark
         return (await self.broker.account()).cash + marks
@@ -284,7 +305,7 @@ class _Book:
         if s is None:
             lot.refused = f"{order.symbol} is not in the backtest's universe"
             return
-        price = _last_close(self.panel, s, t)
+        price = self.panel.last_close(s, t)
         if math.isnan(price):
             lot.refused = f"{order.symbol}: no price known at the decision"
             return
@@ -364,24 +385,7 @@ class _Book:
         )
 
 
-def _ohlc(panel: PricePanel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    return panel.open, panel.high, panel.low, panel.close
-
-
 def _close_instant(panel: PricePanel, t: int) -> datetime:
     """When bar `t`'s close is known: the bar's end (its stamp is its start)."""
     stamp: datetime = panel.dates[t].to_pydatetime()
     return stamp + DAY
-
-
-def _last_close(panel: PricePanel, s: int, t: int) -> float:
-    """The newest close of symbol `s` at or before bar `t` (NaN if none)."""
-    column = panel.close[: t + 1, s]
-    known = np.flatnonzero(~np.isnan(column))
-    return float(column[known[-1]]) if known.size else math.nan
-
-
-def _last_bars(close: np.ndarray) -> np.ndarray:
-    valid = ~np.isnan(close)
-    last = close.shape[0] - 1 - valid[::-1].argmax(axis=0)
-    return np.where(valid.any(axis=0), last, -1)
