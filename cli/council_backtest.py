@@ -39,7 +39,12 @@ if TYPE_CHECKING:
 
 BUDGET_STOPPED = 3  # as `council run`
 DAY = ["%Y-%m-%d"]
-BOOKS = (("council", "council"), ("buy_and_hold", "buy and hold"), ("momentum", "momentum"))
+BOOKS = (
+    ("council", "council"),
+    ("council_anon", "anonymised"),
+    ("buy_and_hold", "buy and hold"),
+    ("momentum", "momentum"),
+)
 SHOWN = ("total_return", "cagr", "sharpe", "max_drawdown")
 
 
@@ -75,6 +80,12 @@ def backtest_cmd(
     replay: Annotated[
         bool, typer.Option("--replay", help="Answer from the LLM cache alone; spend nothing.")
     ] = False,
+    anonymise: Annotated[
+        bool,
+        typer.Option(
+            "--anonymise", help="Sit each day again with aliases and rescaled prices; compare."
+        ),
+    ] = False,
     cutoff_policy: Annotated[
         CutoffPolicy | None,
         typer.Option(help="A sitting before a member's training cutoff: flag or refuse it."),
@@ -102,6 +113,7 @@ def backtest_cmd(
         "account": account,
         "cutoff_policy": str(cutoff_policy) if cutoff_policy else None,
         "replay": replay,
+        "anonymise": anonymise,
         "max_positions": max_positions,
         "max_weight": max_weight,
     }
@@ -175,11 +187,12 @@ def _print_backtest(session: Session, row: CouncilBacktest) -> None:
     metrics = row.metrics or {}
     table = Table(title=f"council backtest {row.id}: {day(row.start)} to {day(row.end)}")
     table.add_column("metric")
-    for _, label in BOOKS:
+    books = [(b, label) for b, label in BOOKS if b in metrics]
+    for _, label in books:
         table.add_column(label, justify="right")
     for name in SHOWN:
-        table.add_row(name, *(metric_text(name, metrics.get(b, {}).get(name)) for b, _ in BOOKS))
-    table.add_row("trades (closed + open)", *(_trades(metrics.get(b, {})) for b, _ in BOOKS))
+        table.add_row(name, *(metric_text(name, metrics[b].get(name)) for b, _ in books))
+    table.add_row("trades (closed + open)", *(_trades(metrics[b]) for b, _ in books))
     console.print(table)
     sittings = tr.sittings_of(session, row.id)
     failed = sum(1 for s in sittings if s.status != "completed")

@@ -66,6 +66,7 @@ class _Plan:
     account: AccountConfig
     max_positions: int
     job_id: int | None
+    modes: tuple[bool, ...]  # anonymised or not, each day sat once per mode
     sitting: dict[str, Any]
 
     def record(self) -> dict[str, Any]:
@@ -76,6 +77,7 @@ class _Plan:
             "members": [m.model_dump(mode="json") for m in members] if members else None,
             "rebalance": self.rebalance,
             "account": self.account.name,
+            "anonymise": True in self.modes,
         }
 
 
@@ -94,6 +96,7 @@ async def council_backtest(
     min_reward_risk: float = 1.5,
     cutoff_policy: Literal["flag", "refuse"] | None = None,
     replay: bool = False,
+    anonymise: bool = False,
     job_id: int | None = None,
 ) -> State[Any]:
     """Backtest the council from `start` to `end`, sitting `rebalance` ("weekly": the last
@@ -101,6 +104,9 @@ async def council_backtest(
     on `models`, else as configured (as `weekly_council` seats it). Orders are sized and
     checked for `account` (default: the first configured), with its costs. `replay`: every
     answer from the cache, no model asked (a sitting never sat before abstains).
+    `anonymise`: every day is sat twice, as it is and anonymised (aliases for symbols,
+    rescaled prices: tasks/council/anonymise.py), and the two councils are compared: a
+    model that remembers the real series does better only where it can see it.
     """
     settings = get_settings()
     if end <= start:
@@ -114,6 +120,7 @@ async def council_backtest(
         account=settings.account(account) if account else settings.accounts[0],
         max_positions=max_positions,
         job_id=job_id,
+        modes=(False, True) if anonymise else (False,),
         sitting={
             "universe": universe,
             "models": models,
@@ -146,13 +153,14 @@ async def _backtest(sessions: sessionmaker[Session], plan: _Plan) -> State[Any]:
             "start", f"no {plan.rebalance} sitting between {plan.start} and {plan.end}"
         )
     days = [panel.dates[b].date() for b in bars]
+    sittings = [(day, mode) for day in days for mode in plan.modes]
     opened = partial(
         tr.create_council_backtest,
         start=close_instant(plan.start),
         end=close_instant(plan.end),
         universe=symbols,
         params=plan.record(),
-        sittings=len(bars),
+        sittings=len(sittings),
         budget_usd=plan.budget,
         job_id=plan.job_id,
         flow_run_id=str(current_flow_run.id),
@@ -162,11 +170,11 @@ async def _backtest(sessions: sessionmaker[Session], plan: _Plan) -> State[Any]:
         "council backtest %s: %d %s sittings", backtest_id, len(bars), plan.rebalance
     )
     try:
-        sat, stopped = await _sit_all(sessions, backtest_id, days, plan)
+        sat, stopped = await _sit_all(sessions, backtest_id, sittings, plan)
         if stopped is not None:
             await asyncio.to_thread(_finish, sessions, backtest_id, RunStatus.CANCELED, stopped)
             return Cancelled(message=stopped)
-        if not sat:
+        if not sat.get(False):
             raise InvalidInputError("start", "no sitting completed: nothing to judge")
         bar_of_day = dict(zip(days, bars, strict=True))
         judged = await asyncio.to_thread(
@@ -182,25 +190,30 @@ async def _backtest(sessions: sessionmaker[Session], plan: _Plan) -> State[Any]:
 
 
 async def _sit_all(
-    sessions: sessionmaker[Session], backtest_id: int, days: list[date], plan: _Plan
-) -> tuple[dict[date, int], str | None]:
-    """Sit every day in turn; ({day: council run id} of the completed sittings, why the
-    backtest stopped or None)."""
+    sessions: sessionmaker[Session],
+    backtest_id: int,
+    sittings: list[tuple[date, bool]],
+    plan: _Plan,
+) -> tuple[dict[bool, dict[date, int]], str | None]:
+    """Sit every (day, anonymised) in turn; ({anonymised: {day: council run id}} of the
+    completed sittings, why the backtest stopped or None)."""
     progress = await acreate_progress_artifact(
         progress=0.0,
         key=f"council-backtest-{backtest_id}-progress",
         description="Sittings done",
     )
-    sat: dict[date, int] = {}
+    sat: dict[bool, dict[date, int]] = {mode: {} for mode in plan.modes}
     spent = Decimal(0)
     logger = get_run_logger()
-    for k, day in enumerate(days):
+    total = len(sittings)
+    for k, (day, anonymised) in enumerate(sittings):
         left = None if plan.budget is None else max(plan.budget - spent, Decimal(0))
         state = await weekly_council(
             as_of=day,
             approval="auto",
             budget_usd=None if left is None else float(left),
             sitting_of=backtest_id,
+            anonymise=anonymised,
             return_state=True,
             **plan.sitting,
         )
@@ -218,6 +231,7 @@ async def _sit_all(
             _record_sitting,
             backtest_id=backtest_id,
             as_of=close_instant(day),
+            anonymised=anonymised,
             status=status,
             decisions=len(decided),
             detail=detail,
@@ -225,23 +239,23 @@ async def _sit_all(
         run_id, cost = await asyncio.to_thread(transaction, sessions, record)
         spent += cost
         if status is RunStatus.COMPLETED and run_id is not None:
-            sat[day] = run_id
+            sat[anonymised][day] = run_id
         elif status is RunStatus.CANCELED:
             return sat, (
-                f"stopped on its LLM budget at the sitting of {day} after {k} of {len(days)} "
+                f"stopped on its LLM budget at the sitting of {day} after {k} of {total} "
                 f"sittings (${spent.quantize(Decimal('0.01'))} spent): {detail}; what was "
                 "asked is cached, so a rerun with a larger budget pays only for the rest"
             )
         else:
             logger.warning("sitting %s failed: %s", day, detail)
-        await aupdate_progress_artifact(artifact_id=progress, progress=100 * (k + 1) / len(days))
+        await aupdate_progress_artifact(artifact_id=progress, progress=100 * (k + 1) / total)
         if plan.job_id is not None:
             stage = partial(
                 record_stage,
                 job_id=plan.job_id,
                 stage="sittings",
                 done=k + 1,
-                total=len(days),
+                total=total,
                 as_of=day.isoformat(),
                 council_backtest_id=backtest_id,
             )

@@ -11,7 +11,7 @@ import base64
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -41,6 +41,7 @@ from tasks.council_backtest.book import BookOrder, BookResult, simulate_book
 from tasks.council_backtest.judge import Seat, score_sittings
 
 BOOKS = ("council", "buy_and_hold", "momentum")
+COUNCIL_BOOKS = {False: "council", True: "council_anon"}  # by anonymised
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,14 @@ def store_results(
     backtest_id: int,
     panel: PricePanel,
     bar_of_day: Mapping[date, int],
-    sat: Mapping[date, int],
+    sat: Mapping[bool, Mapping[date, int]],
     account: AccountConfig,
     max_positions: int,
 ) -> Judged:
-    """Execute, compare, score and store."""
-    run_ids = list(sat.values())
+    """Execute, compare, score and store. `sat` holds the completed sittings' council runs
+    by mode (anonymised or not) and day."""
+    modes = {run: anonymised for anonymised, days in sat.items() for run in days.values()}
+    run_ids = list(modes)
     with read_sessions_of(sessions)() as session:
         decisions = tr.decisions_of(session, run_ids)
         pitches = tr.pitches_of(session, run_ids)
@@ -72,50 +75,50 @@ def store_results(
         sectors = {k: v for k, v in sectors_of(session, list(panel.symbols)).items() if v}
         seats, flagged_runs = _seats(runs)
     bar_of_as_of = {close_instant(day): bar for day, bar in bar_of_day.items()}
-    sitting_bars = sorted(bar_of_day[d] for d in sat)
+    sitting_bars = sorted(bar_of_day[d] for d in sat[False])
     first = sitting_bars[0]
-    orders = [
-        BookOrder(
-            bar=bar_of_as_of[d.as_of],
-            symbol=d.decision.symbol,
-            side=Side.BUY if d.decision.action is DecisionAction.BUY else Side.SELL,
-            tag=f"decision-{d.decision.id}",
-            weight=Decimal(d.decision.target_weight),
-            take_profit=d.pitch.take_profit if d.pitch else None,
-            stop_loss=d.pitch.stop_loss if d.pitch else None,
-            horizon=d.pitch.horizon_days if d.pitch else None,
-        )
-        for d in decisions
+    books = {
+        COUNCIL_BOOKS[anonymised]: [d for d in decisions if modes[d.decision.run_id] is anonymised]
+        for anonymised in sat
+    }
+    orders = {book: _council_orders(chosen, bar_of_as_of) for book, chosen in books.items()}
+    pairs = [
+        (o, d) for book, chosen in books.items() for o, d in zip(orders[book], chosen, strict=True)
     ]
-    decision_of = {o.tag: d.decision.id for o, d in zip(orders, decisions, strict=True)}
-    flagged = {
-        o.tag for o, d in zip(orders, decisions, strict=True) if d.decision.run_id in flagged_runs
-    }
+    decision_of = {o.tag: d.decision.id for o, d in pairs}
+    flagged = {o.tag for o, d in pairs if d.decision.run_id in flagged_runs}
     cap = account.limits.max_position_pct
-    results = {
-        "council": simulate_book(panel, orders, account),
-        "buy_and_hold": simulate_book(panel, buy_and_hold_orders(panel, first, cap), account),
-        "momentum": simulate_book(
-            panel, momentum_orders(panel, sitting_bars, max_positions, cap=cap), account
-        ),
-    }
+    results = {book: simulate_book(panel, mine, account) for book, mine in orders.items()}
+    results["buy_and_hold"] = simulate_book(panel, buy_and_hold_orders(panel, first, cap), account)
+    results["momentum"] = simulate_book(
+        panel, momentum_orders(panel, sitting_bars, max_positions, cap=cap), account
+    )
     metrics = {name: _metrics(r, first) for name, r in results.items()}
-    split = _cutoff_split(panel, orders, flagged, account, first)
     approved = {d.pitch.id for d in decisions if d.pitch is not None}
     outcomes, scores = score_sittings(panel, bar_of_as_of, pitches, reviews, seats, approved)
+    plain = [r for r, anonymised in modes.items() if not anonymised]
     report = {
         "bias": bias_report(reviews, [p for p, _ in pitches], sectors),
         "cutoff": {
-            "flagged_sittings": sum(1 for r in run_ids if r in flagged_runs),
-            "sittings": len(run_ids),
-            "books": split,
+            "flagged_sittings": sum(1 for r in plain if r in flagged_runs),
+            "sittings": len(plain),
+            "books": {
+                book: _cutoff_split(panel, mine, flagged, account, first)
+                for book, mine in orders.items()
+            },
             "pitches": _pitch_split(outcomes),
+        },
+        "modes": {
+            ("anonymised" if anonymised else "plain"): _pitch_stats(
+                [o for o in outcomes if modes[o["run_id"]] is anonymised]
+            )
+            for anonymised in sat
         },
         "pitches_scored": len(outcomes),
         "pitches_kept": len(pitches),
     }
     dates = panel.dates[first:]
-    curves = [results[b].equity[first:] for b in BOOKS]
+    curves = [results[b].equity[first:] for b in (*BOOKS, "council_anon") if b in results]
     equity = [[ts.isoformat(), *(float(c[i]) for c in curves)] for i, ts in enumerate(dates)]
     trade_rows = [
         row for name, result in results.items() for row in _trade_rows(name, result, decision_of)
@@ -136,9 +139,12 @@ def store_results(
         return row.cost_usd, row.requests, row.cache_hits
 
     cost, requests, hits = transaction(sessions, write)
+    others = {"momentum": curves[2]} | (
+        {"council, anonymised": curves[3]} if len(curves) > 3 else {}
+    )
     png = equity_png(
-        dates, curves[0], curves[1], title=f"Council backtest {backtest_id}",
-        label="council", others={"momentum": curves[2]},
+        dates, curves[0], curves[1], title=f"Council backtest {backtest_id}", label="council",
+        others=others,
     )  # fmt: skip
     plot = write_png(get_settings().backtest_plot_dir, f"council-backtest-{backtest_id}", png)
     council = metrics["council"]
@@ -148,9 +154,9 @@ def store_results(
             f"council {metric_text('total_return', council.total_return)} vs buy-and-hold "
             f"{metric_text('total_return', metrics['buy_and_hold'].total_return)}, momentum "
             f"{metric_text('total_return', metrics['momentum'].total_return)}; "
-            f"{len(run_ids)} sittings, ${cost.quantize(Decimal('0.000001'))}"
+            f"{len(plain)} sittings, ${cost.quantize(Decimal('0.000001'))}"
         ),
-        "sittings": len(run_ids),
+        "sittings": len(plain),
         "cost_usd": str(cost.quantize(Decimal("0.000001"))),
         "requests": requests,
         "cache_hits": hits,
@@ -158,6 +164,7 @@ def store_results(
         "trades": {k: len(r.trades()) for k, r in results.items()},
         "refused": {k: sum(1 for lot in r.lots if lot.refused) for k, r in results.items()},
         "cutoff": report["cutoff"],
+        "modes": report["modes"],
         "bias": report["bias"],
         "plot": str(plot),
     }
@@ -179,7 +186,7 @@ async def publish(backtest_id: int, judged: Judged) -> None:
     rows = [
         {
             "metric": name,
-            **{book: metric_text(name, getattr(judged.metrics[book], name)) for book in BOOKS},
+            **{book: metric_text(name, getattr(m, name)) for book, m in judged.metrics.items()},
         }
         for name in Metrics.model_fields
     ]
@@ -198,6 +205,7 @@ async def publish(backtest_id: int, judged: Judged) -> None:
         "",
         f"![equity and drawdown](data:image/png;base64,{base64.b64encode(judged.png).decode()})",
         "",
+        *_modes_lines(summary),
         "## Bias",
         f"* position effect (rank correlation of display position with score): "
         f"{_num(bias['position_effect'])}",
@@ -231,6 +239,43 @@ def _seats(runs: Mapping[int, CouncilRun | None]) -> tuple[dict[tuple[int, str],
     return seats, flagged
 
 
+def _modes_lines(summary: dict[str, Any]) -> list[str]:
+    """The plain and the anonymised council side by side, when both sat."""
+    modes = summary["modes"]
+    if "anonymised" not in modes:
+        return []
+    metrics = summary["metrics"]
+    lines = ["## Plain vs anonymised", ""]
+    for mode, book in (("plain", "council"), ("anonymised", "council_anon")):
+        stats = modes[mode]
+        lines.append(
+            f"* {mode}: total return {metric_text('total_return', metrics[book]['total_return'])}, "
+            f"{stats['pitches']} pitches scored, mean excess {_num(stats['mean_excess'])}, "
+            f"hit rate {_num(stats['hit_rate'])}"
+        )
+    return [*lines, ""]
+
+
+def _council_orders(
+    decisions: Sequence[tr.SittingDecision], bar_of_as_of: Mapping[datetime, int]
+) -> list[BookOrder]:
+    """Each buy or sell decision as an order at its sitting's close, with its pitch's bracket
+    and horizon."""
+    return [
+        BookOrder(
+            bar=bar_of_as_of[d.as_of],
+            symbol=d.decision.symbol,
+            side=Side.BUY if d.decision.action is DecisionAction.BUY else Side.SELL,
+            tag=f"decision-{d.decision.id}",
+            weight=Decimal(d.decision.target_weight),
+            take_profit=d.pitch.take_profit if d.pitch else None,
+            stop_loss=d.pitch.stop_loss if d.pitch else None,
+            horizon=d.pitch.horizon_days if d.pitch else None,
+        )
+        for d in decisions
+    ]
+
+
 def _metrics(result: BookResult, first: int) -> Metrics:
     equity, trades = result.since(first)
     return compute_metrics(equity, trades, init_cash=result.init_cash)
@@ -259,18 +304,20 @@ def _cutoff_split(
 
 
 def _pitch_split(outcomes: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, chosen in (
-        ("before_cutoff", [o for o in outcomes if o["may_know"]]),
-        ("after_cutoff", [o for o in outcomes if not o["may_know"]]),
-    ):
-        excess = [o["excess"] for o in chosen]
-        out[name] = {
-            "pitches": len(chosen),
-            "mean_excess": float(np.mean(excess)) if excess else None,
-            "hit_rate": float(np.mean([e > 0 for e in excess])) if excess else None,
-        }
-    return out
+    return {
+        "before_cutoff": _pitch_stats([o for o in outcomes if o["may_know"]]),
+        "after_cutoff": _pitch_stats([o for o in outcomes if not o["may_know"]]),
+    }
+
+
+def _pitch_stats(outcomes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How many pitches, their mean excess return over the universe and how many beat it."""
+    excess = [o["excess"] for o in outcomes]
+    return {
+        "pitches": len(outcomes),
+        "mean_excess": float(np.mean(excess)) if excess else None,
+        "hit_rate": float(np.mean([e > 0 for e in excess])) if excess else None,
+    }
 
 
 def _trade_rows(

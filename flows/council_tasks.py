@@ -45,6 +45,7 @@ from services.bus.job_updates import announce_job
 from services.llm.gateway import LLMGateway
 from services.settings import Settings
 from tasks.council.aggregate import label_order
+from tasks.council.anonymise import Aliases
 from tasks.council.research import ResearchOutcome, research_stage
 from tasks.council.roster import Roster
 from tasks.council.screen import Screen, screen, screen_rules
@@ -72,15 +73,19 @@ class CouncilRun:
         job_id: int | None,
         gateway: LLMGateway,
         caveat: str | None = None,
+        aliases: Aliases | None = None,
     ) -> None:
         """`job_id` None: a council backtest's sitting, followed by the backtest's job.
-        `caveat` (the members who may remember what followed) heads every artifact."""
+        `caveat` (the members who may remember what followed) heads every artifact.
+        `aliases`: an anonymised sitting (tasks/council/anonymise.py): the stages see the
+        aliased snapshot, and what they produce is stored real (`real`)."""
         self.settings = settings
         self.sessions = sessions
         self.run_id = run_id
         self.job_id = job_id
         self.gateway = gateway
         self.caveat = caveat
+        self.aliases = aliases
         self.bus: Bus | None = make_bus(settings.redis_url) if settings.redis_url else None
 
     async def close(self) -> None:
@@ -114,6 +119,13 @@ class CouncilRun:
         await self._announce(update)
         return row
 
+    def real(self, value: Any) -> Any:
+        """A stage's output (JSON) as the tables keep it: real symbols and prices."""
+        return self.aliases.record(value) if self.aliases else value
+
+    def real_symbol(self, symbol: str) -> str:
+        return self.aliases.real(symbol) if self.aliases else symbol
+
     def described(self, description: str) -> str:
         """An artifact's description, headed by the run's caveat when it has one."""
         return f"{self.caveat}. {description}" if self.caveat else description
@@ -134,6 +146,8 @@ async def snapshot_task(run: CouncilRun, universe: list[str], as_of: datetime) -
 
     await asyncio.to_thread(transaction, run.sessions, keep_hash)
     news = snapshot.news_sentiment
+    if run.aliases is not None:  # the stages see aliases; the run row keeps the real hash
+        snapshot = run.aliases.snapshot(snapshot)
     await run.progress(
         "snapshot",
         symbols=len(snapshot.symbols),
@@ -157,13 +171,13 @@ async def research_task(
         )
     outcomes = await research_stage(run.gateway, roster.analysts, snapshot, screened, run.run_id)
     with unit_of_work(run.sessions) as session:
-        session.add(_audit(run, "research.screen", _screen_record(screened)))
+        session.add(_audit(run, "research.screen", run.real(_screen_record(screened))))
         for o in outcomes:
             for symbol, reason in o.rejected:
-                record = {"symbol": symbol, "reason": reason, "llm_call_ids": o.calls}
+                record = run.real({"symbol": symbol, "reason": reason, "llm_call_ids": o.calls})
                 session.add(_audit(run, "research.note_rejected", record, actor=o.member.name))
             if o.pack is not None:
-                notes = [n.model_dump(mode="json") for n in o.pack.notes]
+                notes = run.real([n.model_dump(mode="json") for n in o.pack.notes])
                 q.add_research(session, run.run_id, snapshot.as_of, o.member.name, notes, o.call_id)
     lines = [
         f"# Research as of {snapshot.as_of:%Y-%m-%d}",
@@ -177,8 +191,10 @@ async def research_task(
         if o.pack is None:
             lines.append(f"* **{o.member.name}** abstained: {o.error}")
         else:
-            lines.append(f"* **{o.member.name}** ({o.member.model}): {o.pack.regime}")
-            lines.extend(f"  * {v.sector}: {v.stance} — {v.reason}" for v in o.pack.sector_views)
+            lines.append(f"* **{o.member.name}** ({o.member.model}): {run.real(o.pack.regime)}")
+            lines.extend(
+                f"  * {v.sector}: {v.stance} — {run.real(v.reason)}" for v in o.pack.sector_views
+            )
     await acreate_markdown_artifact(
         markdown="\n".join(lines),
         key=f"council-{run.run_id}-research",
@@ -211,7 +227,7 @@ async def pitch_task(
         for p in pitches:
             if p.pitch.symbol not in known:  # never a row, so never an instrument: on record
                 record = {
-                    "pitch": p.pitch.model_dump(mode="json"),
+                    "pitch": run.real(p.pitch.model_dump(mode="json")),
                     "reason": p.dropped,
                     "llm_call_id": p.call_id,
                 }
@@ -221,9 +237,9 @@ async def pitch_task(
                 session,
                 run.run_id,
                 p.member.name,
-                p.pitch.model_dump(mode="json"),
+                run.real(p.pitch.model_dump(mode="json")),
                 p.call_id,
-                p.dropped,
+                run.real(p.dropped),
             )
             if p.dropped is None:
                 candidates.append(Candidate(row.id, p.member.name, p.pitch))
@@ -253,7 +269,7 @@ async def review_task(
                     ballot.labels[review.pitch],
                     ballot.reviewer.name,
                     review.score,
-                    review.critique,
+                    run.real(review.critique),
                     ballot.call_id,
                     review.pitch,
                     positions[review.pitch],
@@ -264,7 +280,7 @@ async def review_task(
             "rank": i + 1,
             "pitch": s.pitch_id,
             "pm": by_id[s.pitch_id].author,
-            "symbol": by_id[s.pitch_id].pitch.symbol,
+            "symbol": run.real_symbol(by_id[s.pitch_id].pitch.symbol),
             "side": str(by_id[s.pitch_id].pitch.side),
             "borda": None if s.borda is None else round(s.borda, 3),
             "mean score": None if s.mean_score is None else round(s.mean_score, 3),
@@ -310,7 +326,7 @@ async def chair_task(
                     entity_type="council_run",
                     entity_id=str(run.run_id),
                     payload={
-                        "call": call.model_dump(mode="json"),
+                        "call": run.real(call.model_dump(mode="json")),
                         "reason": reason,
                         "llm_call_id": outcome.call_id,
                     },
@@ -322,11 +338,11 @@ async def chair_task(
                 session,
                 run.run_id,
                 pitch_id,
-                call.symbol,
+                run.real_symbol(call.symbol),
                 call.action,
                 call.target_weight,
                 call.conviction,
-                call.rationale,
+                run.real(call.rationale),
                 {
                     "borda": standing.borda,
                     "mean_score": standing.mean_score,

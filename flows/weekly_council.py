@@ -16,7 +16,7 @@ client sessions need.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar, cast
 
@@ -49,7 +49,7 @@ from flows.council_tasks import (
 )
 from flows.execution import execution_stage
 from flows.job_hooks import JOB_HOOKS
-from models.days import close_instant, not_after_today
+from models.days import decision_instant
 from models.enums import DecisionStatus, RunStatus, Timeframe
 from models.errors import BudgetExceededError, InvalidInputError, describe_failure
 from services.bus.job_updates import announce_job
@@ -60,6 +60,7 @@ from services.llm.gateway import LLMGateway
 from services.llm.limits import ProviderLimits
 from services.llm.offline import register_offline_provider
 from services.settings import get_settings
+from tasks.council.anonymise import aliases_for
 from tasks.council.roster import Member, Roster, default_roster, roster_of, seat_models
 from tasks.council.validation import ChairRules, PitchRules
 from tasks.council.week import council_day
@@ -95,6 +96,7 @@ async def weekly_council(
     replay: bool = False,
     sitting_of: int | None = None,
     cutoff_policy: Literal["flag", "refuse"] | None = None,
+    anonymise: bool = False,
 ) -> State[Any]:
     """One council sitting for `as_of` (default: the latest day with stored daily bars; a day
     outside the stored range is refused, tasks/council/week.py); returns the run's summary.
@@ -119,12 +121,14 @@ async def weekly_council(
 
     A day before a member's training cutoff is flagged on the run, its artifacts and its
     summary ("this model may know what happened next", services/llm/cutoffs.py), or
-    refused with `cutoff_policy="refuse"` (default: COUNCIL_CUTOFF_POLICY).
+    refused with `cutoff_policy="refuse"` (default: COUNCIL_CUTOFF_POLICY). `anonymise`
+    shows the council aliases for symbols and rescaled prices (tasks/council/anonymise.py);
+    its rows still name the real ones.
     """
     settings = get_settings()
     register_offline_provider()
     if as_of is not None:
-        _as_of_instant(as_of)  # a day to come is refused before the database is opened
+        decision_instant(as_of)  # a day to come is refused before the database is opened
     configured = [m for m in (models or settings.llm_models) if m != "offline"]
     catalog, models_file = catalog_from_settings(settings)
     if members:
@@ -144,7 +148,7 @@ async def weekly_council(
             symbols = universe or sorted(
                 {c.symbol for c in bar_coverage(session, None, Timeframe.D1)}
             )
-        when = _as_of_instant(as_of if isinstance(as_of, datetime) else chosen.day)
+        when = decision_instant(as_of if isinstance(as_of, datetime) else chosen.day)
         get_run_logger().info("council %s", chosen.describe())
         seats = [(m.name, m.model) for m in roster.members]
         seats += [(m.name, m.review_model) for m in roster.pms if m.review_model]
@@ -168,6 +172,8 @@ async def weekly_council(
             params["sitting_of"] = sitting_of
         if flags:
             params["may_know"] = [f.record() for f in flags]
+        if anonymise:
+            params["anonymised"] = True
         budget = Decimal(str(budget_usd)) if budget_usd is not None and not replay else None
         council, opened = await asyncio.to_thread(
             transaction,
@@ -191,7 +197,8 @@ async def weekly_council(
             catalog=catalog,
             cache_only=replay,
         )
-        run = CouncilRun(settings, sessions, run_id, job_id, gateway, caveat)
+        aliases = aliases_for(symbols) if anonymise else None
+        run = CouncilRun(settings, sessions, run_id, job_id, gateway, caveat, aliases)
     except BaseException:  # not sitting after all: its connections go with it
         engine.dispose()
         raise
@@ -373,24 +380,6 @@ def unwalked(value: T) -> T:
     every task argument looking for futures; a 482-symbol snapshot (its correlation matrix
     is 232 k numbers) cost ~1.1 s per task. The task receives `value` itself."""
     return cast(T, quote(value))
-
-
-def _as_of_instant(as_of: date | datetime) -> datetime:
-    """A date means its end (the close is known), UTC. A day to come is refused as the API
-    refuses it (models/days.py), whoever called the flow."""
-    if isinstance(as_of, datetime):
-        instant = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-        _decision_day(instant.date())
-        return instant
-    day = _decision_day(as_of)
-    return close_instant(day)
-
-
-def _decision_day(day: date) -> date:
-    try:
-        return not_after_today(day)
-    except ValueError as exc:
-        raise InvalidInputError("as_of", str(exc)) from None
 
 
 def _str(value: Decimal | None) -> str | None:

@@ -18,6 +18,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from models.errors import InvalidInputError
+
 FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2999, 12, 31)
 
@@ -37,6 +39,20 @@ def close_instant(day: date) -> datetime:
     """The instant a day's close is known, the as-of of a decision on that day: the next
     midnight, UTC."""
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def decision_instant(as_of: date | datetime) -> datetime:
+    """The instant a decision "as of" `as_of` is made: a date means its close (`close_instant`),
+    a naive datetime is UTC. A day to come is refused (InvalidInputError on `as_of`), as the
+    API refuses it, whoever asks."""
+    instant = as_of if isinstance(as_of, datetime) else close_instant(as_of)
+    instant = instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+    day = as_of.date() if isinstance(as_of, datetime) else as_of
+    try:
+        not_after_today(day)
+    except ValueError as exc:
+        raise InvalidInputError("as_of", str(exc)) from None
+    return instant
 
 
 Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]

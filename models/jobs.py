@@ -143,6 +143,11 @@ class CouncilBacktestParams(BaseModel):
     replay: bool = Field(
         False, description="Every answer from the LLM cache, no model asked, nothing spent."
     )
+    anonymise: bool = Field(
+        False,
+        description="Sit each day again with aliases for symbols and rescaled prices, and "
+        "compare the two councils (a model that remembers does better only where it can see).",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> CouncilBacktestParams:

@@ -26,10 +26,10 @@ from models.enums import RunStatus, Side
 class CouncilBacktest(IdMixin, CreatedMixin, Base):
     """One council backtest: its inputs, progress, results and what to be wary of.
 
-    `metrics` maps a book (`council`, `buy_and_hold`, `momentum`, and the
-    council before and after its members' training cutoffs) to its `Metrics`;
-    `equity` is `[ts, council, buy_and_hold, momentum]` rows; `report` holds the
-    bias report and the cutoff flags.
+    `metrics` maps a book (`council`, `buy_and_hold`, `momentum`, and with
+    `anonymise` `council_anon`) to its `Metrics`; `equity` is `[ts, council,
+    buy_and_hold, momentum]` rows (and `council_anon` fifth); `report` holds the
+    bias report, the cutoff split and the comparison of the two modes.
     """
 
     __tablename__ = "council_backtests"
@@ -55,15 +55,17 @@ class CouncilBacktest(IdMixin, CreatedMixin, Base):
 
 
 class CouncilBacktestSitting(IdMixin, CreatedMixin, Base):
-    """One rebalance day of a council backtest and the council run that sat it."""
+    """One rebalance day of a council backtest and the council run that sat it (two with
+    `anonymise`: the plain sitting and the anonymised one)."""
 
     __tablename__ = "council_backtest_sittings"
-    __table_args__ = (UniqueConstraint("backtest_id", "as_of"),)
+    __table_args__ = (UniqueConstraint("backtest_id", "as_of", "anonymised"),)
 
     backtest_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("council_backtests.id", ondelete="CASCADE")
     )
     as_of: Mapped[datetime]
+    anonymised: Mapped[bool] = mapped_column(default=False)  # sat with aliases, beside
     council_run_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("council_runs.id"))
     status: Mapped[RunStatus]
     decisions: Mapped[int] = mapped_column(default=0)
@@ -82,7 +84,7 @@ class CouncilBacktestTrade(IdMixin, Base):
     backtest_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("council_backtests.id", ondelete="CASCADE")
     )
-    book: Mapped[str] = mapped_column(String(16))  # council | buy_and_hold | momentum
+    book: Mapped[str] = mapped_column(String(16))  # council | council_anon | buy_and_hold | ...
     decision_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("council_decisions.id"))
     decided_at: Mapped[datetime]
     symbol: Mapped[str] = mapped_column(String(32))

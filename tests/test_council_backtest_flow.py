@@ -234,3 +234,35 @@ def test_a_range_that_cannot_sit_is_refused_in_one_line(
     state = _run(**bad)
     assert state.is_failed()
     assert "is not after start" in (state.message or "")
+
+
+def test_an_anonymised_council_sits_beside_the_plain_one_and_the_report_compares_them(
+    flow_db: Engine,
+) -> None:
+    state = _run(start=date(2018, 1, 1), end=date(2018, 4, 30), anonymise=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["sittings"] == 4
+    assert set(summary["metrics"]) == {"council", "council_anon", "buy_and_hold", "momentum"}
+    assert set(summary["modes"]) == {"plain", "anonymised"}
+    assert summary["modes"]["anonymised"]["pitches"] > 0
+    backtest_id = summary["council_backtest_id"]
+    with make_session_factory(flow_db)() as session:
+        sittings = session.scalars(
+            select(CouncilBacktestSitting).where(CouncilBacktestSitting.backtest_id == backtest_id)
+        ).all()
+        assert sorted(s.anonymised for s in sittings) == [False] * 4 + [True] * 4
+        runs = {s.council_run_id: s.anonymised for s in sittings}
+        for run_id, anonymised in runs.items():
+            run = session.get(CouncilRun, run_id)
+            assert run is not None
+            assert bool((run.params or {}).get("anonymised")) is anonymised
+        books = session.scalars(
+            select(CouncilBacktestTrade.book).where(CouncilBacktestTrade.backtest_id == backtest_id)
+        ).all()
+        assert {"council", "council_anon"} <= set(books)
+        row = session.get(CouncilBacktest, backtest_id)
+        assert row is not None
+        assert row.equity is not None
+        assert len(row.equity[0]) == 5  # ts, council, buy and hold, momentum, anonymised
+    assert "Plain vs anonymised" in _artifact(f"council-backtest-{backtest_id}-report")["data"]

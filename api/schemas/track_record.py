@@ -31,7 +31,7 @@ def _finite(value: Any) -> float | None:
 Figure = Annotated[float | None, BeforeValidator(_finite)]
 """A float, or null when there is none or it is not finite (NaN, inf)."""
 
-Book = Literal["council", "buy_and_hold", "momentum"]
+Book = Literal["council", "council_anon", "buy_and_hold", "momentum"]
 By = Literal["member", "model"]
 MetricValue = int | float | str | None
 
@@ -89,7 +89,8 @@ class CouncilBacktestOut(BaseModel):
     requests: int = Field(description="Calls that reached a model (cache hits send none).")
     cache_hits: int = Field(description="Calls the LLM response cache answered, at $0.")
     metrics: dict[str, dict[str, MetricValue]] | None = Field(
-        description="By book (council, buy_and_hold, momentum): its metrics, once completed."
+        description="By book (council, buy_and_hold, momentum; council_anon when anonymised "
+        "sittings sat beside): its metrics, once completed."
     )
     error: str | None = Field(description="Why a failed or canceled backtest ended, in words.")
     created_at: datetime
@@ -122,6 +123,7 @@ class EquityPointOut(BaseModel):
     council: Figure
     buy_and_hold: Figure
     momentum: Figure
+    council_anon: Figure = Field(None, description="The anonymised council, if it sat too.")
 
 
 class CouncilBacktestDetailOut(BaseModel):
@@ -177,11 +179,12 @@ class BookTradesOut(BaseModel):
 
 
 def _point(stored: list[Any]) -> EquityPointOut:
-    ts, council, buy_and_hold, momentum = stored
+    ts, council, buy_and_hold, momentum, *anonymised = stored
     instant = datetime.fromisoformat(ts)  # the bars' instants, UTC; stored naive or aware
     return EquityPointOut(
         ts=instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC),
         council=council,
         buy_and_hold=buy_and_hold,
         momentum=momentum,
+        council_anon=anonymised[0] if anonymised else None,
     )

@@ -70,24 +70,28 @@ def record_sitting(
     as_of: datetime,
     status: RunStatus,
     *,
+    anonymised: bool = False,
     decisions: int = 0,
     detail: str | None = None,
 ) -> CouncilBacktestSitting:
-    """A sitting's row: its council run (the newest this backtest opened as of `as_of`; none
-    when the sitting was refused before it opened one), what the run spent, how much the
-    cache answered and the members it flagged; the backtest's totals follow."""
-    run = session.scalars(
+    """A sitting's row: its council run (the newest this backtest opened as of `as_of` in
+    that mode; none when the sitting was refused before it opened one), what the run
+    spent, how much the cache answered and the members it flagged; the backtest's totals
+    follow."""
+    runs = session.scalars(
         select(CouncilRun)
         .where(
-            CouncilRun.as_of == as_of, CouncilRun.params["sitting_of"].as_integer() == backtest_id
+            CouncilRun.as_of == as_of,
+            CouncilRun.params["sitting_of"].as_integer() == backtest_id,
         )
         .order_by(CouncilRun.id.desc())
-        .limit(1)
-    ).first()
+    )
+    run = next((r for r in runs if bool((r.params or {}).get("anonymised")) == anonymised), None)
     cost, requests, hits = run_spend(session, run.id) if run else (Decimal(0), 0, 0)
     row = CouncilBacktestSitting(
         backtest_id=backtest_id,
         as_of=as_of,
+        anonymised=anonymised,
         council_run_id=run.id if run else None,
         status=status,
         decisions=decisions,

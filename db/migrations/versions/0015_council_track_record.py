@@ -108,6 +108,7 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
+        sa.Column("anonymised", sa.Boolean(), nullable=False),
         sa.Column("decisions", sa.Integer(), nullable=False),
         sa.Column("cost_usd", sa.Numeric(precision=24, scale=8), nullable=False),
         sa.Column("requests", sa.Integer(), nullable=False),
@@ -138,7 +139,10 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_council_backtest_sittings")),
         sa.UniqueConstraint(
-            "backtest_id", "as_of", name=op.f("uq_council_backtest_sittings_backtest_id_as_of")
+            "backtest_id",
+            "as_of",
+            "anonymised",
+            name=op.f("uq_council_backtest_sittings_backtest_id_as_of_anonymised"),
         ),
     )
     op.create_table(
