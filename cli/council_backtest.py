@@ -86,6 +86,13 @@ def backtest_cmd(
             "--anonymise", help="Sit each day again with aliases and rescaled prices; compare."
         ),
     ] = False,
+    weighting: Annotated[
+        bool | None,
+        typer.Option(
+            "--weighting/--no-weighting",
+            help="Rank pitches by skill-weighted reviews (default: COUNCIL_VOTE_WEIGHTING).",
+        ),
+    ] = None,
     cutoff_policy: Annotated[
         CutoffPolicy | None,
         typer.Option(help="A sitting before a member's training cutoff: flag or refuse it."),
@@ -114,6 +121,7 @@ def backtest_cmd(
         "cutoff_policy": str(cutoff_policy) if cutoff_policy else None,
         "replay": replay,
         "anonymise": anonymise,
+        "weighting": weighting,
         "max_positions": max_positions,
         "max_weight": max_weight,
     }

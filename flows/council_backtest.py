@@ -97,6 +97,7 @@ async def council_backtest(
     cutoff_policy: Literal["flag", "refuse"] | None = None,
     replay: bool = False,
     anonymise: bool = False,
+    weighting: bool | None = None,
     job_id: int | None = None,
 ) -> State[Any]:
     """Backtest the council from `start` to `end`, sitting `rebalance` ("weekly": the last
@@ -107,6 +108,8 @@ async def council_backtest(
     `anonymise`: every day is sat twice, as it is and anonymised (aliases for symbols,
     rescaled prices: tasks/council/anonymise.py), and the two councils are compared: a
     model that remembers the real series does better only where it can see it.
+    `weighting` (default COUNCIL_VOTE_WEIGHTING): each sitting ranks pitches by reviews
+    weighted by the reviewers' skill so far; the report says where that changed the top.
     """
     settings = get_settings()
     if end <= start:
@@ -130,6 +133,7 @@ async def council_backtest(
             "min_reward_risk": min_reward_risk,
             "cutoff_policy": cutoff_policy,
             "replay": replay,
+            "weighting": weighting,
         },
     )
     engine = make_engine(settings.database_url)

@@ -38,7 +38,7 @@ from tasks.backtest.plot import equity_png, write_png
 from tasks.council_backtest.baselines import buy_and_hold_orders, momentum_orders
 from tasks.council_backtest.bias import bias_report
 from tasks.council_backtest.book import BookOrder, BookResult, simulate_book
-from tasks.council_backtest.judge import Seat, score_sittings
+from tasks.council_backtest.judge import score_sittings, seats_of
 
 BOOKS = ("council", "buy_and_hold", "momentum")
 COUNCIL_BOOKS = {False: "council", True: "council_anon"}  # by anonymised
@@ -73,7 +73,8 @@ def store_results(
         reviews = tr.reviews_of(session, run_ids)
         runs = {r: session.get(CouncilRun, r) for r in run_ids}
         sectors = {k: v for k, v in sectors_of(session, list(panel.symbols)).items() if v}
-        seats, flagged_runs = _seats(runs)
+        tallies = tr.tallies_of(session, run_ids)
+        seats, flagged_runs = seats_of(runs)
     bar_of_as_of = {close_instant(day): bar for day, bar in bar_of_day.items()}
     sitting_bars = sorted(bar_of_day[d] for d in sat[False])
     first = sitting_bars[0]
@@ -114,6 +115,7 @@ def store_results(
             )
             for anonymised in sat
         },
+        "weighting": _weighting(tallies, max_positions),
         "pitches_scored": len(outcomes),
         "pitches_kept": len(pitches),
     }
@@ -160,11 +162,13 @@ def store_results(
         "cost_usd": str(cost.quantize(Decimal("0.000001"))),
         "requests": requests,
         "cache_hits": hits,
+        "max_positions": max_positions,
         "metrics": {k: json_metrics(v.model_dump()) for k, v in metrics.items()},
         "trades": {k: len(r.trades()) for k, r in results.items()},
         "refused": {k: sum(1 for lot in r.lots if lot.refused) for k, r in results.items()},
         "cutoff": report["cutoff"],
         "modes": report["modes"],
+        "weighting": report["weighting"],
         "bias": report["bias"],
         "plot": str(plot),
     }
@@ -206,6 +210,12 @@ async def publish(backtest_id: int, judged: Judged) -> None:
         f"![equity and drawdown](data:image/png;base64,{base64.b64encode(judged.png).decode()})",
         "",
         *_modes_lines(summary),
+        "## Weighting reviewers by skill",
+        f"* sittings whose reviewers had a record: {summary['weighting']['with_record']} of "
+        f"{summary['weighting']['sittings']}; the top {summary['max_positions']} pitches "
+        f"would differ between the two tallies in {summary['weighting']['top_changed']}; "
+        f"ranked by the weighted tally in {summary['weighting']['ranked_by_weights']}",
+        "",
         "## Bias",
         f"* position effect (rank correlation of display position with score): "
         f"{_num(bias['position_effect'])}",
@@ -221,22 +231,18 @@ async def publish(backtest_id: int, judged: Judged) -> None:
     )
 
 
-def _seats(runs: Mapping[int, CouncilRun | None]) -> tuple[dict[tuple[int, str], Seat], set[int]]:
-    """Each run's seats (from its stored roster) and the runs with a flagged member."""
-    seats: dict[tuple[int, str], Seat] = {}
-    flagged: set[int] = set()
-    for run_id, run in runs.items():
-        params = (run.params if run else None) or {}
-        may_know = {f["member"] for f in params.get("may_know", [])}
-        if may_know:
-            flagged.add(run_id)
-        for m in params.get("roster", []):
-            seats[(run_id, m["name"])] = Seat(
-                model=m["model"],
-                review_model=m.get("review_model") or m["model"],
-                may_know=m["name"] in may_know,
-            )
-    return seats, flagged
+def _weighting(tallies: Mapping[int, dict[str, Any]], top: int) -> dict[str, Any]:
+    """What weighting the votes by skill did, or would have done: in how many sittings the
+    reviewers had a record, and in how many of those the `top` pitches differ between the
+    two tallies."""
+    known = [t for t in tallies.values() if t.get("weighted_order")]
+    changed = [t for t in known if t["plain_order"][:top] != t["weighted_order"][:top]]
+    return {
+        "sittings": len(tallies),
+        "with_record": len(known),
+        "top_changed": len(changed),
+        "ranked_by_weights": sum(1 for t in tallies.values() if t.get("ranked_by") == "weighted"),
+    }
 
 
 def _modes_lines(summary: dict[str, Any]) -> list[str]:

@@ -1,9 +1,8 @@
 """The weekly council's stage tasks: each runs one stage, writes its outcome to the
 project's tables, publishes an artifact and moves the run's job row on.
 
-`CouncilRun` is what the tasks share (the database, the gateway, the run's ids,
-the bus when Redis is configured); the flow in `weekly_council.py` builds it
-and calls the tasks in order, a barrier between them.
+`CouncilRun` (flows/council_run.py) is what the tasks share; the flow in
+`weekly_council.py` builds it and calls the tasks in order, a barrier between them.
 
 No task carries a Prefect tag. Before a tagged task's body runs, Prefect asks
 the server for a slot of each tag's concurrency limit (`POST /api/v2/
@@ -29,26 +28,21 @@ from prefect.artifacts import (
     acreate_table_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from db.engine import read_sessions_of, transaction, unit_of_work
 from db.queries import council as q
-from db.queries.jobs import finish_council_run, record_stage
-from models.council import CouncilRun as CouncilRunRow
-from models.enums import RunStatus
+from db.queries.track_record import reviews_with_outcomes, save_outcomes
+from flows.council_run import CouncilRun
 from models.errors import InvalidInputError
-from models.jobs import JobUpdate
 from models.ops import AuditEvent
 from models.snapshot import MarketSnapshot
-from services.bus import Bus, make_bus
-from services.bus.job_updates import announce_job
-from services.llm.gateway import LLMGateway
-from services.settings import Settings
-from tasks.council.aggregate import label_order
-from tasks.council.anonymise import Aliases
+from tasks.council.aggregate import Ranking, label_order
 from tasks.council.research import ResearchOutcome, research_stage
 from tasks.council.roster import Roster
 from tasks.council.screen import Screen, screen, screen_rules
+from tasks.council.skill import reviewer_weights
 from tasks.council.stages import (
     Candidate,
     ChairOutcome,
@@ -58,81 +52,9 @@ from tasks.council.stages import (
     review_stage,
 )
 from tasks.council.validation import ChairRules, PitchRules
+from tasks.council_backtest.judge import outcomes_due
 from tasks.market_snapshot import build_snapshot
 from tasks.sentiment import sentiment_params
-
-
-class CouncilRun:
-    """What the stages share: the database, the gateway and the run's ids."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        sessions: sessionmaker[Session],
-        run_id: int,
-        job_id: int | None,
-        gateway: LLMGateway,
-        caveat: str | None = None,
-        aliases: Aliases | None = None,
-    ) -> None:
-        """`job_id` None: a council backtest's sitting, followed by the backtest's job.
-        `caveat` (the members who may remember what followed) heads every artifact.
-        `aliases`: an anonymised sitting (tasks/council/anonymise.py): the stages see the
-        aliased snapshot, and what they produce is stored real (`real`)."""
-        self.settings = settings
-        self.sessions = sessions
-        self.run_id = run_id
-        self.job_id = job_id
-        self.gateway = gateway
-        self.caveat = caveat
-        self.aliases = aliases
-        self.bus: Bus | None = make_bus(settings.redis_url) if settings.redis_url else None
-
-    async def close(self) -> None:
-        if self.bus is not None:
-            await self.bus.close()
-
-    async def progress(self, stage: str, **facts: Any) -> None:
-        """The run reached `stage`: its job row says so, and with Redis `jobs:updates` does
-        (without Redis the realtime process polls the jobs table: it cannot hear this one)."""
-        job_id = self.job_id
-        if job_id is None:
-            return
-        update = await asyncio.to_thread(
-            transaction,
-            self.sessions,
-            lambda s: record_stage(s, job_id, stage, council_run_id=self.run_id, **facts),
-        )
-        await self._announce(update)
-
-    async def finish(
-        self, status: RunStatus, detail: str | None = None, **facts: Any
-    ) -> CouncilRunRow:
-        """End the run and its job together, as `status` with `detail` (the cause, if not
-        completed); the run as it ended, with its cost."""
-        run_id = self.run_id
-        row, update = await asyncio.to_thread(
-            transaction,
-            self.sessions,
-            lambda s: finish_council_run(s, run_id, status, detail, **facts),
-        )
-        await self._announce(update)
-        return row
-
-    def real(self, value: Any) -> Any:
-        """A stage's output (JSON) as the tables keep it: real symbols and prices."""
-        return self.aliases.record(value) if self.aliases else value
-
-    def real_symbol(self, symbol: str) -> str:
-        return self.aliases.real(symbol) if self.aliases else symbol
-
-    def described(self, description: str) -> str:
-        """An artifact's description, headed by the run's caveat when it has one."""
-        return f"{self.caveat}. {description}" if self.caveat else description
-
-    async def _announce(self, update: JobUpdate | None) -> None:
-        if update is not None and self.bus is not None:
-            await announce_job(self.bus, update)
 
 
 @task(name="market-snapshot", cache_policy=NO_CACHE)
@@ -140,6 +62,12 @@ async def snapshot_task(run: CouncilRun, universe: list[str], as_of: datetime) -
     params = sentiment_params(run.settings)
     with read_sessions_of(run.sessions)() as session:  # slow reads hold no write lock
         snapshot = build_snapshot(session, universe, as_of, sentiment=params)
+        scored = outcomes_due(session, as_of)  # the track record, as it stands today
+    if scored:
+        try:
+            await asyncio.to_thread(transaction, run.sessions, lambda s: save_outcomes(s, scored))
+        except IntegrityError:  # a sitting beside this one stored the same outcomes first
+            get_run_logger().info("pitch outcomes already scored by another sitting")
 
     def keep_hash(session: Session) -> None:
         q.get_run(session, run.run_id).data_hash = snapshot.data_hash
@@ -153,6 +81,7 @@ async def snapshot_task(run: CouncilRun, universe: list[str], as_of: datetime) -
         symbols=len(snapshot.symbols),
         data_hash=snapshot.data_hash,
         news_items=news.items if news else 0,
+        pitches_scored=len(scored),
         sentiment_hash=news.sentiment_hash if news else None,
     )
     return snapshot
@@ -254,10 +183,21 @@ async def pitch_task(
 async def review_task(
     run: CouncilRun, roster: Roster, snapshot: MarketSnapshot, candidates: list[Candidate]
 ) -> ReviewOutcome:
+    with read_sessions_of(run.sessions)() as session:
+        seen = reviews_with_outcomes(session, snapshot.as_of)
+    weights = reviewer_weights(seen, [m.name for m in roster.pms]) if seen else None
     outcome = await review_stage(
-        run.gateway, roster, snapshot, candidates, run.run_id, seed=_shuffle_seed(snapshot)
+        run.gateway,
+        roster,
+        snapshot,
+        candidates,
+        run.run_id,
+        seed=_shuffle_seed(snapshot),
+        weights=weights,
+        weighted=run.weighting,
     )
     with unit_of_work(run.sessions) as session:
+        session.add(_audit(run, "review.tallies", _tallies(outcome)))
         for ballot in outcome.ballots:
             if ballot.batch is None:
                 continue
@@ -275,6 +215,8 @@ async def review_task(
                     positions[review.pitch],
                 )
     by_id = {c.pitch_id: c for c in candidates}
+    plain, skilled = _points(outcome.plain), _points(outcome.weighted)
+    ranked_by = "skill-weighted" if run.weighting and outcome.weighted else "normalised"
     table = [
         {
             "rank": i + 1,
@@ -282,8 +224,9 @@ async def review_task(
             "pm": by_id[s.pitch_id].author,
             "symbol": run.real_symbol(by_id[s.pitch_id].pitch.symbol),
             "side": str(by_id[s.pitch_id].pitch.side),
-            "borda": None if s.borda is None else round(s.borda, 3),
-            "mean score": None if s.mean_score is None else round(s.mean_score, 3),
+            "borda": _round(plain.get(s.pitch_id)),
+            "weighted borda": _round(skilled.get(s.pitch_id)),
+            "mean score": _round(s.mean_score),
             "reviews": s.reviews,
         }
         for i, s in enumerate(outcome.ranking.standings)
@@ -292,7 +235,7 @@ async def review_task(
         table=table,
         key=f"council-{run.run_id}-pitches",
         description=run.described(
-            f"Pitches ranked by normalised Borda count; agreement (Kendall's W) "
+            f"Pitches ranked by {ranked_by} Borda count; agreement (Kendall's W) "
             f"{_fmt(outcome.agreement)}, position effect {_fmt(outcome.position_effect)}"
         ),
     )
@@ -345,6 +288,8 @@ async def chair_task(
                 run.real(call.rationale),
                 {
                     "borda": standing.borda,
+                    "plain_borda": _points(review.plain).get(pitch_id),
+                    "weighted_borda": _points(review.weighted).get(pitch_id),
                     "mean_score": standing.mean_score,
                     "reviews": standing.reviews,
                     "label": next(k for k, v in outcome.labels.items() if v == pitch_id),
@@ -370,6 +315,32 @@ def _audit(
 
 def _screen_record(screened: Screen) -> dict[str, Any]:
     return {"chosen": screened.chosen, "excluded": screened.excluded}
+
+
+def _points(ranking: Ranking | None) -> dict[int, float | None]:
+    return {s.pitch_id: s.borda for s in ranking.standings} if ranking else {}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _tallies(outcome: ReviewOutcome) -> dict[str, Any]:
+    """Both tallies of a review, for the record: one reviewer one vote, and weighted by the
+    reviewers' skill (null before any reviewer has a record), and which one ranked."""
+    plain, skilled = _points(outcome.plain), _points(outcome.weighted)
+    return {
+        "weights": outcome.weights,
+        "ranked_by": "weighted" if outcome.ranking is outcome.weighted else "plain",
+        "pitches": [
+            {"pitch": p, "borda": plain[p], "weighted_borda": skilled.get(p)} for p in plain
+        ],
+        "order": [s.pitch_id for s in outcome.ranking.standings],
+        "plain_order": [s.pitch_id for s in outcome.plain.standings] if outcome.plain else [],
+        "weighted_order": (
+            [s.pitch_id for s in outcome.weighted.standings] if outcome.weighted else None
+        ),
+    }
 
 
 def _shuffle_seed(snapshot: MarketSnapshot) -> str:

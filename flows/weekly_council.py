@@ -39,8 +39,8 @@ from db.queries import council as q
 from db.queries.bar_coverage import bar_coverage
 from db.queries.jobs import job_owner, open_council_run
 from db.queries.llm_calls import SqlCallStore
+from flows.council_run import CouncilRun
 from flows.council_tasks import (
-    CouncilRun,
     chair_task,
     pitch_task,
     research_task,
@@ -97,6 +97,7 @@ async def weekly_council(
     sitting_of: int | None = None,
     cutoff_policy: Literal["flag", "refuse"] | None = None,
     anonymise: bool = False,
+    weighting: bool | None = None,
 ) -> State[Any]:
     """One council sitting for `as_of` (default: the latest day with stored daily bars; a day
     outside the stored range is refused, tasks/council/week.py); returns the run's summary.
@@ -124,6 +125,11 @@ async def weekly_council(
     refused with `cutoff_policy="refuse"` (default: COUNCIL_CUTOFF_POLICY). `anonymise`
     shows the council aliases for symbols and rescaled prices (tasks/council/anonymise.py);
     its rows still name the real ones.
+
+    Every sitting first scores the earlier sittings' pitches that the bars now known
+    resolve (the track record, tasks/council_backtest/judge.py). `weighting` (default
+    COUNCIL_VOTE_WEIGHTING) ranks the pitches for the chairman by reviews weighted by each
+    reviewer's skill so far; both tallies are kept on the record either way.
     """
     settings = get_settings()
     register_offline_provider()
@@ -174,6 +180,9 @@ async def weekly_council(
             params["may_know"] = [f.record() for f in flags]
         if anonymise:
             params["anonymised"] = True
+        weighted = settings.council_vote_weighting if weighting is None else weighting
+        if weighted:
+            params["weighting"] = True
         budget = Decimal(str(budget_usd)) if budget_usd is not None and not replay else None
         council, opened = await asyncio.to_thread(
             transaction,
@@ -198,7 +207,7 @@ async def weekly_council(
             cache_only=replay,
         )
         aliases = aliases_for(symbols) if anonymise else None
-        run = CouncilRun(settings, sessions, run_id, job_id, gateway, caveat, aliases)
+        run = CouncilRun(settings, sessions, run_id, job_id, gateway, caveat, aliases, weighted)
     except BaseException:  # not sitting after all: its connections go with it
         engine.dispose()
         raise

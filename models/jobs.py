@@ -143,6 +143,11 @@ class CouncilBacktestParams(BaseModel):
     replay: bool = Field(
         False, description="Every answer from the LLM cache, no model asked, nothing spent."
     )
+    weighting: bool | None = Field(
+        None,
+        description="Rank pitches by reviews weighted by each reviewer's skill so far; "
+        "default COUNCIL_VOTE_WEIGHTING. Both tallies are reported either way.",
+    )
     anonymise: bool = Field(
         False,
         description="Sit each day again with aliases for symbols and rescaled prices, and "

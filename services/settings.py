@@ -171,6 +171,11 @@ class Settings(BaseSettings):
         description="A historical council whose as_of is before a member's training cutoff: "
         "flag it on every artifact and result, or refuse to sit it (services/llm/cutoffs.py).",
     )
+    council_vote_weighting: bool = Field(
+        False,
+        description="Rank pitches for the chairman by peer reviews weighted by each "
+        "reviewer's skill so far (tasks/council/skill.py); both tallies are recorded anyway.",
+    )
     sample_data_dir: Path = Path("data/sample")
 
     # --- realtime process ------------------------------------------------------

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, select, update
 
 from db.engine import make_session_factory, unit_of_work
 from flows.council_backtest import council_backtest
-from models.council import CouncilRun
+from models.council import CouncilDecision, CouncilRun
 from models.enums import RunStatus
 from models.market import Bar
 from models.ops import LLMCall
@@ -266,3 +266,42 @@ def test_an_anonymised_council_sits_beside_the_plain_one_and_the_report_compares
         assert row.equity is not None
         assert len(row.equity[0]) == 5  # ts, council, buy and hold, momentum, anonymised
     assert "Plain vs anonymised" in _artifact(f"council-backtest-{backtest_id}-report")["data"]
+
+
+def test_sittings_score_what_came_before_and_weighting_uses_only_what_was_known(
+    flow_db: Engine,
+) -> None:
+    window = {"start": date(2018, 1, 1), "end": date(2018, 6, 30), "weighting": True}
+    first = _run(**window)
+    assert first.is_completed(), first.message
+    one = first.result()
+    weighting = one["weighting"]
+    assert weighting["sittings"] == one["sittings"] == 6
+    assert weighting["with_record"] >= 3  # by spring the reviewers have a record
+    assert weighting["ranked_by_weights"] == weighting["with_record"]
+    with make_session_factory(flow_db)() as session:
+        sittings = session.scalars(
+            select(CouncilBacktestSitting)
+            .where(CouncilBacktestSitting.backtest_id == one["council_backtest_id"])
+            .order_by(CouncilBacktestSitting.as_of)
+        ).all()
+        # each sitting scored what had resolved before it: no outcome is of a later day
+        for sitting in sittings:
+            run = session.get(CouncilRun, sitting.council_run_id)
+            assert run is not None
+            assert run.params is not None
+            assert run.params["weighting"] is True
+        decisions = session.scalars(
+            select(CouncilDecision).where(
+                CouncilDecision.run_id.in_([s.council_run_id for s in sittings[-3:]])
+            )
+        ).all()
+        assert decisions
+        assert all(d.votes and d.votes["weighted_borda"] is not None for d in decisions)
+        assert all("plain_borda" in (d.votes or {}) for d in decisions)
+    again = _run(**window)  # the weights, like everything else, come out the same
+    assert again.is_completed(), again.message
+    two = again.result()
+    assert two["requests"] == 0
+    assert two["metrics"] == one["metrics"]
+    assert two["weighting"] == weighting

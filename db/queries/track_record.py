@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +19,7 @@ from models.base import utcnow
 from models.council import CouncilDecision, CouncilRun, PeerReview, Pitch
 from models.enums import DecisionAction, RunStatus
 from models.errors import NotFoundError
-from models.ops import LLMCall
+from models.ops import AuditEvent, LLMCall
 from models.track_record import (
     CouncilBacktest,
     CouncilBacktestSitting,
@@ -345,3 +345,95 @@ def track_record(
         s.rank_corr_sum += r.rank_corr
         s.may_know += r.may_know
     return [skills[k].out() for k in sorted(skills)]
+
+
+# --- what is due for scoring, and what reviewers have shown so far ------------------
+
+
+def unscored_pitches(
+    session: Session, before: datetime, since: datetime
+) -> list[tuple[Pitch, CouncilRun]]:
+    """Kept pitches of completed council runs sat in [since, before) that have no outcome
+    yet, with their runs: what a sitting at `before` may score from the bars it knows."""
+    rows = session.execute(
+        select(Pitch, CouncilRun)
+        .join(CouncilRun, CouncilRun.id == Pitch.run_id)
+        .outerjoin(PitchOutcome, PitchOutcome.pitch_id == Pitch.id)
+        .where(
+            CouncilRun.as_of < before,
+            CouncilRun.as_of >= since,
+            CouncilRun.status == RunStatus.COMPLETED,
+            Pitch.dropped_reason.is_(None),
+            PitchOutcome.id.is_(None),
+        )
+        .order_by(CouncilRun.as_of, Pitch.id)
+    ).all()
+    return [(p, r) for p, r in rows]
+
+
+def decided_pitches(session: Session, run_ids: Iterable[int]) -> set[int]:
+    """The pitches these runs' chairmen took."""
+    ids = session.scalars(
+        select(CouncilDecision.pitch_id).where(
+            CouncilDecision.run_id.in_(list(run_ids)), CouncilDecision.pitch_id.is_not(None)
+        )
+    )
+    return {i for i in ids if i is not None}
+
+
+@dataclass(frozen=True)
+class ReviewSeen:
+    """One review whose pitch's outcome was known by a given instant."""
+
+    reviewer: str
+    sitting: tuple[datetime, bool]  # the reviewing run's as_of, and whether anonymised
+    run_id: int
+    pitch_id: int
+    score: float
+    excess: float
+
+
+def reviews_with_outcomes(session: Session, known_by: datetime) -> list[ReviewSeen]:
+    """Every review of a pitch whose outcome was known by `known_by` (its exit bar complete),
+    sat before it. Point in time: a weight computed at `known_by` reads only these."""
+    rows = session.execute(
+        select(
+            PeerReview.reviewer,
+            CouncilRun.as_of,
+            CouncilRun.params,
+            PeerReview.run_id,
+            PeerReview.pitch_id,
+            PeerReview.score,
+            PitchOutcome.excess,
+        )
+        .join(PitchOutcome, PitchOutcome.pitch_id == PeerReview.pitch_id)
+        .join(CouncilRun, CouncilRun.id == PeerReview.run_id)
+        .where(
+            CouncilRun.as_of < known_by,
+            PitchOutcome.exit_at <= known_by - timedelta(days=1),  # a bar is known at its end
+        )
+        .order_by(CouncilRun.as_of, PeerReview.run_id, PeerReview.pitch_id)
+    ).all()
+    return [
+        ReviewSeen(
+            reviewer,
+            (as_of, bool((params or {}).get("anonymised"))),
+            run_id,
+            pitch_id,
+            float(score),
+            excess,
+        )
+        for reviewer, as_of, params, run_id, pitch_id, score, excess in rows
+    ]
+
+
+def tallies_of(session: Session, run_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Each run's review tallies (plain and skill-weighted, the `review.tallies` record)."""
+    rows = session.execute(
+        select(AuditEvent.entity_id, AuditEvent.payload).where(
+            AuditEvent.event == "review.tallies",
+            AuditEvent.entity_type == "council_run",
+            AuditEvent.entity_id.in_([str(r) for r in run_ids]),
+        )
+    ).all()
+    return {int(entity): payload for entity, payload in rows}

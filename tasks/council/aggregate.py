@@ -150,21 +150,31 @@ class Ranking:
         raise KeyError(pitch_id)
 
 
-def borda(ballots: Iterable[Ballot], pitch_ids: Collection[int]) -> dict[int, float]:
+def borda(
+    ballots: Iterable[Ballot],
+    pitch_ids: Collection[int],
+    weights: Mapping[str, float] | None = None,
+) -> dict[int, float]:
     """Normalised Borda score per reviewed pitch, in [0, 1]; unreviewed pitches are absent.
 
     Within a ballot the scored pitches are ranked best first (rank 0; ties
     share the average rank) and earn (n - 1 - rank) / (n - 1), n being the
     number the ballot scored, so a ballot's best gets 1 and its worst 0
     whatever its scale. A ballot that scored a single pitch gives it 0.5. A
-    pitch's score is the mean over the ballots that scored it.
+    pitch's score is the mean over the ballots that scored it, weighted by each
+    reviewer's `weights` (default 1: tasks/council/skill.py).
     """
-    return {p: points for p, (points, _, _) in _tally(ballots, pitch_ids).items()}
+    return {p: points for p, (points, _, _) in _tally(ballots, pitch_ids, weights).items()}
 
 
-def rank_pitches(ballots: Iterable[Ballot], pitch_ids: Collection[int]) -> Ranking:
-    """Rank every pitch in `pitch_ids` by `borda`, with review counts and mean raw scores."""
-    tally = _tally(ballots, pitch_ids)
+def rank_pitches(
+    ballots: Iterable[Ballot],
+    pitch_ids: Collection[int],
+    weights: Mapping[str, float] | None = None,
+) -> Ranking:
+    """Rank every pitch in `pitch_ids` by `borda` (weighted by `weights`, if given), with
+    review counts and mean raw scores."""
+    tally = _tally(ballots, pitch_ids, weights)
     # Rounded so that float noise in equal means cannot overrule the tie-breaks.
     best_first = sorted(tally, key=lambda p: (-round(tally[p][0], 12), -round(tally[p][1], 12), p))
     reviewed = [Standing(p, *tally[p]) for p in best_first]
@@ -246,13 +256,17 @@ def _label(index: int) -> str:
 
 
 def _tally(
-    ballots: Iterable[Ballot], pitch_ids: Collection[int]
+    ballots: Iterable[Ballot],
+    pitch_ids: Collection[int],
+    weights: Mapping[str, float] | None = None,
 ) -> dict[int, tuple[float, float, int]]:
-    """Per reviewed pitch: (mean Borda points, mean raw score, number of reviews)."""
+    """Per reviewed pitch: (mean Borda points, weighted by the reviewers' `weights`; mean raw
+    score; number of reviews)."""
     listed = list(ballots)
     _require_unique_reviewers(listed)
     known = set(pitch_ids)
     points: defaultdict[int, list[float]] = defaultdict(list)
+    counted: defaultdict[int, list[float]] = defaultdict(list)
     raw: defaultdict[int, list[float]] = defaultdict(list)
     for ballot in listed:
         strangers = sorted(ballot.scores.keys() - known)
@@ -262,10 +276,21 @@ def _tally(
         values = np.array([ballot.scores[p] for p in ids], dtype=np.float64)
         n = len(ids)
         earned = (n - 1 - _average_ranks(-values)) / (n - 1) if n > 1 else np.full(n, 0.5)
+        weight = 1.0 if weights is None else weights.get(ballot.reviewer, 1.0)
         for pitch_id, got, score in zip(ids, earned, values, strict=True):
             points[pitch_id].append(float(got))
+            counted[pitch_id].append(weight)
             raw[pitch_id].append(float(score))
-    return {p: (float(np.mean(points[p])), float(np.mean(raw[p])), len(points[p])) for p in points}
+    return {
+        p: (
+            float(
+                np.mean(points[p]) if weights is None else np.average(points[p], weights=counted[p])
+            ),
+            float(np.mean(raw[p])),
+            len(points[p]),
+        )
+        for p in points
+    }
 
 
 def _require_unique_reviewers(ballots: Sequence[Ballot]) -> None:

@@ -11,7 +11,7 @@ reason, never passed on. No database here: the flow persists outcomes.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -87,9 +87,12 @@ class ReviewBallot:
 @dataclass(frozen=True)
 class ReviewOutcome:
     ballots: list[ReviewBallot]
-    ranking: Ranking
+    ranking: Ranking  # what the chairman is shown: `weighted` when weighting is on, else `plain`
     agreement: float | None  # Kendall's W, adapted to each reviewer skipping its own pitch
     position_effect: float | None  # Spearman(display position, score); < 0: first shown favoured
+    plain: Ranking | None = None  # one reviewer, one vote
+    weighted: Ranking | None = None  # votes weighted by the reviewers' skill, when known
+    weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,12 @@ async def review_stage(
     candidates: Sequence[Candidate],
     run_id: int | None,
     seed: str,
+    weights: Mapping[str, float] | None = None,
+    weighted: bool = False,
 ) -> ReviewOutcome:
-    """Each PM scores the others' pitches under labels shuffled for it alone."""
+    """Each PM scores the others' pitches under labels shuffled for it alone. With
+    `weights` (tasks/council/skill.py) both tallies are kept; `weighted` ranks by the
+    weighted one."""
     by_id = {c.pitch_id: c for c in candidates}
     ids = sorted(by_id)
 
@@ -203,11 +210,16 @@ async def review_stage(
         except BallotError as exc:  # scored labels it was not shown: the ballot does not count
             answer = ReviewBallot(answer.reviewer, answer.labels, None, answer.call_id, str(exc))
         kept.append(answer)
+    plain = rank_pitches(ballots, ids)
+    skilled = rank_pitches(ballots, ids, weights) if weights else None
     return ReviewOutcome(
         ballots=kept,
-        ranking=rank_pitches(ballots, ids),
+        ranking=skilled if weighted and skilled is not None else plain,
         agreement=agreement(ballots),
         position_effect=position_effect(ballots),
+        plain=plain,
+        weighted=skilled,
+        weights=dict(weights or {}),
     )
 
 

@@ -1,8 +1,12 @@
-"""Scoring a backtest's sittings: every kept pitch against its outcome, every reviewer's
-scores against those outcomes, rows ready for `pitch_outcomes` and `reviewer_scores`.
+"""Scoring sittings: every kept pitch against its outcome, every reviewer's scores against
+those outcomes, rows ready for `pitch_outcomes` and `reviewer_scores`.
 
 Point in time: the panel given holds the bars known when the scoring runs; a
 pitch whose horizon goes past them is left unscored (it is not known yet).
+`outcomes_due` is what every council sitting scores first: the pitches of earlier
+sittings that the bars now known resolve are scored, so the track record (and
+the reviewers' weights, tasks/council/skill.py) stand as they did that day,
+in a backtest as in the live week.
 """
 
 from __future__ import annotations
@@ -10,13 +14,19 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from models.council import PeerReview, Pitch
+from sqlalchemy.orm import Session
+
+from db.queries import track_record as tr
+from db.queries.bars import bars_frame
+from models.council import CouncilRun, PeerReview, Pitch
 from tasks.backtest.panel import PricePanel
 from tasks.council_backtest.outcomes import Outcome, reviewer_rank_corr, score_pitch
+
+DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,55 @@ class Seat:
     model: str
     review_model: str
     may_know: bool
+
+
+MAX_PITCH_AGE = timedelta(days=140)
+"""Older unscored pitches are not looked at again: a horizon is at most 90 trading days, so
+a pitch still unresolved after 140 calendar days never will be (its symbol stopped)."""
+
+
+def seats_of(
+    runs: Mapping[int, CouncilRun | None],
+) -> tuple[dict[tuple[int, str], Seat], set[int]]:
+    """Each run's seats (from its stored roster) and the runs with a flagged member."""
+    seats: dict[tuple[int, str], Seat] = {}
+    flagged: set[int] = set()
+    for run_id, run in runs.items():
+        params = (run.params if run else None) or {}
+        may_know = {f["member"] for f in params.get("may_know", [])}
+        if may_know:
+            flagged.add(run_id)
+        for m in params.get("roster", []):
+            seats[(run_id, m["name"])] = Seat(
+                model=m["model"],
+                review_model=m.get("review_model") or m["model"],
+                may_know=m["name"] in may_know,
+            )
+    return seats, flagged
+
+
+def outcomes_due(session: Session, as_of: datetime) -> list[dict[str, Any]]:
+    """Outcome rows of the pitches of completed sittings before `as_of` that the bars known
+    at `as_of` now resolve (for `save_outcomes`; reading only). A pitch is measured against
+    the universe of the runs scored with it (in a backtest, its own)."""
+    due = tr.unscored_pitches(session, as_of, as_of - MAX_PITCH_AGE)
+    if not due:
+        return []
+    runs = {run.id: run for _, run in due}
+    symbols = {p.symbol for p, _ in due}
+    for run in runs.values():
+        symbols |= set((run.params or {}).get("universe", []))
+    first = min(run.as_of for run in runs.values()).date() - timedelta(days=7)
+    frame = bars_frame(session, sorted(symbols), first, (as_of - DAY).date())
+    if frame.empty:
+        return []
+    panel = PricePanel.from_frame(frame, sorted(set(frame["symbol"])))
+    bar_of = {ts.to_pydatetime() + DAY: i for i, ts in enumerate(panel.dates)}
+    seats, _ = seats_of(runs)
+    approved = tr.decided_pitches(session, runs)
+    pitches = [(p, run.as_of) for p, run in due]
+    outcomes, _ = score_sittings(panel, bar_of, pitches, [], seats, approved)
+    return outcomes
 
 
 def score_sittings(
