@@ -36,6 +36,8 @@ def main() -> int:
     parser.add_argument("--rebalance", choices=("weekly", "monthly"), default="weekly")
     parser.add_argument("--start", type=date.fromisoformat, default=date(2018, 1, 1))
     parser.add_argument("--end", type=date.fromisoformat, default=date(2019, 12, 31))
+    parser.add_argument("--anonymise", action="store_true", help="sit each day anonymised too")
+    parser.add_argument("--weighting", action="store_true", help="rank by skill-weighted votes")
     args = parser.parse_args()
     os.environ["DATABASE_URL"] = args.db
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -54,6 +56,8 @@ def main() -> int:
                 end=args.end,
                 universe=universe,
                 rebalance=args.rebalance,
+                anonymise=args.anonymise,
+                weighting=args.weighting,
                 return_state=True,
             )
 
@@ -108,6 +112,9 @@ def _print(passes: list[dict[str, Any]], universe: int) -> None:
         print(f"{name:<14}{cells}")
     print(f"refused orders: {first['refused']}")
     print(f"cutoff: {first['cutoff']['flagged_sittings']} of {first['sittings']} sittings flagged")
+    for mode, stats in first["modes"].items():
+        print(f"pitches ({mode}): {stats}")
+    print(f"weighting: {first['weighting']}")
     for k, p in enumerate(passes, 1):
         print(
             f"pass {k}: {p['seconds']:.0f} s, requests {p['requests']}, cache hits "
