@@ -59,6 +59,21 @@ def _until(what: str, check: Any, timeout_s: float = 90.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _ended(api: Api, job_id: int) -> Any:
+    """A check for `_until`: the job's state once it has ended (None while it runs, or
+    while the server answers 503, as SQLite recovering from a killed writer does)."""
+
+    def check() -> dict[str, Any] | None:
+        response = api.get(f"/api/jobs/{job_id}")
+        if response.status_code == 503:
+            return None
+        assert response.status_code == 200, response.text
+        state: dict[str, Any] = response.json()
+        return state if state["status"] not in {"pending", "running"} else None
+
+    return check
+
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -204,15 +219,7 @@ def test_a_worker_process_that_dies_fails_its_job_with_the_reason(process_api: A
     run_id = _until("the council run", sitting)
     os.killpg(pid, signal.SIGKILL)
 
-    def ended() -> dict[str, Any] | None:
-        response = process_api.get(f"/api/jobs/{job['id']}")
-        if response.status_code == 503:  # SQLite recovering from the killed writer: retry
-            return None
-        assert response.status_code == 200, response.text
-        state: dict[str, Any] = response.json()
-        return state if state["status"] not in {"pending", "running"} else None
-
-    failed = _until("the job to fail", ended)
+    failed = _until("the job to fail", _ended(process_api, job["id"]))
     assert failed["status"] == "failed"
     assert "killed by SIGKILL" in failed["error"]
     assert failed["finished_at"] is not None
@@ -253,14 +260,7 @@ def test_a_backtest_job_runs_the_backtest_flow_and_links_its_run(process_api: Ap
     job = process_api.post("/api/jobs", json=BACKTEST)
     assert job.status_code == 202, job.text
 
-    def ended() -> dict[str, Any] | None:
-        response = process_api.get(f"/api/jobs/{job.json()['id']}")
-        if response.status_code == 503:
-            return None
-        state: dict[str, Any] = response.json()
-        return state if state["status"] not in {"pending", "running"} else None
-
-    done = _until("the backtest job to end", ended, timeout_s=120)
+    done = _until("the backtest job to end", _ended(process_api, job.json()["id"]), 120)
     assert done["status"] == "completed", done
     with process_api.sessions() as session:
         (run,) = session.scalars(select(Backtest)).all()
@@ -345,14 +345,7 @@ def test_a_council_backtest_job_runs_its_flow_in_a_worker_process(process_api: A
     assert job.status_code == 202, job.text
     assert job.json()["runner"] == "process"
 
-    def ended() -> dict[str, Any] | None:
-        response = process_api.get(f"/api/jobs/{job.json()['id']}")
-        if response.status_code == 503:
-            return None
-        state: dict[str, Any] = response.json()
-        return state if state["status"] not in {"pending", "running"} else None
-
-    done = _until("the council backtest job to end", ended, timeout_s=120)
+    done = _until("the council backtest job to end", _ended(process_api, job.json()["id"]), 120)
     assert done["status"] == "failed", done
     assert "no weekly sitting between 2019-06-03 and 2019-06-05" in done["error"]
     assert done["flow_run_id"] is not None

@@ -9,10 +9,11 @@ entry, so it cannot carry them. Here the fill model *is* the paper broker
 close fills at the next open, slipped; a bracket's legs start working after
 the entry fills and the bar's path (open -> nearer extreme -> other extreme
 -> close) decides which leg fills first, at its level, or at the open when a
-bar gaps past it. Sizing is `size_order` and every order passes
-`pre_trade_checks` first, with the account's own config: what a week of the
-backtest executes is what the paper account would have executed, fills and
-refusals alike (docs/decisions/0030-council-backtest.md).
+bar gaps past it. Each order is sized and checked by `size_and_check`
+(tasks/execution/intents.py), the judgement live execution makes, with the
+account's own config: what a week of the backtest executes is what the paper
+account would have executed, fills and refusals alike
+(docs/decisions/0030-council-backtest.md).
 
 Each order opens a lot (its own round trip): the lot ends when a leg fills,
 when its horizon has passed (a market order at the next open), when its
@@ -43,10 +44,9 @@ from services.brokers.paper import PaperBroker
 from services.brokers.protocol import OrderNotCancelableError, OrderRejectedError
 from tasks.backtest import records
 from tasks.backtest.panel import PricePanel
-from tasks.execution.intents import to_cents
+from tasks.execution.intents import MarketView, size_and_check, to_cents
 from tasks.execution.paper_feed import ohlc_path, play_path
-from tasks.execution.risk import AccountState, ProposedOrder, pre_trade_checks, rejection_reason
-from tasks.execution.sizing import size_order
+from tasks.execution.risk import AccountState
 
 DAY = timedelta(days=1)
 logger = logging.getLogger(__name__)
@@ -313,44 +313,29 @@ class _Book:
         if order.symbol not in self.broker.symbols_in_play():  # not played: give it the close
             self.broker.on_price(order.symbol, reference, self.now)
         money = await self.broker.account()
-        positions = {p.symbol: p.qty for p in await self.broker.positions()}
-        held = positions.get(order.symbol, Decimal(0))
-        closes = self._closes(s, t)
-        sizing = size_order(
-            weight=order.weight,
-            price=reference,
-            equity=money.equity,
-            account=self.account,
-            closes=closes,
-            buying_power=money.buying_power,
-            closable=max(Decimal(0), held if order.side is Side.SELL else -held),
-        )
-        if sizing.skipped is not None:
-            lot.refused = f"sizing: {sizing.skipped}"
-            return
-        tp, sl = to_cents(order.take_profit), to_cents(order.stop_loss)
-        bracket = tp is not None and sl is not None
         state = AccountState(
             equity=money.equity,
             cash=money.cash,
             buying_power=money.buying_power,
             day_start_equity=self.day_start,
-            positions=positions,
+            positions={p.symbol: p.qty for p in await self.broker.positions()},
             open_orders=await self._open_orders(),
         )
-        proposed = ProposedOrder(
+        tp, sl = to_cents(order.take_profit), to_cents(order.stop_loss)
+        sizing, _, reason = size_and_check(
             symbol=order.symbol,
             side=order.side,
-            qty=sizing.qty,
-            price=reference,
+            weight=order.weight,
             take_profit=tp,
             stop_loss=sl,
-            legs=2 if bracket else 0,
+            account=self.account,
+            view=MarketView(state=state, price=reference, as_of=self.now, now=self.now),
+            closes=self._closes(s, t),
         )
-        reason = rejection_reason(pre_trade_checks(proposed, state, self.account.limits, self.now))
         if reason is not None:
             lot.refused = reason
             return
+        bracket = tp is not None and sl is not None
         request = OrderRequest(
             client_order_id=order.tag,
             symbol=order.symbol,

@@ -11,6 +11,7 @@ limit); the earlier verdicts stay in its `risk_checks["history"]`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -30,7 +31,7 @@ from tasks.execution.risk import (
     pre_trade_checks,
     rejection_reason,
 )
-from tasks.execution.sizing import size_order
+from tasks.execution.sizing import SizingResult, size_order
 
 CENT = Decimal("0.01")
 
@@ -80,33 +81,16 @@ def plan_intent(
             session, [decision.symbol], view.as_of, account.sizing.vol_lookback_days + 1
         )
     ]
-    held = view.state.positions.get(decision.symbol, Decimal(0))
-    sizing = size_order(
+    sizing, record, reason = size_and_check(
+        symbol=decision.symbol,
+        side=side,
         weight=Decimal(decision.target_weight),
-        price=view.price,
-        equity=view.state.equity,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
         account=account,
+        view=view,
         closes=closes,
-        buying_power=view.state.buying_power,
-        closable=max(Decimal(0), held if side is Side.SELL else -held),
     )
-    record: dict[str, object] = {"sizing": sizing.detail(), "price": str(view.price)}
-    reason: str | None
-    if sizing.skipped is not None:
-        reason = f"sizing: {sizing.skipped}"
-    else:
-        proposed = ProposedOrder(
-            symbol=decision.symbol,
-            side=side,
-            qty=sizing.qty,
-            price=view.price,
-            take_profit=take_profit,
-            stop_loss=stop_loss,
-            legs=2 if take_profit is not None and stop_loss is not None else 0,
-        )
-        results = pre_trade_checks(proposed, view.state, account.limits, view.now)
-        record["checks"] = checks_record(results)
-        reason = rejection_reason(results)
     if found is not None:  # refused before, so never sent: judged again, the old verdict kept
         history = [*found.risk_checks.get("history", []), _verdict(found)]
         found.qty = sizing.qty
@@ -134,6 +118,48 @@ def plan_intent(
     session.add(intent)
     session.flush()
     return intent
+
+
+def size_and_check(
+    *,
+    symbol: str,
+    side: Side,
+    weight: Decimal,
+    take_profit: Decimal | None,
+    stop_loss: Decimal | None,
+    account: AccountConfig,
+    view: MarketView,
+    closes: Sequence[Decimal],
+) -> tuple[SizingResult, dict[str, object], str | None]:
+    """Size an order for `account` as `view` sees it and run every pre-trade check: (the
+    sizing, the record an intent keeps of both, why it may not be sent or None). Exit prices
+    come in whole cents (`to_cents`). The one judgement live execution and the council
+    backtest's book (tasks/council_backtest/book.py) both make."""
+    held = view.state.positions.get(symbol, Decimal(0))
+    sizing = size_order(
+        weight=weight,
+        price=view.price,
+        equity=view.state.equity,
+        account=account,
+        closes=closes,
+        buying_power=view.state.buying_power,
+        closable=max(Decimal(0), held if side is Side.SELL else -held),
+    )
+    record: dict[str, object] = {"sizing": sizing.detail(), "price": str(view.price)}
+    if sizing.skipped is not None:
+        return sizing, record, f"sizing: {sizing.skipped}"
+    proposed = ProposedOrder(
+        symbol=symbol,
+        side=side,
+        qty=sizing.qty,
+        price=view.price,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+        legs=2 if take_profit is not None and stop_loss is not None else 0,
+    )
+    results = pre_trade_checks(proposed, view.state, account.limits, view.now)
+    record["checks"] = checks_record(results)
+    return sizing, record, rejection_reason(results)
 
 
 def _verdict(intent: TradeIntent) -> dict[str, object]:
