@@ -58,8 +58,15 @@ def _artifact_keys() -> set[str]:
     async def read() -> set[str]:
         async with get_client() as client:
             # the raw endpoint: this client leaves fields empty that this server requires
+            # only this flow's keys: other tests on the session's server leave hundreds
             response = await client._client.post(
-                "/artifacts/filter", json={"limit": 200, "offset": 0, "sort": "ID_DESC"}
+                "/artifacts/filter",
+                json={
+                    "limit": 200,
+                    "offset": 0,
+                    "sort": "ID_DESC",
+                    "artifacts": {"key": {"like_": "backtest-"}},
+                },
             )
         keys = {a.get("key") or "" for a in response.json()}
         return {k for k in keys if k.startswith("backtest-")}

@@ -82,7 +82,9 @@ def state(cache: PriceCache) -> tuple[int, list[Row]]:
     return version, sorted(rows)
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], within_s: float = 5) -> None:
+async def eventually(check: Callable[[], bool | Awaitable[bool]], within_s: float = 15) -> None:
+    """Wait for `check` to hold; `within_s` bounds a hang, it is not a speed requirement (a
+    CI machine running flows on every core once took over 5 s to deliver a snapshot)."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         result = check()
